@@ -1,0 +1,62 @@
+// The agent's event loop: drains the kernel's ring buffer in batches, applies
+// them to the pipeline under one short lock, refreshes pod metadata and live
+// byte counters on their own schedules, and serves snapshots to the exporter.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/aggregator.h"
+#include "agent/event_decoder.h"
+#include "agent/pods.h"
+#include "agent/probes.h"
+#include "agent/tcp_pipeline.h"
+
+namespace podtap {
+
+struct AgentOptions {
+  ProbeOptions probes;
+  std::string pods_file;  // empty: no pods, every socket is a host process
+  std::set<std::string> pod_label_allowlist;
+  std::chrono::milliseconds diag_interval{5000};  // 0: no live byte updates
+  size_t max_connections = 262144;
+};
+
+class Agent {
+ public:
+  explicit Agent(AgentOptions opts);
+
+  // Attaches the probes; an operator-facing error on failure.
+  std::string Start();
+  // Runs until `stop` becomes true.
+  void Run(const std::atomic<bool>& stop);
+
+  Snapshot Collect();
+  // Empty when ready, otherwise why not.
+  std::string NotReadyReason() const;
+
+ private:
+  void ApplyBatch();
+  void PollPods();
+  void PollLiveCounters();
+
+  AgentOptions opts_;
+  std::unique_ptr<PodSource> pods_;
+  std::unique_ptr<TcpProbes> probes_;
+  std::vector<DecodedEvent> batch_;  // filled by the ring buffer callback
+
+  std::mutex mu_;  // guards agg_ and pipeline_
+  Aggregator agg_;
+  TcpPipeline pipeline_;
+
+  std::atomic<bool> attached_{false};
+  std::atomic<bool> pods_loaded_{false};
+  std::string last_pods_error_;
+};
+
+}  // namespace podtap

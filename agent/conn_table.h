@@ -1,0 +1,39 @@
+// Open TCP connections the agent tracks, keyed by socket cookie, with a hard
+// cap: past it new connections are refused (and counted), never silently lost.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "agent/aggregator.h"
+#include "agent/tcp_event.h"
+
+namespace podtap {
+
+struct Conn {
+  uint64_t open_ns = 0;
+  Direction direction = Direction::kOutbound;
+  uint32_t netns_ino = 0;
+  uint64_t base_acked = 0, base_received = 0;
+  // Payload bytes already added to the series' counters (live updates).
+  uint64_t reported_read = 0, reported_written = 0;
+  TransportSeries* series = nullptr;
+};
+
+class ConnTable {
+ public:
+  explicit ConnTable(size_t max_entries) : max_(max_entries) {}
+
+  // Null when the table is full; the caller counts that.
+  Conn* Insert(uint64_t conn_id, const Conn& conn);
+  Conn* Find(uint64_t conn_id);
+  void Erase(uint64_t conn_id) { conns_.erase(conn_id); }
+  size_t size() const { return conns_.size(); }
+  size_t capacity() const { return max_; }
+
+ private:
+  size_t max_;
+  std::unordered_map<uint64_t, Conn> conns_;
+};
+
+}  // namespace podtap

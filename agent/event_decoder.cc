@@ -1,0 +1,132 @@
+// Decoding of podtap_tcp_event records, including the payload arithmetic that
+// takes the SYN and FIN sequence numbers out of the kernel's byte counters.
+#include "agent/event_decoder.h"
+
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern "C" {
+#include "bpf/podtap.h"
+}
+
+namespace podtap {
+namespace {
+
+IpAddr ToAddr(uint16_t family, const uint8_t* raw) {
+  IpAddr a;
+  if (family == AF_INET) {
+    std::memcpy(a.bytes.data(), raw, 4);
+    return a;
+  }
+  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(raw, kV4Mapped, sizeof(kV4Mapped)) == 0) {
+    std::memcpy(a.bytes.data(), raw + 12, 4);
+    return a;
+  }
+  a.v6 = true;
+  std::memcpy(a.bytes.data(), raw, 16);
+  return a;
+}
+
+Direction ToDirection(uint8_t d) {
+  return d == PODTAP_DIR_INBOUND ? Direction::kInbound : Direction::kOutbound;
+}
+
+// Counters only grow, but a record below what is subtracted would be a kernel
+// or decoder bug; clamp instead of wrapping to 2^64.
+uint64_t Minus(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
+
+TcpError ConnectError(int err) {
+  switch (err) {
+    case ECONNREFUSED:
+      return TcpError::kConnectionRefused;
+    case ETIMEDOUT:
+      return TcpError::kConnectTimeout;
+    default:
+      return TcpError::kOther;
+  }
+}
+
+// Linux TCP states (include/net/tcp_states.h).
+constexpr uint8_t kEstablished = 1;
+constexpr uint8_t kCloseWait = 8;
+
+TcpClose DecodeClose(const podtap_tcp_event& e) {
+  TcpClose c;
+  c.conn_id = e.conn_id;
+  c.ts_ns = e.ts_ns;
+  c.cgroup_id = e.cgroup_id;
+  c.netns_ino = e.netns_ino;
+  c.remote = ToAddr(e.family, e.daddr);
+  c.received_total = Minus(e.bytes_received, (e.flags & PODTAP_F_FIN_RECEIVED) ? 1 : 0);
+  c.acked_total = Minus(e.bytes_acked, (e.flags & PODTAP_F_FIN_ACKED) ? 1 : 0);
+  c.kernel_saw_open = (e.flags & PODTAP_F_UNTRACKED) == 0;
+  if (c.kernel_saw_open) {
+    c.open_ns = e.open_ns;
+    c.direction = ToDirection(e.direction);
+    c.base_acked = e.base_acked;
+    c.base_received = e.base_received;
+  }
+  // A socket error means reset or timeout. Going to CLOSE straight from
+  // ESTABLISHED or CLOSE_WAIT with no error means this side aborted: close()
+  // with unread data or SO_LINGER 0, which sends a RST right after.
+  bool aborted = e.old_state == kEstablished || e.old_state == kCloseWait;
+  if (e.sk_err != 0 || aborted) {
+    c.failed = true;
+    if (e.sk_err == 0 || e.sk_err == ECONNRESET || e.sk_err == EPIPE) {
+      c.error = TcpError::kReset;
+    } else {
+      c.error = TcpError::kOther;
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
+  if (size < sizeof(podtap_tcp_event)) {
+    return DecodeError{"short TCP event: " + std::to_string(size) + " bytes, want " +
+                       std::to_string(sizeof(podtap_tcp_event))};
+  }
+  podtap_tcp_event e;
+  std::memcpy(&e, data, sizeof(e));
+  if (e.family != AF_INET && e.family != AF_INET6) {
+    return DecodeError{"TCP event with address family " + std::to_string(e.family)};
+  }
+  switch (e.kind) {
+    case PODTAP_EV_TCP_OPEN: {
+      TcpOpen o;
+      o.conn_id = e.conn_id;
+      o.open_ns = e.open_ns;
+      o.cgroup_id = e.cgroup_id;
+      o.netns_ino = e.netns_ino;
+      o.direction = ToDirection(e.direction);
+      o.local = ToAddr(e.family, e.saddr);
+      o.remote = ToAddr(e.family, e.daddr);
+      o.local_port = e.sport;
+      o.remote_port = e.dport;
+      o.base_acked = e.base_acked;
+      o.base_received = e.base_received;
+      return o;
+    }
+    case PODTAP_EV_TCP_CLOSE:
+      return DecodeClose(e);
+    case PODTAP_EV_TCP_CONNECT_FAIL: {
+      TcpConnectFail f;
+      f.ts_ns = e.ts_ns;
+      f.cgroup_id = e.cgroup_id;
+      f.netns_ino = e.netns_ino;
+      f.remote = ToAddr(e.family, e.daddr);
+      f.remote_port = e.dport;
+      f.error = ConnectError(e.sk_err);
+      return f;
+    }
+    default:
+      return DecodeError{"unknown TCP event kind " + std::to_string(e.kind)};
+  }
+}
+
+}  // namespace podtap

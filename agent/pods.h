@@ -1,0 +1,86 @@
+// Pod metadata: what a pod is (identity, owner, labels, addresses) and the
+// keys that tie a socket to it (network namespace inode, cgroup id). Sources
+// of pod metadata implement PodSource; this source is a JSON file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/tcp_event.h"
+
+namespace podtap {
+
+struct PodMeta {
+  std::string uid;
+  std::string ns;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string owner_kind;  // ReplicaSet, StatefulSet, DaemonSet, Job, ...
+  std::string owner_name;
+  std::vector<IpAddr> ips;
+  std::string netns_path;   // resolved to netns_ino
+  std::string cgroup_path;  // resolved to cgroup_id (host-network pods)
+  uint32_t netns_ino = 0;
+  uint64_t cgroup_id = 0;
+};
+
+using PodList = std::vector<std::shared_ptr<const PodMeta>>;
+
+// Outcome of asking a source for the current pods.
+struct PodListResult {
+  bool changed = false;  // false: keep the previous list
+  PodList pods;
+  std::string error;  // non-empty: the source failed; keep the previous list
+};
+
+class PodSource {
+ public:
+  virtual ~PodSource() = default;
+  virtual std::string Describe() const = 0;
+  // Cheap when nothing changed; called from the event thread about once a second.
+  virtual PodListResult Poll() = 0;
+};
+
+// Parses a pods file ({"pods":[...]}); errors name the offending pod entry.
+// Network namespace and cgroup paths are resolved to inode / cgroup id here.
+std::optional<PodList> ParsePodsJson(const std::string& text, std::string* error);
+
+// Re-reads the file whenever its modification time or size changes.
+class PodsFileSource : public PodSource {
+ public:
+  explicit PodsFileSource(std::string path);
+  std::string Describe() const override;
+  PodListResult Poll() override;
+
+ private:
+  std::string path_;
+  int64_t mtime_ns_ = -1;
+  int64_t size_ = -1;
+};
+
+// Lookup from socket keys to pods, rebuilt whenever the pod list changes.
+class PodIndex {
+ public:
+  PodIndex() = default;
+  explicit PodIndex(const PodList& pods);
+  // The pod owning a socket: a cgroup match first (host-network pods share
+  // the host's namespace), then the network namespace.
+  const PodMeta* ForSocket(uint64_t cgroup_id, uint32_t netns_ino) const;
+  const PodMeta* ForIp(const IpAddr& ip) const;
+  // Paths of every pod network namespace, by inode.
+  std::vector<std::pair<uint32_t, std::string>> Netns() const;
+  size_t size() const { return pods_.size(); }
+
+ private:
+  PodList pods_;
+  std::unordered_map<uint64_t, const PodMeta*> by_cgroup_;
+  std::unordered_map<uint32_t, const PodMeta*> by_netns_;
+  std::map<std::array<uint8_t, 17>, const PodMeta*> by_ip_;
+};
+
+}  // namespace podtap

@@ -1,0 +1,165 @@
+// libbpf skeleton handling for bpf/tcp.bpf.c.
+#include "agent/probes.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <vector>
+
+#include "tcp.skel.h"
+
+extern "C" {
+#include "bpf/podtap.h"
+}
+
+namespace podtap {
+namespace {
+
+// libbpf's own messages go to the debug log; the last warning is kept so a
+// failed load can say why in the one line an operator reads.
+std::mutex g_log_mu;
+std::string g_last_libbpf_warning;
+
+int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  std::string line(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (level == LIBBPF_WARN) {
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    g_last_libbpf_warning = line;
+  }
+  spdlog::debug("libbpf: {}", line);
+  return 0;
+}
+
+std::string LastLibbpfWarning() {
+  std::lock_guard<std::mutex> lock(g_log_mu);
+  return g_last_libbpf_warning;
+}
+
+bool IsMountedAs(const char* path, int64_t magic) {
+  struct statfs st;
+  return statfs(path, &st) == 0 && static_cast<int64_t>(st.f_type) == magic;
+}
+
+std::string EnsureMounted(const char* path, const char* fstype, int64_t magic) {
+  if (IsMountedAs(path, magic)) return "";
+  mkdir(path, 0700);
+  if (mount(fstype, path, fstype, 0, nullptr) != 0) {
+    return std::string("cannot mount ") + fstype + " at " + path + ": " + std::strerror(errno);
+  }
+  spdlog::info("mounted {} at {}", fstype, path);
+  return "";
+}
+
+}  // namespace
+
+std::string PrepareSystem() {
+  if (geteuid() != 0) {
+    return "podtap-agent must run as root: it loads eBPF programs and reads every network "
+           "namespace (try: sudo make run)";
+  }
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+    return "kernel BTF not found at /sys/kernel/btf/vmlinux: podtap's CO-RE programs need a "
+           "kernel built with CONFIG_DEBUG_INFO_BTF=y";
+  }
+  libbpf_set_print(LibbpfPrint);
+  if (auto err = EnsureMounted("/sys/kernel/tracing", "tracefs", TRACEFS_MAGIC); !err.empty()) {
+    return err;
+  }
+  return EnsureMounted("/sys/fs/bpf", "bpf", BPF_FS_MAGIC);
+}
+
+std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::Attach(const ProbeOptions& opts,
+                                                                        EventFn on_event) {
+  if (opts.mode != ProbeMode::kTracepoint) {
+    auto r = TryAttach(opts, /*btf=*/true, on_event);
+    if (opts.mode == ProbeMode::kTpBtf || std::holds_alternative<std::unique_ptr<TcpProbes>>(r)) {
+      return r;
+    }
+    spdlog::warn("tp_btf/inet_sock_set_state unavailable ({}); falling back to the "
+                 "sock/inet_sock_set_state tracepoint",
+                 std::get<std::string>(r));
+  }
+  return TryAttach(opts, /*btf=*/false, on_event);
+}
+
+std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(
+    const ProbeOptions& opts, bool btf, EventFn fn) {
+  std::unique_ptr<TcpProbes> p(new TcpProbes());
+  p->on_event_ = std::move(fn);
+  p->mode_ = btf ? "tp_btf" : "tracepoint";
+  p->skel_ = tcp_bpf__open();
+  if (p->skel_ == nullptr) {
+    return std::string("cannot open BPF object tcp.bpf.o: ") + std::strerror(errno);
+  }
+  bpf_program* used = btf ? p->skel_->progs.podtap_tcp_state_btf : p->skel_->progs.podtap_tcp_state_tp;
+  bpf_program* unused = btf ? p->skel_->progs.podtap_tcp_state_tp : p->skel_->progs.podtap_tcp_state_btf;
+  bpf_program__set_autoload(unused, false);
+  bpf_map__set_max_entries(p->skel_->maps.events, opts.ringbuf_bytes);
+  bpf_map__set_max_entries(p->skel_->maps.socks, opts.max_sockets);
+
+  std::string prog_desc = std::string(bpf_program__name(used)) + " (" +
+                          bpf_program__section_name(used) + ")";
+  if (int err = tcp_bpf__load(p->skel_); err != 0) {
+    return "cannot load BPF program " + prog_desc + ": " + std::strerror(-err) + " — " +
+           LastLibbpfWarning();
+  }
+  bpf_link* link = bpf_program__attach(used);
+  if (link == nullptr) {
+    return "cannot attach BPF program " + prog_desc + ": " + std::strerror(errno) + " — " +
+           LastLibbpfWarning();
+  }
+  p->skel_->links.podtap_tcp_state_btf = btf ? link : nullptr;
+  p->skel_->links.podtap_tcp_state_tp = btf ? nullptr : link;
+  p->rb_ = ring_buffer__new(bpf_map__fd(p->skel_->maps.events), &TcpProbes::OnSample, p.get(),
+                            nullptr);
+  if (p->rb_ == nullptr) {
+    return std::string("cannot open the events ring buffer: ") + std::strerror(errno);
+  }
+  spdlog::info("attached {} (ring buffer {} bytes, socket map {} entries)", prog_desc,
+               opts.ringbuf_bytes, opts.max_sockets);
+  return p;
+}
+
+TcpProbes::~TcpProbes() {
+  if (rb_ != nullptr) ring_buffer__free(rb_);
+  if (skel_ != nullptr) tcp_bpf__destroy(skel_);
+}
+
+int TcpProbes::OnSample(void* ctx, void* data, size_t size) {
+  static_cast<TcpProbes*>(ctx)->on_event_(data, size);
+  return 0;
+}
+
+int TcpProbes::Poll(int timeout_ms) { return ring_buffer__poll(rb_, timeout_ms); }
+
+TcpProbes::Drops TcpProbes::ReadDrops() const {
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> values(ncpu > 0 ? static_cast<size_t>(ncpu) : 1);
+  auto sum = [&](uint32_t key) {
+    uint64_t total = 0;
+    if (bpf_map__lookup_elem(skel_->maps.drops, &key, sizeof(key), values.data(),
+                             values.size() * sizeof(uint64_t), 0) == 0) {
+      for (uint64_t v : values) total += v;
+    }
+    return total;
+  };
+  Drops d;
+  d.ringbuf_full = sum(PODTAP_DROP_RINGBUF_FULL);
+  d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);
+  return d;
+}
+
+}  // namespace podtap

@@ -1,0 +1,66 @@
+// Loads and attaches the kernel programs (feature probing and fallbacks are
+// decided here and nowhere else) and reads their ring buffer and counters.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+
+struct tcp_bpf;
+struct ring_buffer;
+
+namespace podtap {
+
+enum class ProbeMode { kAuto, kTpBtf, kTracepoint };
+
+struct ProbeOptions {
+  ProbeMode mode = ProbeMode::kAuto;
+  uint32_t ringbuf_bytes = 4u << 20;  // power of two, multiple of the page size
+  uint32_t max_sockets = 262144;      // kernel socket map entries
+};
+
+// Checks that must pass before loading: root, kernel BTF, tracefs and bpffs
+// mounted (mounted here when missing). Returns an operator-facing error.
+std::string PrepareSystem();
+
+class TcpProbes {
+ public:
+  using EventFn = std::function<void(const void* data, size_t size)>;
+
+  // Loads, attaches and starts the ring buffer; an error names the program
+  // and the kernel's reason.
+  static std::variant<std::unique_ptr<TcpProbes>, std::string> Attach(const ProbeOptions& opts,
+                                                                      EventFn on_event);
+  ~TcpProbes();
+  TcpProbes(const TcpProbes&) = delete;
+  TcpProbes& operator=(const TcpProbes&) = delete;
+
+  // Waits up to timeout_ms for events and hands each to the callback.
+  // Returns the number consumed, or a negative errno.
+  int Poll(int timeout_ms);
+
+  struct Drops {
+    uint64_t ringbuf_full = 0;
+    uint64_t sockmap_full = 0;
+  };
+  Drops ReadDrops() const;
+
+  // "tp_btf" or "tracepoint": which program is attached.
+  const std::string& mode() const { return mode_; }
+
+ private:
+  TcpProbes() = default;
+  static std::variant<std::unique_ptr<TcpProbes>, std::string> TryAttach(const ProbeOptions& opts,
+                                                                         bool btf, EventFn fn);
+  static int OnSample(void* ctx, void* data, size_t size);
+
+  tcp_bpf* skel_ = nullptr;
+  ring_buffer* rb_ = nullptr;
+  EventFn on_event_;
+  std::string mode_;
+};
+
+}  // namespace podtap

@@ -1,0 +1,38 @@
+// Names and formatting of the TCP event value types.
+#include "agent/tcp_event.h"
+
+#include <arpa/inet.h>
+
+namespace podtap {
+
+const char* DirectionName(Direction d) {
+  return d == Direction::kInbound ? "inbound" : "outbound";
+}
+
+const char* PeerName(Direction d) { return d == Direction::kInbound ? "src" : "dst"; }
+
+const char* TcpErrorName(TcpError e) {
+  switch (e) {
+    case TcpError::kConnectionRefused:
+      return "connection_refused";
+    case TcpError::kConnectTimeout:
+      return "connect_timeout";
+    case TcpError::kReset:
+      return "reset";
+    case TcpError::kOther:
+      break;
+  }
+  return "other";
+}
+
+std::string IpAddr::ToString() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (v6) {
+    inet_ntop(AF_INET6, bytes.data(), buf, sizeof(buf));
+  } else {
+    inet_ntop(AF_INET, bytes.data(), buf, sizeof(buf));
+  }
+  return buf;
+}
+
+}  // namespace podtap

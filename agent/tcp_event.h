@@ -1,0 +1,74 @@
+// Kernel-independent value types for TCP lifecycle events, as the event
+// decoder hands them to the rest of the agent.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace podtap {
+
+enum class Direction : uint8_t { kOutbound = 0, kInbound = 1 };
+inline constexpr int kDirectionCount = 2;
+
+enum class TcpError : uint8_t { kConnectionRefused = 0, kConnectTimeout, kReset, kOther };
+inline constexpr int kTcpErrorCount = 4;
+
+const char* DirectionName(Direction d);
+const char* PeerName(Direction d);  // "dst" for outbound, "src" for inbound
+const char* TcpErrorName(TcpError e);
+
+struct IpAddr {
+  bool v6 = false;  // IPv4-mapped IPv6 addresses are stored as IPv4
+  std::array<uint8_t, 16> bytes{};  // IPv4 in the first 4 bytes
+  bool operator==(const IpAddr&) const = default;
+  std::string ToString() const;
+};
+
+struct TcpOpen {
+  uint64_t conn_id = 0;
+  uint64_t open_ns = 0;
+  uint64_t cgroup_id = 0;
+  uint32_t netns_ino = 0;
+  Direction direction = Direction::kOutbound;
+  IpAddr local, remote;
+  uint16_t local_port = 0, remote_port = 0;
+  // Kernel counters at ESTABLISHED: payload bytes are counted from here.
+  uint64_t base_acked = 0, base_received = 0;
+};
+
+struct TcpClose {
+  uint64_t conn_id = 0;
+  uint64_t ts_ns = 0;
+  uint64_t cgroup_id = 0;
+  uint32_t netns_ino = 0;
+  IpAddr remote;
+  // Kernel counters at close with our FIN / the peer's FIN taken out.
+  uint64_t acked_total = 0, received_total = 0;
+  // What the kernel remembered from the open. When `kernel_saw_open` is false
+  // the socket predates the probes (or the kernel's socket map was full).
+  bool kernel_saw_open = false;
+  uint64_t open_ns = 0;
+  Direction direction = Direction::kOutbound;
+  uint64_t base_acked = 0, base_received = 0;
+  bool failed = false;  // reset, timeout or socket error
+  TcpError error = TcpError::kOther;  // meaningful when failed
+};
+
+struct TcpConnectFail {
+  uint64_t ts_ns = 0;
+  uint64_t cgroup_id = 0;
+  uint32_t netns_ino = 0;
+  IpAddr remote;
+  uint16_t remote_port = 0;
+  TcpError error = TcpError::kOther;
+};
+
+// Kernel counters of an ESTABLISHED socket, as sock_diag reports them.
+struct LiveCounters {
+  uint64_t conn_id = 0;
+  uint64_t bytes_acked = 0;
+  uint64_t bytes_received = 0;
+};
+
+}  // namespace podtap

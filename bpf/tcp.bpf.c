@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+/* TCP lifecycle probes: every TCP socket's open, close and failed connect,
+ * with its owner keys (cgroup v2 id, netns inode) and the kernel's own byte
+ * counters, sent to userspace over one ring buffer. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "podtap.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+/* What we remember about a socket between ESTABLISHED and CLOSE. Written by
+ * the state-change program at open, read and deleted by it at close. */
+struct sock_open {
+	__u64 conn_id;
+	__u64 open_ns;
+	__u64 base_acked;
+	__u64 base_received;
+	__u8 direction;
+	__u8 pad[7];
+};
+
+/* Keyed by the struct sock address: unique while the socket lives, and the
+ * entry is deleted when it reaches CLOSE. Userspace may resize before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct sock_open);
+} socks SEC(".maps");
+
+/* Lifecycle events for the agent; userspace sizes it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+/* Everything the kernel side fails to deliver, per CPU, read by the agent
+ * into podtap_events_lost_total. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PODTAP_DROP__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void fill_addresses(struct podtap_tcp_event *e, struct sock *sk)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (e->family == AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)e->daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+static __always_inline void fill_owner(struct podtap_tcp_event *e, struct sock *sk)
+{
+	/* Both keys are read from the socket, not from the current task: passive
+	 * opens complete in softirq, where "current" is whoever was interrupted. */
+	e->netns_ino = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+}
+
+static __always_inline void fill_counters(struct podtap_tcp_event *e, struct sock *sk)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+	/* tcp_sock fields need CO-RE reads even from tp_btf: the verifier rejects
+	 * a direct dereference of the casted pointer. */
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+}
+
+static __always_inline void on_established(struct sock *sk, int oldstate, __u64 cookie)
+{
+	struct podtap_tcp_event *e;
+	struct sock_open so = {};
+	__u64 key = (__u64)sk;
+
+	so.conn_id = cookie;
+	so.open_ns = bpf_ktime_get_ns();
+	so.direction = oldstate == TCP_SYN_SENT ? PODTAP_DIR_OUTBOUND : PODTAP_DIR_INBOUND;
+	so.base_acked = BPF_CORE_READ((struct tcp_sock *)sk, bytes_acked);
+	so.base_received = BPF_CORE_READ((struct tcp_sock *)sk, bytes_received);
+	if (bpf_map_update_elem(&socks, &key, &so, BPF_ANY))
+		count_drop(PODTAP_DROP_SOCKMAP_FULL);
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(PODTAP_DROP_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = PODTAP_EV_TCP_OPEN;
+	e->ts_ns = so.open_ns;
+	e->open_ns = so.open_ns;
+	e->conn_id = cookie;
+	e->direction = so.direction;
+	e->old_state = oldstate;
+	e->base_acked = so.base_acked;
+	e->base_received = so.base_received;
+	e->bytes_acked = so.base_acked;
+	e->bytes_received = so.base_received;
+	fill_addresses(e, sk);
+	fill_owner(e, sk);
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void on_close(struct sock *sk, int oldstate, __u64 cookie)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct podtap_tcp_event *e;
+	struct sock_open *so;
+	__u64 key = (__u64)sk;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(PODTAP_DROP_RINGBUF_FULL);
+		bpf_map_delete_elem(&socks, &key);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->old_state = oldstate;
+	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	fill_addresses(e, sk);
+	fill_owner(e, sk);
+	fill_counters(e, sk);
+
+	if (oldstate == TCP_SYN_SENT) {
+		e->kind = PODTAP_EV_TCP_CONNECT_FAIL;
+		e->conn_id = cookie;
+		e->direction = PODTAP_DIR_OUTBOUND;
+		bpf_ringbuf_submit(e, 0);
+		return;
+	}
+
+	e->kind = PODTAP_EV_TCP_CLOSE;
+	so = bpf_map_lookup_elem(&socks, &key);
+	if (so) {
+		e->conn_id = so->conn_id;
+		e->open_ns = so->open_ns;
+		e->direction = so->direction;
+		e->base_acked = so->base_acked;
+		e->base_received = so->base_received;
+	} else {
+		e->conn_id = cookie;
+		e->flags |= PODTAP_F_UNTRACKED;
+	}
+	/* tcp_fin() sets SOCK_DONE before any state change it causes, and the
+	 * FIN it took advanced rcv_nxt, so bytes_received holds one extra byte. */
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
+		e->flags |= PODTAP_F_FIN_RECEIVED;
+	/* Our FIN takes one sequence number (write_seq was bumped when it was
+	 * queued); once snd_una reaches write_seq it is counted in bytes_acked. */
+	if ((oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING ||
+	     oldstate == TCP_LAST_ACK) &&
+	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		e->flags |= PODTAP_F_FIN_ACKED;
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&socks, &key);
+}
+
+static __always_inline void on_state_change(struct sock *sk, int oldstate, int newstate,
+					    __u64 cookie)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	if (newstate == TCP_ESTABLISHED &&
+	    (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV))
+		on_established(sk, oldstate, cookie);
+	else if (newstate == TCP_CLOSE && oldstate != TCP_LISTEN && oldstate != TCP_CLOSE &&
+		 oldstate != TCP_SYN_RECV)
+		on_close(sk, oldstate, cookie);
+	else if (newstate == TCP_CLOSE && oldstate == TCP_SYN_RECV) {
+		/* A child that never reached ESTABLISHED was never counted open. */
+		__u64 key = (__u64)sk;
+
+		bpf_map_delete_elem(&socks, &key);
+	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(podtap_tcp_state_btf, struct sock *sk, int oldstate, int newstate)
+{
+	/* The cookie is the identity sock_diag reports too, which lets the agent
+	 * read live byte counters of a connection without another key. */
+	on_state_change(sk, oldstate, newstate, bpf_get_socket_cookie(sk));
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int podtap_tcp_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	__u64 cookie;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	/* Without tp_btf the cookie helper is not allowed here; the cookie exists
+	 * only if something asked for it before, so fall back to the address. */
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		cookie = (__u64)sk;
+	on_state_change(sk, ctx->oldstate, ctx->newstate, cookie);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

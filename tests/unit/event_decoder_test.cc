@@ -1,0 +1,142 @@
+// Decoding of kernel TCP records, above all the SYN/FIN arithmetic.
+#include "agent/event_decoder.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+
+extern "C" {
+#include "bpf/podtap.h"
+}
+
+namespace podtap {
+namespace {
+
+podtap_tcp_event Base(uint32_t kind) {
+  podtap_tcp_event e{};
+  e.kind = kind;
+  e.family = AF_INET;
+  e.conn_id = 42;
+  e.ts_ns = 5'000'000;
+  e.open_ns = 1'000'000;
+  e.direction = PODTAP_DIR_OUTBOUND;
+  e.daddr[0] = 10;
+  e.daddr[3] = 7;
+  return e;
+}
+
+TEST(EventDecoder, OpenCarriesBaselinesAndAddresses) {
+  auto e = Base(PODTAP_EV_TCP_OPEN);
+  e.base_acked = 1;  // the SYN
+  e.sport = 40000;
+  e.dport = 80;
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* o = std::get_if<TcpOpen>(&d);
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->conn_id, 42u);
+  EXPECT_EQ(o->base_acked, 1u);
+  EXPECT_EQ(o->direction, Direction::kOutbound);
+  EXPECT_EQ(o->remote.ToString(), "10.0.0.7");
+  EXPECT_EQ(o->remote_port, 80);
+}
+
+TEST(EventDecoder, CleanCloseTakesBothFinsOut) {
+  auto e = Base(PODTAP_EV_TCP_CLOSE);
+  e.old_state = 9;  // LAST_ACK: the peer closed first, we answered
+  e.base_acked = 1;
+  e.bytes_acked = 1 + 1000 + 1;  // SYN + payload + FIN
+  e.bytes_received = 300 + 1;    // payload + the peer's FIN
+  e.flags = PODTAP_F_FIN_RECEIVED | PODTAP_F_FIN_ACKED;
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* c = std::get_if<TcpClose>(&d);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->acked_total - c->base_acked, 1000u);
+  EXPECT_EQ(c->received_total - c->base_received, 300u);
+  EXPECT_FALSE(c->failed);
+  EXPECT_TRUE(c->kernel_saw_open);
+}
+
+TEST(EventDecoder, ResetReceivedIsAFailure) {
+  auto e = Base(PODTAP_EV_TCP_CLOSE);
+  e.old_state = 1;  // ESTABLISHED
+  e.sk_err = ECONNRESET;
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* c = std::get_if<TcpClose>(&d);
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->failed);
+  EXPECT_EQ(c->error, TcpError::kReset);
+}
+
+TEST(EventDecoder, AbortWithoutErrorMeansWeSentTheReset) {
+  auto e = Base(PODTAP_EV_TCP_CLOSE);
+  e.old_state = 8;  // CLOSE_WAIT straight to CLOSE: SO_LINGER 0 or unread data
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* c = std::get_if<TcpClose>(&d);
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->failed);
+  EXPECT_EQ(c->error, TcpError::kReset);
+}
+
+TEST(EventDecoder, RetransmitTimeoutIsOther) {
+  auto e = Base(PODTAP_EV_TCP_CLOSE);
+  e.old_state = 4;  // FIN_WAIT1
+  e.sk_err = ETIMEDOUT;
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* c = std::get_if<TcpClose>(&d);
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->failed);
+  EXPECT_EQ(c->error, TcpError::kOther);
+}
+
+TEST(EventDecoder, UntrackedCloseHasNoBaseline) {
+  auto e = Base(PODTAP_EV_TCP_CLOSE);
+  e.old_state = 9;
+  e.flags = PODTAP_F_UNTRACKED;
+  e.base_acked = 77;  // garbage the decoder must not trust
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto* c = std::get_if<TcpClose>(&d);
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->kernel_saw_open);
+  EXPECT_EQ(c->base_acked, 0u);
+}
+
+TEST(EventDecoder, ConnectFailures) {
+  for (auto [err, want] : {std::pair{ECONNREFUSED, TcpError::kConnectionRefused},
+                           std::pair{ETIMEDOUT, TcpError::kConnectTimeout},
+                           std::pair{EHOSTUNREACH, TcpError::kOther}}) {
+    auto e = Base(PODTAP_EV_TCP_CONNECT_FAIL);
+    e.sk_err = err;
+    auto d = DecodeTcpEvent(&e, sizeof(e));
+    auto* f = std::get_if<TcpConnectFail>(&d);
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->error, want) << err;
+  }
+}
+
+TEST(EventDecoder, V4MappedV6IsV4) {
+  auto e = Base(PODTAP_EV_TCP_OPEN);
+  e.family = AF_INET6;
+  uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1};
+  std::memcpy(e.daddr, mapped, 16);
+  auto d = DecodeTcpEvent(&e, sizeof(e));
+  EXPECT_EQ(std::get<TcpOpen>(d).remote.ToString(), "192.0.2.1");
+  uint8_t v6[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  std::memcpy(e.daddr, v6, 16);
+  d = DecodeTcpEvent(&e, sizeof(e));
+  EXPECT_EQ(std::get<TcpOpen>(d).remote.ToString(), "fd00::2");
+}
+
+TEST(EventDecoder, RejectsShortAndUnknownRecords) {
+  auto e = Base(PODTAP_EV_TCP_OPEN);
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e) - 1)));
+  e.kind = 99;
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e))));
+  e.kind = PODTAP_EV_TCP_OPEN;
+  e.family = 1;
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e))));
+}
+
+}  // namespace
+}  // namespace podtap

@@ -1,0 +1,194 @@
+// Attribution and exact accounting from decoded events to the aggregator.
+#include "agent/tcp_pipeline.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "tests/unit/snapshot_util.h"
+
+namespace podtap {
+namespace {
+
+using testing::Find;
+using testing::Value;
+
+IpAddr V4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  IpAddr ip;
+  ip.bytes = {a, b, c, d};
+  return ip;
+}
+
+std::shared_ptr<PodMeta> Pod(std::string ns, std::string name, uint32_t netns, IpAddr ip) {
+  auto p = std::make_shared<PodMeta>();
+  p->ns = std::move(ns);
+  p->name = std::move(name);
+  p->netns_ino = netns;
+  p->ips = {ip};
+  return p;
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto api = Pod("shop", "api-5f7c9d8b6-abcde", 100, V4(10, 0, 0, 2));
+    api->labels = {{"pod-template-hash", "5f7c9d8b6"}, {"app", "api"}};
+    api->owner_kind = "ReplicaSet";
+    api->owner_name = "api-5f7c9d8b6";
+    auto web = Pod("shop", "web-0", 200, V4(10, 0, 0, 3));
+    web->owner_kind = "StatefulSet";
+    web->owner_name = "web";
+    pipe.SetPods({api, web});
+  }
+
+  TcpOpen Open(uint64_t id, uint32_t netns, Direction dir, IpAddr remote) {
+    TcpOpen o;
+    o.conn_id = id;
+    o.open_ns = 1'000'000;
+    o.netns_ino = netns;
+    o.direction = dir;
+    o.remote = remote;
+    o.base_acked = 1;  // SYN
+    return o;
+  }
+
+  TcpClose Close(uint64_t id, uint64_t acked, uint64_t received) {
+    TcpClose c;
+    c.conn_id = id;
+    c.ts_ns = 31'000'000;  // 30 ms after the open
+    c.acked_total = acked;
+    c.received_total = received;
+    c.kernel_saw_open = true;
+    return c;
+  }
+
+  Aggregator agg;
+  TcpPipeline pipe{&agg, 16, {"app"}};
+  const Labels api_in = {{"direction", "inbound"}, {"namespace", "shop"},
+                         {"pod", "api-5f7c9d8b6-abcde"}};
+  const Labels web_out = {{"direction", "outbound"}, {"pod", "web-0"}};
+};
+
+TEST_F(PipelineTest, OpenCloseAndBytesPerPodAndDirection) {
+  pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  pipe.OnOpen(Open(2, 200, Direction::kOutbound, V4(10, 0, 0, 2)));
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 1);
+  EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 1);
+  EXPECT_EQ(Value(s, "tcp_open_total", web_out), 1);
+
+  pipe.OnClose(Close(1, 1 + 500, 700));
+  pipe.OnClose(Close(2, 1 + 700, 500));
+  s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 0);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 500);
+  EXPECT_EQ(Value(s, "tcp_read_bytes_total", api_in), 700);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", web_out), 700);
+  Labels closed = api_in;
+  closed.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "tcp_close_total", closed), 1);
+  const Sample* h = Find(s, "tcp_connection_duration_ms", closed);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->histogram.count, 1u);
+  EXPECT_DOUBLE_EQ(h->histogram.sum, 30.0);
+  EXPECT_EQ(pipe.tracked(), 0u);
+}
+
+TEST_F(PipelineTest, OwnerAndDstLabels) {
+  pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  pipe.OnOpen(Open(2, 200, Direction::kOutbound, V4(10, 0, 0, 2)));
+  auto s = agg.Collect();
+  const Sample* in = Find(s, "tcp_open_total", api_in);
+  ASSERT_NE(in, nullptr);
+  EXPECT_TRUE(testing::HasLabels(in->labels, {{"peer", "src"},
+                                              {"pod_template_hash", "5f7c9d8b6"},
+                                              {"replicaset", "api-5f7c9d8b6"},
+                                              {"deployment", "api"},
+                                              {"app", "api"}}));
+  const Sample* out = Find(s, "tcp_open_total", web_out);
+  ASSERT_NE(out, nullptr);
+  EXPECT_TRUE(testing::HasLabels(out->labels, {{"peer", "dst"},
+                                               {"statefulset", "web"},
+                                               {"dst_namespace", "shop"},
+                                               {"dst_pod", "api-5f7c9d8b6-abcde"},
+                                               {"dst_deployment", "api"}}));
+}
+
+TEST_F(PipelineTest, LiveBytesThenExactAtClose) {
+  pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  pipe.OnLive({1, 1 + 100, 40});
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 100);
+  EXPECT_EQ(Value(s, "tcp_read_bytes_total", api_in), 40);
+  pipe.OnLive({1, 1 + 90, 40});  // never goes back
+  pipe.OnClose(Close(1, 1 + 250, 40));
+  s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 250);
+  EXPECT_EQ(Value(s, "tcp_read_bytes_total", api_in), 40);
+}
+
+TEST_F(PipelineTest, HostProcessesAreCountedToo) {
+  pipe.OnOpen(Open(1, 999, Direction::kOutbound, V4(127, 0, 0, 1)));
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_total", {{"host_process", "true"}, {"pod", ""}}), 1);
+}
+
+TEST_F(PipelineTest, ResetAndRefusedCountErrors) {
+  pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  auto c = Close(1, 1, 0);
+  c.failed = true;
+  c.error = TcpError::kReset;
+  pipe.OnClose(c);
+  TcpConnectFail f;
+  f.netns_ino = 200;
+  f.remote = V4(10, 0, 0, 2);
+  f.error = TcpError::kConnectionRefused;
+  pipe.OnConnectFail(f);
+  pipe.OnConnectFail(f);
+  auto s = agg.Collect();
+  Labels reset = api_in;
+  reset.emplace_back("error", "reset");
+  EXPECT_EQ(Value(s, "inbound_tcp_errors_total", reset), 1);
+  Labels failed = api_in;
+  failed.emplace_back("classification", "failure");
+  EXPECT_EQ(Value(s, "tcp_close_total", failed), 1);
+  Labels refused = web_out;
+  refused.emplace_back("error", "connection_refused");
+  EXPECT_EQ(Value(s, "outbound_tcp_errors_total", refused), 2);
+  EXPECT_EQ(Value(s, "tcp_open_total", web_out), 0);  // a refused connect never opened
+}
+
+TEST_F(PipelineTest, LostOpenEventIsRecoveredFromTheKernelsMemory) {
+  auto c = Close(9, 1 + 10, 20);
+  c.netns_ino = 100;
+  c.direction = Direction::kInbound;
+  c.open_ns = 1'000'000;
+  c.base_acked = 1;
+  pipe.OnClose(c);
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 1);
+  EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 0);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 10);
+}
+
+TEST_F(PipelineTest, CloseOfASocketOlderThanTheAgentIsCountedAsUntracked) {
+  auto c = Close(9, 50, 50);
+  c.kernel_saw_open = false;
+  pipe.OnClose(c);
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "opened_before_start"}}),
+            1);
+  EXPECT_EQ(Value(s, "tcp_close_total", {}), -1);
+}
+
+TEST_F(PipelineTest, FullTableRefusesAndCounts) {
+  Aggregator small_agg;
+  TcpPipeline small(&small_agg, 1, {});
+  small.OnOpen(Open(1, 5, Direction::kOutbound, V4(1, 1, 1, 1)));
+  small.OnOpen(Open(2, 5, Direction::kOutbound, V4(1, 1, 1, 1)));
+  auto s = small_agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "table_full"}}), 1);
+  EXPECT_EQ(Value(s, "tcp_open_total", {}), 1);
+}
+
+}  // namespace
+}  // namespace podtap

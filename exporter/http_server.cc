@@ -1,0 +1,239 @@
+// Serves /metrics, /healthz and /readyz over HTTP for Prometheus and the kubelet.
+#include "exporter/http_server.h"
+
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <spdlog/spdlog.h>
+
+#include <cctype>
+#include <charconv>
+#include <exception>
+#include <string_view>
+#include <utility>
+
+#include "exporter/text_format.h"
+
+namespace podtap {
+namespace {
+
+// Few threads: the clients are one or two Prometheus servers and the kubelet's
+// probes; each request holds a thread only while it is answered because
+// keep-alive stays off (civetweb's default), so idle scrapers pin none.
+constexpr const char* kNumThreads = "4";
+// Frees a worker from a client that stops sending or reading mid-request.
+constexpr const char* kRequestTimeoutMs = "10000";
+
+struct ListenSpec {
+  std::string civetweb_ports;  // civetweb's "listening_ports" syntax
+  std::string error;           // non-empty when the flag cannot be served
+};
+
+// Translates the agent's flag form into civetweb's syntax: ":P" becomes "+P"
+// (IPv4 and IPv6 on one socket) when civetweb was built with IPv6, else "P"
+// (IPv4 only); address literals are checked here because civetweb's own
+// message for a bad one does not say what is wrong.
+ListenSpec ParseListenAddress(std::string_view flag, bool ipv6_supported) {
+  const size_t colon = flag.rfind(':');
+  if (colon == std::string_view::npos) {
+    return {{}, "expected HOST:PORT, [IPV6]:PORT or :PORT"};
+  }
+  const std::string_view host = flag.substr(0, colon);
+  const std::string_view port_text = flag.substr(colon + 1);
+  unsigned port = 0;
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
+      port > 65535) {
+    return {{}, "port must be a number from 0 to 65535"};
+  }
+  const std::string port_str(port_text);
+  if (host.empty()) {
+    return {(ipv6_supported ? "+" : "") + port_str, {}};
+  }
+  if (host.front() == '[' && host.back() == ']') {
+    const std::string literal(host.substr(1, host.size() - 2));
+    in6_addr addr6;
+    if (inet_pton(AF_INET6, literal.c_str(), &addr6) != 1) {
+      return {{}, "\"" + literal + "\" is not an IPv6 address"};
+    }
+    if (!ipv6_supported) {
+      return {{}, "the installed civetweb has no IPv6 support; use an IPv4 address or :PORT"};
+    }
+    return {std::string(host) + ":" + port_str, {}};
+  }
+  const std::string literal(host);
+  in_addr addr4;
+  if (inet_pton(AF_INET, literal.c_str(), &addr4) != 1) {
+    return {{},
+            "\"" + literal +
+                "\" is not an IP address (use e.g. 127.0.0.1:4191, [::1]:4191, or :4191 for "
+                "all interfaces)"};
+  }
+  return {literal + ":" + port_str, {}};
+}
+
+// civetweb words a failed bind as "cannot bind to X: 98 (Address already in
+// use)"; the operator needs only the reason in parentheses.
+std::string BindFailureReason(const std::string& message) {
+  const size_t open = message.rfind('(');
+  if (message.rfind("cannot bind to ", 0) != 0 || open == std::string::npos ||
+      message.back() != ')') {
+    return message;
+  }
+  std::string reason = message.substr(open + 1, message.size() - open - 2);
+  if (!reason.empty()) {
+    reason.front() = static_cast<char>(std::tolower(static_cast<unsigned char>(reason.front())));
+  }
+  return reason;
+}
+
+void Respond(mg_connection* conn, int status, const char* content_type, const std::string& body,
+             const char* allow = nullptr) {
+  mg_response_header_start(conn, status);
+  mg_response_header_add(conn, "Content-Type", content_type, -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  if (allow != nullptr) mg_response_header_add(conn, "Allow", allow, -1);
+  mg_response_header_send(conn);
+  // A failed write means the client went away; there is no one left to tell.
+  mg_write(conn, body.data(), body.size());
+}
+
+constexpr const char* kPlainText = "text/plain; charset=utf-8";
+
+}  // namespace
+
+HttpServer::HttpServer(std::string listen_address, SnapshotProvider snapshot,
+                       ReadinessCheck readiness)
+    : listen_address_(std::move(listen_address)),
+      snapshot_(std::move(snapshot)),
+      readiness_(std::move(readiness)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+std::string HttpServer::Start() {
+  const std::string prefix = "cannot listen on " + listen_address_ + ": ";
+  if (context_ != nullptr) return prefix + "server already started";
+
+  // civetweb wants this once per process before the first server, and it is
+  // not thread-safe; a function-local static gives exactly that.
+  static const unsigned initialized = mg_init_library(0);
+  (void)initialized;
+
+  const ListenSpec spec =
+      ParseListenAddress(listen_address_, mg_check_feature(MG_FEATURES_IPV6) != 0);
+  if (!spec.error.empty()) return prefix + spec.error;
+
+  // No document_root: civetweb serves no files and lists no directories, so
+  // only the handler below ever answers.
+  const char* options[] = {"listening_ports",
+                           spec.civetweb_ports.c_str(),
+                           "num_threads",
+                           kNumThreads,
+                           "request_timeout_ms",
+                           kRequestTimeoutMs,
+                           "enable_directory_listing",
+                           "no",
+                           nullptr};
+  mg_callbacks callbacks{};
+  callbacks.log_message = &HttpServer::LogMessage;
+  mg_init_data init{};
+  init.callbacks = &callbacks;
+  init.user_data = this;
+  init.configuration_options = options;
+  char error_text[256] = "";
+  mg_error_data error{};
+  error.text = error_text;
+  error.text_buffer_size = sizeof error_text;
+
+  {
+    std::lock_guard lock(log_mutex_);
+    starting_ = true;
+    start_error_.clear();
+  }
+  mg_context* context = mg_start2(&init, &error);
+  std::string logged_error;
+  {
+    std::lock_guard lock(log_mutex_);
+    starting_ = false;
+    logged_error = std::move(start_error_);
+  }
+  if (context == nullptr) {
+    // The logged message names the cause; mg_start2's own text is generic
+    // ("Failed to setup server ports").
+    return prefix + BindFailureReason(logged_error.empty() ? error_text : logged_error);
+  }
+
+  mg_server_port ports[2] = {};
+  const int n = mg_get_server_ports(context, 2, ports);
+  if (n < 1) {
+    mg_stop(context);
+    return prefix + "civetweb reports no bound port";
+  }
+  context_ = context;
+  port_ = ports[0].port;
+  // "/" matches every path, so 404 and 405 come from one place.
+  mg_set_request_handler(context_, "/", &HttpServer::HandleRequest, this);
+  return {};
+}
+
+void HttpServer::Stop() {
+  if (context_ == nullptr) return;
+  mg_stop(context_);
+  context_ = nullptr;
+  port_ = 0;
+}
+
+int HttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
+  const auto* self = static_cast<const HttpServer*>(self_ptr);
+  const mg_request_info* request = mg_get_request_info(conn);
+  const std::string_view path = request->local_uri != nullptr ? request->local_uri : "";
+  const std::string_view method = request->request_method != nullptr ? request->request_method : "";
+
+  if (path != "/metrics" && path != "/healthz" && path != "/readyz") {
+    Respond(conn, 404, kPlainText, "not found\n");
+    return 404;
+  }
+  if (method != "GET") {
+    Respond(conn, 405, kPlainText, "method not allowed\n", "GET");
+    return 405;
+  }
+  // The providers belong to other modules; whatever they throw must not
+  // unwind into civetweb's C code, which would end the process.
+  try {
+    if (path == "/metrics") {
+      Respond(conn, 200, kTextContentType, WriteTextFormat(self->snapshot_()));
+      return 200;
+    }
+    if (path == "/healthz") {
+      Respond(conn, 200, kPlainText, "ok\n");
+      return 200;
+    }
+    const std::string reason = self->readiness_();
+    if (reason.empty()) {
+      Respond(conn, 200, kPlainText, "ready\n");
+      return 200;
+    }
+    Respond(conn, 503, kPlainText, reason + "\n");
+    return 503;
+  } catch (const std::exception& e) {
+    spdlog::error("http: {} {} failed: {}", method, path, e.what());
+    Respond(conn, 500, kPlainText, std::string("internal error: ") + e.what() + "\n");
+    return 500;
+  }
+}
+
+int HttpServer::LogMessage(const mg_connection* conn, const char* message) {
+  auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+  if (self != nullptr) {
+    std::lock_guard lock(self->log_mutex_);
+    if (self->starting_) {
+      if (self->start_error_.empty()) self->start_error_ = message;
+      return 1;
+    }
+  }
+  spdlog::warn("civetweb: {}", message);
+  // Non-zero: civetweb must not also print the message to stderr itself.
+  return 1;
+}
+
+}  // namespace podtap

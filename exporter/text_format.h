@@ -1,0 +1,34 @@
+// Writes a Snapshot in the Prometheus text exposition format, version 0.0.4.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "agent/snapshot.h"
+
+namespace podtap {
+
+inline constexpr const char* kTextContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// The whole snapshot as one exposition: HELP and TYPE for every family (even
+// one without samples, so dashboards can tell "no traffic yet" from "not
+// exported"), then its samples in snapshot order.
+std::string WriteTextFormat(const Snapshot& snapshot);
+
+// The pieces every line is built from, exposed so they can be tested on their
+// own; each appends to `out` so a scrape builds one string without temporaries.
+namespace text_format {
+
+// Integral values below 2^53 print as exact integers ("42", not "42.0" or
+// "4.2e+01"); anything else in the shortest form that reads back to the same
+// double. Infinities and NaN use the spellings Prometheus parses: +Inf, -Inf, NaN.
+void AppendNumber(std::string& out, double value);
+
+// HELP text: backslash and newline escaped.
+void AppendEscapedHelp(std::string& out, std::string_view help);
+
+// Label value: backslash, double quote and newline escaped.
+void AppendEscapedLabelValue(std::string& out, std::string_view value);
+
+}  // namespace text_format
+}  // namespace podtap

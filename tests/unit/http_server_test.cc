@@ -1,0 +1,259 @@
+// Tests the HTTP server end to end over real sockets: endpoints, status codes,
+// content type, and a clear error when the port is taken.
+#include "exporter/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "exporter/text_format.h"
+
+namespace podtap {
+namespace {
+
+struct Response {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+
+  std::string Header(const std::string& lower_case_name) const {
+    const auto it = headers.find(lower_case_name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// A deliberately plain HTTP/1.1 client, so the test depends on nothing but
+// the server it tests.
+Response Request(int port, const std::string& method, const std::string& path) {
+  Response response;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  if (fd < 0) return response;
+  // A server that never answers fails the test instead of hanging it.
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "connect to port " << port << " failed";
+    close(fd);
+    return response;
+  }
+  const std::string request =
+      method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string raw;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) raw.append(buf, static_cast<size_t>(n));
+  close(fd);
+
+  const size_t header_end = raw.find("\r\n\r\n");
+  if (header_end == std::string::npos) {
+    ADD_FAILURE() << "no complete response header in: " << raw;
+    return response;
+  }
+  response.body = raw.substr(header_end + 4);
+  const std::string head = raw.substr(0, header_end);
+  // "HTTP/1.1 200 OK"
+  response.status = std::stoi(head.substr(head.find(' ') + 1, 3));
+  size_t line_start = head.find("\r\n");
+  while (line_start != std::string::npos) {
+    line_start += 2;
+    const size_t line_end = head.find("\r\n", line_start);
+    const std::string line = head.substr(line_start, line_end - line_start);
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+      response.headers[Lower(line.substr(0, colon))] =
+          line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+    line_start = line_end;
+  }
+  return response;
+}
+
+Snapshot TestSnapshot() {
+  Snapshot snapshot;
+  snapshot.families.push_back({"tcp_open_total",
+                               "Total count of opened connections.",
+                               MetricType::kCounter,
+                               {{{{"direction", "inbound"}, {"pod", "web \"1\""}}, 7, {}}}});
+  Sample latency;
+  latency.labels = {{"direction", "outbound"}};
+  latency.histogram = {{1, 10}, {2, 3, 4}, 31.5, 4};
+  snapshot.families.push_back(
+      {"response_latency_ms", "Time to first byte.", MetricType::kHistogram, {latency}});
+  return snapshot;
+}
+
+// Readiness the test can flip while the server runs on its own threads.
+class Readiness {
+ public:
+  void Set(std::string reason) {
+    std::lock_guard lock(mutex_);
+    reason_ = std::move(reason);
+  }
+  std::string Get() {
+    std::lock_guard lock(mutex_);
+    return reason_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string reason_;
+};
+
+// One server for the whole suite: civetweb 1.15's mg_stop takes about two
+// seconds (civetweb issue #1163), which would otherwise add up per test.
+class HttpServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    readiness_ = std::make_unique<Readiness>();
+    server_ = std::make_unique<HttpServer>(
+        "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return readiness_->Get(); });
+    start_error_ = server_->Start();
+  }
+  static void TearDownTestSuite() {
+    server_.reset();
+    readiness_.reset();
+  }
+  void SetUp() override {
+    ASSERT_EQ(start_error_, "");
+    readiness_->Set("");
+  }
+  static int port() { return server_->port(); }
+
+  static inline std::unique_ptr<Readiness> readiness_;
+  static inline std::unique_ptr<HttpServer> server_;
+  static inline std::string start_error_;
+};
+
+TEST_F(HttpServerTest, PortZeroPicksAFreePort) { EXPECT_GT(port(), 0); }
+
+TEST_F(HttpServerTest, MetricsServesTextFormat) {
+  const Response r = Request(port(), "GET", "/metrics");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("content-type"), kTextContentType);
+  EXPECT_EQ(r.body, WriteTextFormat(TestSnapshot()));
+  EXPECT_EQ(r.Header("content-length"), std::to_string(r.body.size()));
+}
+
+TEST_F(HttpServerTest, MetricsIgnoresQueryString) {
+  EXPECT_EQ(Request(port(), "GET", "/metrics?name[]=up").status, 200);
+}
+
+TEST_F(HttpServerTest, Healthz) {
+  const Response r = Request(port(), "GET", "/healthz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok\n");
+}
+
+TEST_F(HttpServerTest, ReadyzFollowsReadinessCheck) {
+  Response r = Request(port(), "GET", "/readyz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ready\n");
+
+  readiness_->Set("pod metadata not synced yet");
+  r = Request(port(), "GET", "/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "pod metadata not synced yet\n");
+
+  readiness_->Set("");
+  EXPECT_EQ(Request(port(), "GET", "/readyz").status, 200);
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404) {
+  EXPECT_EQ(Request(port(), "GET", "/").status, 404);
+  EXPECT_EQ(Request(port(), "GET", "/metricsx").status, 404);
+  EXPECT_EQ(Request(port(), "GET", "/metrics/x").status, 404);
+  EXPECT_EQ(Request(port(), "GET", "/etc/passwd").status, 404);
+}
+
+TEST_F(HttpServerTest, NonGetIs405) {
+  for (const char* method : {"POST", "PUT", "DELETE"}) {
+    const Response r = Request(port(), method, "/metrics");
+    EXPECT_EQ(r.status, 405) << method;
+    EXPECT_EQ(r.Header("allow"), "GET") << method;
+  }
+}
+
+TEST_F(HttpServerTest, StartingTwiceIsAnError) { EXPECT_NE(server_->Start(), ""); }
+
+TEST_F(HttpServerTest, PortInUseIsAnActionableError) {
+  const std::string address = "127.0.0.1:" + std::to_string(port());
+  HttpServer second(
+      address, [] { return Snapshot{}; }, [] { return std::string(); });
+  const std::string error = second.Start();
+  EXPECT_EQ(error, "cannot listen on " + address + ": address already in use");
+  EXPECT_EQ(second.port(), 0);
+  // The first server is unaffected.
+  EXPECT_EQ(Request(port(), "GET", "/healthz").status, 200);
+}
+
+TEST(HttpServerStandaloneTest, StopReleasesThePort) {
+  HttpServer server(
+      "127.0.0.1:0", [] { return Snapshot{}; }, [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  const int port = server.port();
+  server.Stop();
+  EXPECT_EQ(server.port(), 0);
+  server.Stop();  // a second Stop is harmless
+
+  HttpServer again(
+      "127.0.0.1:" + std::to_string(port), [] { return Snapshot{}; }, [] { return std::string(); });
+  EXPECT_EQ(again.Start(), "");
+  EXPECT_EQ(again.port(), port);
+}
+
+TEST(HttpServerStandaloneTest, ProviderExceptionIs500) {
+  HttpServer server(
+      "127.0.0.1:0", []() -> Snapshot { throw std::runtime_error("aggregator gone"); },
+      [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  const Response r = Request(server.port(), "GET", "/metrics");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, "internal error: aggregator gone\n");
+}
+
+TEST(HttpServerStandaloneTest, AllInterfacesFormServesLoopback) {
+  HttpServer server(
+      ":0", [] { return Snapshot{}; }, [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  EXPECT_EQ(Request(server.port(), "GET", "/healthz").body, "ok\n");
+}
+
+TEST(HttpServerStandaloneTest, MalformedAddressesAreRejected) {
+  for (const char* address : {"4191", "localhost:4191", "127.0.0.1:", "127.0.0.1:65536",
+                              "127.0.0.1:-1", "[nope]:4191", "300.1.1.1:4191"}) {
+    HttpServer server(
+        address, [] { return Snapshot{}; }, [] { return std::string(); });
+    const std::string error = server.Start();
+    EXPECT_EQ(error.rfind(std::string("cannot listen on ") + address + ": ", 0), 0u)
+        << address << " -> " << error;
+  }
+}
+
+}  // namespace
+}  // namespace podtap

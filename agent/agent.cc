@@ -119,6 +119,12 @@ void Agent::PollLiveCounters() {
   }
 }
 
+void Agent::DetachProbes() {
+  probes_.reset();
+  attached_ = false;
+  spdlog::info("kernel programs detached");
+}
+
 Snapshot Agent::Collect() {
   std::lock_guard<std::mutex> lock(mu_);
   return agg_.Collect();

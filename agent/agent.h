@@ -36,6 +36,9 @@ class Agent {
   // Runs until `stop` becomes true.
   void Run(const std::atomic<bool>& stop);
 
+  // Detaches the kernel programs (the first thing done on shutdown).
+  void DetachProbes();
+
   Snapshot Collect();
   // Empty when ready, otherwise why not.
   std::string NotReadyReason() const;

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   });
   agent.Run(stop);
   waiter.join();
+  agent.DetachProbes();
   http.Stop();
   return 0;
 }

@@ -3,7 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
+#include <span>
 
 #include "agent/sock_diag.h"
 
@@ -11,7 +13,9 @@ namespace podtap {
 
 Agent::Agent(AgentOptions opts)
     : opts_(std::move(opts)),
-      pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist) {
+      pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
+                opts_.probes.capture_payload) {
+  pipeline_.SetRoutes(opts_.routes);
   if (!opts_.pods_file.empty()) {
     pods_ = std::make_unique<PodsFileSource>(opts_.pods_file);
   } else {
@@ -27,7 +31,7 @@ std::string Agent::Start() {
     spdlog::info("no pod metadata source: every connection counts as a host process");
   }
   auto r = TcpProbes::Attach(opts_.probes, [this](const void* data, size_t size) {
-    batch_.push_back(DecodeTcpEvent(data, size));
+    batch_.push_back({DecodeEvent(data, size, &arena_)});
   });
   if (auto* err = std::get_if<std::string>(&r)) return *err;
   probes_ = std::move(std::get<std::unique_ptr<TcpProbes>>(r));
@@ -61,25 +65,82 @@ void Agent::Run(const std::atomic<bool>& stop) {
   }
 }
 
+namespace {
+
+uint64_t Timestamp(const DecodedEvent& ev) {
+  if (const auto* o = std::get_if<TcpOpen>(&ev)) return o->open_ns;
+  if (const auto* c = std::get_if<TcpClose>(&ev)) return c->ts_ns;
+  if (const auto* f = std::get_if<TcpConnectFail>(&ev)) return f->ts_ns;
+  if (const auto* p = std::get_if<PayloadEvent>(&ev)) return p->ts_ns;
+  return 0;
+}
+
+}  // namespace
+
 void Agent::ApplyBatch() {
   TcpProbes::Drops drops = probes_->ReadDrops();
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& ev : batch_) {
-    if (const auto* o = std::get_if<TcpOpen>(&ev)) {
-      pipeline_.OnOpen(*o);
-    } else if (const auto* c = std::get_if<TcpClose>(&ev)) {
-      pipeline_.OnClose(*c);
-    } else if (const auto* f = std::get_if<TcpConnectFail>(&ev)) {
-      pipeline_.OnConnectFail(*f);
-    } else {
-      agg_.self().decode_errors++;
-      spdlog::debug("dropped an event: {}", std::get<DecodeError>(ev).message);
+  // Lifecycle and payload records come from two ring buffers; in time order
+  // an open precedes its connection's data and a close follows it.
+  for (auto& item : retry_) {
+    auto& p = std::get<PayloadEvent>(item.event);
+    uint32_t offset = static_cast<uint32_t>(arena_.size());
+    arena_.insert(arena_.end(), retry_arena_.begin() + p.offset,
+                  retry_arena_.begin() + p.offset + p.captured);
+    p.offset = offset;
+    batch_.push_back(std::move(item));
+  }
+  retry_.clear();
+  retry_arena_.clear();
+  std::stable_sort(batch_.begin(), batch_.end(), [](const BatchItem& a, const BatchItem& b) {
+    return Timestamp(a.event) < Timestamp(b.event);
+  });
+
+  std::vector<TcpPipeline::VerdictOp> verdicts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& item : batch_) {
+      const DecodedEvent& ev = item.event;
+      if (const auto* o = std::get_if<TcpOpen>(&ev)) {
+        pipeline_.OnOpen(*o);
+      } else if (const auto* c = std::get_if<TcpClose>(&ev)) {
+        pipeline_.OnClose(*c);
+      } else if (const auto* f = std::get_if<TcpConnectFail>(&ev)) {
+        pipeline_.OnConnectFail(*f);
+      } else if (const auto* p = std::get_if<PayloadEvent>(&ev)) {
+        std::span<const uint8_t> bytes(arena_.data() + p->offset, p->captured);
+        if (pipeline_.OnPayload(*p, bytes)) continue;
+        if (item.retried) {
+          agg_.self().payload_unmatched++;
+          continue;
+        }
+        PayloadEvent moved = *p;
+        moved.offset = static_cast<uint32_t>(retry_arena_.size());
+        retry_arena_.insert(retry_arena_.end(), bytes.begin(), bytes.end());
+        retry_.push_back({moved, true});
+      } else {
+        agg_.self().decode_errors++;
+        spdlog::debug("dropped an event: {}", std::get<DecodeError>(ev).message);
+      }
     }
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
+    pipeline_.FlushPendingOpens(uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec));
+    agg_.self().events_lost_ringbuf = drops.ringbuf_full;
+    agg_.self().kernel_sockmap_full = drops.sockmap_full;
+    agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;
+    agg_.self().payload_lost_args = drops.syscall_map_full;
+    agg_.self().connections_tracked = pipeline_.tracked();
+    verdicts = pipeline_.TakeVerdicts();
   }
   batch_.clear();
-  agg_.self().events_lost_ringbuf = drops.ringbuf_full;
-  agg_.self().kernel_sockmap_full = drops.sockmap_full;
-  agg_.self().connections_tracked = pipeline_.tracked();
+  arena_.clear();
+  for (const auto& v : verdicts) {
+    if (v.stop) {
+      probes_->StopCapture(v.conn_id);
+    } else {
+      probes_->ClearVerdict(v.conn_id);
+    }
+  }
 }
 
 void Agent::PollPods() {

@@ -22,6 +22,7 @@ namespace podtap {
 struct AgentOptions {
   ProbeOptions probes;
   std::string pods_file;  // empty: no pods, every socket is a host process
+  RouteTable routes;
   std::set<std::string> pod_label_allowlist;
   std::chrono::milliseconds diag_interval{5000};  // 0: no live byte updates
   size_t max_connections = 262144;
@@ -51,7 +52,16 @@ class Agent {
   AgentOptions opts_;
   std::unique_ptr<PodSource> pods_;
   std::unique_ptr<TcpProbes> probes_;
-  std::vector<DecodedEvent> batch_;  // filled by the ring buffer callback
+  // Filled by the ring buffer callback (decoded there, outside the lock);
+  // captured payload bytes live in arena_.
+  struct BatchItem {
+    DecodedEvent event;
+    bool retried = false;  // a payload already waited one batch for its open
+  };
+  std::vector<BatchItem> batch_;
+  std::vector<uint8_t> arena_;
+  std::vector<BatchItem> retry_;  // payloads whose connection was not known yet
+  std::vector<uint8_t> retry_arena_;
 
   std::mutex mu_;  // guards agg_ and pipeline_
   Aggregator agg_;

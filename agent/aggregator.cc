@@ -31,9 +31,22 @@ Aggregator::LabelSetId Aggregator::Intern(const Labels& labels) {
   return it->second;
 }
 
-TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction) {
-  auto& slot = transport_[Key{id, direction}];
+TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool tls) {
+  auto& slot = transport_[{Key{id, direction}, tls}];
   if (!slot) slot = std::make_unique<TransportSeries>();
+  return slot.get();
+}
+
+HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority) {
+  auto& slot = http_[{Key{id, direction}, authority}];
+  if (!slot) slot = std::make_unique<HttpSeries>();
+  return slot.get();
+}
+
+HttpSeries* Aggregator::Route(LabelSetId id, Direction direction, const std::string& dst,
+                              const std::string& route) {
+  auto& slot = routes_[{Key{id, direction}, dst, route}];
+  if (!slot) slot = std::make_unique<HttpSeries>();
   return slot.get();
 }
 
@@ -61,6 +74,25 @@ void AddValue(MetricFamily* f, Labels labels, double v) {
   f->samples.push_back(std::move(s));
 }
 
+// request_total, response_total and response_latency_ms samples of one
+// series (or their route_* twins).
+void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
+             MetricFamily* responses, MetricFamily* latency) {
+  AddValue(requests, labels, static_cast<double>(s.requests));
+  for (const auto& [rkey, r] : s.responses) {
+    const auto& [status, failed] = rkey;
+    Labels with_status = labels;
+    with_status.emplace_back("status_code", status > 0 ? std::to_string(status) : "");
+    Labels with_class = with_status;
+    with_class.emplace_back("classification", failed ? "failure" : "success");
+    AddValue(responses, with_class, static_cast<double>(r.count));
+    Sample h;
+    h.labels = std::move(with_status);
+    h.histogram = r.latency_ms.ToData();
+    latency->samples.push_back(std::move(h));
+  }
+}
+
 }  // namespace
 
 Snapshot Aggregator::Collect() const {
@@ -86,9 +118,12 @@ Snapshot Aggregator::Collect() const {
       Family("inbound_tcp_errors_total", "Total count of inbound TCP connection failures.",
              MetricType::kCounter)};
 
-  for (const auto& [key, s] : transport_) {
+  for (const auto& [tkey, s] : transport_) {
+    const auto& [key, tls] = tkey;
     const Labels& base = label_sets_[key.id];
-    Labels dir = {{"direction", DirectionName(key.direction)}, {"peer", PeerName(key.direction)}};
+    Labels dir = {{"direction", DirectionName(key.direction)},
+                  {"peer", PeerName(key.direction)},
+                  {"tls", tls ? "true" : "false"}};
     Labels with_peer = With(dir, base);
     AddValue(&open_total, with_peer, static_cast<double>(s->open_total));
     AddValue(&open_now, with_peer, static_cast<double>(s->open_now));
@@ -105,15 +140,45 @@ Snapshot Aggregator::Collect() const {
     }
     for (size_t e = 0; e < kTcpErrorCount; e++) {
       if (s->errors[e] == 0) continue;
-      Labels l = With({{"direction", DirectionName(key.direction)}}, base);
+      Labels l = With({{"direction", DirectionName(key.direction)}, {"tls", tls ? "true" : "false"}},
+                      base);
       l.emplace_back("error", TcpErrorName(static_cast<TcpError>(e)));
       AddValue(&errors[static_cast<size_t>(key.direction)], l, static_cast<double>(s->errors[e]));
     }
   }
 
+  auto requests = Family("request_total", "Total count of HTTP requests.", MetricType::kCounter);
+  auto responses = Family("response_total", "Total count of HTTP responses.", MetricType::kCounter);
+  auto latency = Family("response_latency_ms",
+                        "Elapsed times between a request's headers and the first byte of its "
+                        "response, in milliseconds.",
+                        MetricType::kHistogram);
+  for (const auto& [key, s] : http_) {
+    const auto& [tkey, authority] = key;
+    Labels head = {{"direction", DirectionName(tkey.direction)},
+                   {"authority", authority},
+                   {"tls", "false"}};
+    AddHttp(*s, With(head, label_sets_[tkey.id]), &requests, &responses, &latency);
+  }
+  auto route_requests = Family("route_request_total", "Total count of HTTP requests, per route.",
+                               MetricType::kCounter);
+  auto route_responses = Family("route_response_total",
+                                "Total count of HTTP responses, per route.", MetricType::kCounter);
+  auto route_latency = Family("route_response_latency_ms",
+                              "Elapsed times between a request's headers and the first byte of "
+                              "its response, in milliseconds, per route.",
+                              MetricType::kHistogram);
+  for (const auto& [key, s] : routes_) {
+    const auto& [tkey, dst, route] = key;
+    Labels head = {{"direction", DirectionName(tkey.direction)}, {"dst", dst}, {"rt_route", route}};
+    AddHttp(*s, With(head, label_sets_[tkey.id]), &route_requests, &route_responses,
+            &route_latency);
+  }
+
   Snapshot snap;
-  for (auto* f : {&open_total, &close_total, &open_now, &read_bytes, &write_bytes, &duration,
-                  &errors[0], &errors[1]}) {
+  for (auto* f : {&requests, &responses, &latency, &route_requests, &route_responses,
+                  &route_latency, &open_total, &close_total, &open_now,
+                  &read_bytes, &write_bytes, &duration, &errors[0], &errors[1]}) {
     snap.families.push_back(std::move(*f));
   }
 
@@ -122,7 +187,32 @@ Snapshot Aggregator::Collect() const {
                      MetricType::kCounter);
   AddValue(&lost, {{"reason", "ringbuf_full"}}, static_cast<double>(self_.events_lost_ringbuf));
   AddValue(&lost, {{"reason", "decode_error"}}, static_cast<double>(self_.decode_errors));
+  AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
+           static_cast<double>(self_.payload_lost_ringbuf));
+  AddValue(&lost, {{"reason", "syscall_map_full"}}, static_cast<double>(self_.payload_lost_args));
+  AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
   snap.families.push_back(std::move(lost));
+
+  auto payload = Family("podtap_payload_events_total",
+                        "Socket data records applied to the protocol parsers.",
+                        MetricType::kCounter);
+  AddValue(&payload, {}, static_cast<double>(self_.payload_events));
+  snap.families.push_back(std::move(payload));
+
+  auto parse_errors = Family("podtap_parse_errors_total",
+                             "Protocol parse problems, by protocol and kind (resyncs included).",
+                             MetricType::kCounter);
+  for (const auto& [name, n] : self_.http1_errors) {
+    AddValue(&parse_errors, {{"protocol", "http1"}, {"error", name}}, static_cast<double>(n));
+  }
+  snap.families.push_back(std::move(parse_errors));
+
+  auto given_up = Family("podtap_connections_given_up_total",
+                         "Connections whose payload is no longer parsed (not the protocol, "
+                         "upgraded, or lost), by protocol.",
+                         MetricType::kCounter);
+  AddValue(&given_up, {{"protocol", "http1"}}, static_cast<double>(self_.http1_given_up));
+  snap.families.push_back(std::move(given_up));
 
   auto untracked = Family("podtap_connections_untracked_total",
                           "Connections not counted, by reason: the connection table was full, "

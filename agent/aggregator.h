@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -43,12 +44,31 @@ struct TransportSeries {
   std::array<uint64_t, kTcpErrorCount> errors{};
 };
 
+// Responses of one (labels, direction, authority, status, classification).
+struct HttpResponseSeries {
+  uint64_t count = 0;
+  Histogram latency_ms;
+};
+
+// Everything counted for one (pod labels, direction, authority) triple.
+struct HttpSeries {
+  uint64_t requests = 0;
+  // (status code, failure?) -> responses; status 0 = none seen (cut off).
+  std::map<std::pair<int, bool>, HttpResponseSeries> responses;
+};
+
 // The agent's own health, set by the event loop.
 struct SelfStats {
   uint64_t events_lost_ringbuf = 0;  // kernel: ring buffer full
   uint64_t kernel_sockmap_full = 0;  // kernel: open not remembered
   uint64_t decode_errors = 0;
   uint64_t conn_table_full = 0;       // opens not tracked: table at its cap
+  uint64_t payload_events = 0;        // payload records applied
+  uint64_t payload_lost_ringbuf = 0;  // kernel: payload ring buffer full
+  uint64_t payload_lost_args = 0;     // kernel: syscall argument map full
+  uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
+  std::map<std::string, uint64_t> http1_errors;  // by error name
+  uint64_t http1_given_up = 0;                   // connections no longer parsed
   uint64_t closes_without_open = 0;   // sockets that predate the probes
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
@@ -65,7 +85,13 @@ class Aggregator {
   // then works on ids and series pointers.
   LabelSetId Intern(const Labels& labels);
   // Stable for the aggregator's lifetime.
-  TransportSeries* Transport(LabelSetId id, Direction direction);
+  // `tls`: the connection's first bytes were a TLS record.
+  TransportSeries* Transport(LabelSetId id, Direction direction, bool tls);
+  // Stable for the aggregator's lifetime.
+  HttpSeries* Http(LabelSetId id, Direction direction, const std::string& authority);
+  // Per route: `dst` is the request's authority, `route` a RouteTable name.
+  HttpSeries* Route(LabelSetId id, Direction direction, const std::string& dst,
+                    const std::string& route);
 
   SelfStats& self() { return self_; }
   Snapshot Collect() const;
@@ -80,7 +106,9 @@ class Aggregator {
   };
   std::map<Labels, LabelSetId> ids_;
   std::vector<Labels> label_sets_;
-  std::map<Key, std::unique_ptr<TransportSeries>> transport_;
+  std::map<std::pair<Key, bool>, std::unique_ptr<TransportSeries>> transport_;
+  std::map<std::pair<Key, std::string>, std::unique_ptr<HttpSeries>> http_;
+  std::map<std::tuple<Key, std::string, std::string>, std::unique_ptr<HttpSeries>> routes_;
   SelfStats self_;
 };
 

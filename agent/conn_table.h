@@ -3,21 +3,32 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 
 #include "agent/aggregator.h"
+#include "agent/http_conn.h"
 #include "agent/tcp_event.h"
 
 namespace podtap {
 
 struct Conn {
+  uint64_t conn_id = 0;
   uint64_t open_ns = 0;
   Direction direction = Direction::kOutbound;
   uint32_t netns_ino = 0;
   uint64_t base_acked = 0, base_received = 0;
   // Payload bytes already added to the series' counters (live updates).
   uint64_t reported_read = 0, reported_written = 0;
+  // Null until the open is counted: at the first payload record, which tells
+  // whether the connection speaks TLS (the series' tls label), or a moment
+  // after the open when no data comes.
   TransportSeries* series = nullptr;
+  bool tls = false;
+  Aggregator::LabelSetId labels = 0;
+  // Protocol state, created on the first payload; null once given up.
+  std::unique_ptr<HttpConn> http;
+  bool http_given_up = false;
 };
 
 class ConnTable {
@@ -25,7 +36,7 @@ class ConnTable {
   explicit ConnTable(size_t max_entries) : max_(max_entries) {}
 
   // Null when the table is full; the caller counts that.
-  Conn* Insert(uint64_t conn_id, const Conn& conn);
+  Conn* Insert(uint64_t conn_id, Conn conn);
   Conn* Find(uint64_t conn_id);
   void Erase(uint64_t conn_id) { conns_.erase(conn_id); }
   size_t size() const { return conns_.size(); }

@@ -84,7 +84,31 @@ TcpClose DecodeClose(const podtap_tcp_event& e) {
   return c;
 }
 
-}  // namespace
+DecodedEvent DecodePayload(const void* data, size_t size, std::vector<uint8_t>* arena) {
+  constexpr size_t kHeader = offsetof(podtap_payload_event, data);
+  if (size < kHeader) {
+    return DecodeError{"short payload event: " + std::to_string(size) + " bytes"};
+  }
+  podtap_payload_event h;
+  std::memcpy(&h, data, kHeader);
+  if (h.captured > size - kHeader || h.captured > PODTAP_PAYLOAD_MAX || h.total_len <= 0 ||
+      static_cast<uint64_t>(h.total_len) < h.captured ||
+      (h.dir != PODTAP_DATA_SEND && h.dir != PODTAP_DATA_RECV)) {
+    return DecodeError{"inconsistent payload event: captured " + std::to_string(h.captured) +
+                       " of " + std::to_string(h.total_len) + " in a " + std::to_string(size) +
+                       "-byte record"};
+  }
+  PayloadEvent p;
+  p.conn_id = h.conn_id;
+  p.ts_ns = h.ts_ns;
+  p.dir = h.dir == PODTAP_DATA_SEND ? DataDir::kSend : DataDir::kRecv;
+  p.total_len = static_cast<uint64_t>(h.total_len);
+  p.offset = static_cast<uint32_t>(arena->size());
+  p.captured = h.captured;
+  const auto* bytes = static_cast<const uint8_t*>(data) + kHeader;
+  arena->insert(arena->end(), bytes, bytes + h.captured);
+  return p;
+}
 
 DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
   if (size < sizeof(podtap_tcp_event)) {
@@ -127,6 +151,16 @@ DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
     default:
       return DecodeError{"unknown TCP event kind " + std::to_string(e.kind)};
   }
+}
+
+}  // namespace
+
+DecodedEvent DecodeEvent(const void* data, size_t size, std::vector<uint8_t>* arena) {
+  uint32_t kind = 0;
+  if (size < sizeof(kind)) return DecodeError{"empty record"};
+  std::memcpy(&kind, data, sizeof(kind));
+  if (kind == PODTAP_EV_PAYLOAD) return DecodePayload(data, size, arena);
+  return DecodeTcpEvent(data, size);
 }
 
 }  // namespace podtap

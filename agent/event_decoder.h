@@ -1,10 +1,12 @@
-// Turns raw ring-buffer records from bpf/tcp.bpf.c into TcpOpen / TcpClose /
-// TcpConnectFail values; the only userspace code that knows the kernel ABI.
+// Turns raw ring-buffer records from bpf/tcp.bpf.c and bpf/sockdata.bpf.c into
+// value types; the only userspace code that knows the kernel ABI.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "agent/tcp_event.h"
 
@@ -14,8 +16,9 @@ struct DecodeError {
   std::string message;
 };
 
-using DecodedEvent = std::variant<TcpOpen, TcpClose, TcpConnectFail, DecodeError>;
+using DecodedEvent = std::variant<TcpOpen, TcpClose, TcpConnectFail, PayloadEvent, DecodeError>;
 
-DecodedEvent DecodeTcpEvent(const void* data, size_t size);
+// Captured payload bytes are appended to `arena` (the batch's byte store).
+DecodedEvent DecodeEvent(const void* data, size_t size, std::vector<uint8_t>* arena);
 
 }  // namespace podtap

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <set>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -33,17 +34,28 @@ int main(int argc, char** argv) {
   CLI::App app{"podtap-agent: per-pod TCP traffic metrics from eBPF, served for Prometheus"};
   std::string listen = ":4191";
   std::string pods_file;
+  std::string config_file;
   std::string allowlist;
   double diag_interval_s = 5;
   std::string probe_mode = "auto";
   uint32_t ringbuf_bytes = 4u << 20;
   size_t max_connections = 262144;
   std::string log_level = "info";
+  bool capture_payload = true;
+  uint32_t prefix_len = 256;
+  uint32_t payload_ringbuf_bytes = 8u << 20;
+  auto power_of_two = [](const std::string& v) -> std::string {
+    unsigned long n = std::stoul(v);
+    return (n >= 4096 && (n & (n - 1)) == 0) ? "" : "must be a power of two >= 4096";
+  };
   app.add_option("--listen", listen, "Address to serve /metrics, /healthz and /readyz on")
       ->capture_default_str();
   app.add_option("--pods-file", pods_file,
                  "JSON file describing the pods on this node (see README); re-read when it "
                  "changes. Without it every connection counts as a host process");
+  app.add_option("--config", config_file,
+                 "JSON config file; its \"routes\" define the rt_route label of route_* metrics")
+      ->check(CLI::ExistingFile);
   app.add_option("--pod-label-allowlist", allowlist,
                  "Comma-separated Kubernetes pod label keys to copy onto series");
   app.add_option("--diag-interval", diag_interval_s,
@@ -58,14 +70,22 @@ int main(int argc, char** argv) {
   app.add_option("--ringbuf-size", ringbuf_bytes,
                  "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096)")
       ->capture_default_str()
-      ->check([](const std::string& v) -> std::string {
-        unsigned long n = std::stoul(v);
-        return (n >= 4096 && (n & (n - 1)) == 0) ? "" : "must be a power of two >= 4096";
-      });
+      ->check(power_of_two);
   app.add_option("--max-connections", max_connections,
                  "Most connections tracked at once (kernel map and agent table)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+  app.add_option("--capture-payload", capture_payload,
+                 "Capture socket data for HTTP metrics (false: TCP metrics only)")
+      ->capture_default_str();
+  app.add_option("--payload-prefix", prefix_len,
+                 "Bytes of each read/write captured for the protocol parsers")
+      ->capture_default_str()
+      ->check(CLI::Range(16u, 4096u));
+  app.add_option("--payload-ringbuf-size", payload_ringbuf_bytes,
+                 "Ring buffer for socket data, in bytes (a power of two, >= 4096)")
+      ->capture_default_str()
+      ->check(power_of_two);
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -89,11 +109,27 @@ int main(int argc, char** argv) {
   }
 
   podtap::AgentOptions opts;
+  if (!config_file.empty()) {
+    std::ifstream in(config_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string err;
+    auto routes = podtap::ParseRoutes(text.str(), &err);
+    if (!routes) {
+      spdlog::critical("config {}: {}", config_file, err);
+      return 1;
+    }
+    spdlog::info("loaded {} routes from {}", routes->size(), config_file);
+    opts.routes = std::move(*routes);
+  }
   opts.probes.mode = probe_mode == "tp_btf"       ? podtap::ProbeMode::kTpBtf
                      : probe_mode == "tracepoint" ? podtap::ProbeMode::kTracepoint
                                                   : podtap::ProbeMode::kAuto;
   opts.probes.ringbuf_bytes = ringbuf_bytes;
   opts.probes.max_sockets = static_cast<uint32_t>(max_connections);
+  opts.probes.capture_payload = capture_payload;
+  opts.probes.prefix_len = prefix_len;
+  opts.probes.payload_ringbuf_bytes = payload_ringbuf_bytes;
   opts.max_connections = max_connections;
   opts.pods_file = pods_file;
   opts.pod_label_allowlist = SplitList(allowlist);

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <vector>
 
+#include "sockdata.skel.h"
 #include "tcp.skel.h"
 
 extern "C" {
@@ -130,11 +131,62 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(
   }
   spdlog::info("attached {} (ring buffer {} bytes, socket map {} entries)", prog_desc,
                opts.ringbuf_bytes, opts.max_sockets);
+  if (opts.capture_payload) {
+    if (std::string err = p->AttachPayload(opts); !err.empty()) return err;
+  } else {
+    spdlog::info("payload capture off: TCP metrics only");
+  }
   return p;
+}
+
+std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
+  data_skel_ = sockdata_bpf__open();
+  if (data_skel_ == nullptr) {
+    return std::string("cannot open BPF object sockdata.bpf.o: ") + std::strerror(errno);
+  }
+  data_skel_->rodata->prefix_len = opts.prefix_len;
+  data_skel_->rodata->self_tgid = static_cast<uint32_t>(getpid());
+  // One socket map and one set of drop counters for both objects.
+  if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
+      bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0) {
+    return std::string("cannot share maps with the socket data programs: ") +
+           std::strerror(errno);
+  }
+  bpf_map__set_max_entries(data_skel_->maps.payload_events, opts.payload_ringbuf_bytes);
+  bpf_map__set_max_entries(data_skel_->maps.verdicts, opts.max_sockets);
+  if (int err = sockdata_bpf__load(data_skel_); err != 0) {
+    return std::string("cannot load the socket data programs (syscalls/sys_exit_*): ") +
+           std::strerror(-err) + " — " + LastLibbpfWarning();
+  }
+  if (int err = sockdata_bpf__attach(data_skel_); err != 0) {
+    return std::string("cannot attach the socket data programs (syscalls/sys_*_read ...): ") +
+           std::strerror(-err) + " — " + LastLibbpfWarning();
+  }
+  if (ring_buffer__add(rb_, bpf_map__fd(data_skel_->maps.payload_events), &TcpProbes::OnSample,
+                       this) != 0) {
+    return std::string("cannot open the payload ring buffer: ") + std::strerror(errno);
+  }
+  spdlog::info("attached socket data probes on read, write, readv, writev, recvfrom, sendto, "
+               "recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes)",
+               opts.prefix_len, opts.payload_ringbuf_bytes);
+  return "";
+}
+
+void TcpProbes::StopCapture(uint64_t conn_id) {
+  if (data_skel_ == nullptr) return;
+  uint32_t value = PODTAP_VERDICT_STOP;
+  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value,
+                       sizeof(value), BPF_ANY);
+}
+
+void TcpProbes::ClearVerdict(uint64_t conn_id) {
+  if (data_skel_ == nullptr) return;
+  bpf_map__delete_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), 0);
 }
 
 TcpProbes::~TcpProbes() {
   if (rb_ != nullptr) ring_buffer__free(rb_);
+  if (data_skel_ != nullptr) sockdata_bpf__destroy(data_skel_);
   if (skel_ != nullptr) tcp_bpf__destroy(skel_);
 }
 
@@ -159,6 +211,8 @@ TcpProbes::Drops TcpProbes::ReadDrops() const {
   Drops d;
   d.ringbuf_full = sum(PODTAP_DROP_RINGBUF_FULL);
   d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);
+  d.payload_ringbuf_full = sum(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
+  d.syscall_map_full = sum(PODTAP_DROP_SYSCALL_MAP_FULL);
   return d;
 }
 

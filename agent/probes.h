@@ -10,6 +10,7 @@
 #include <variant>
 
 struct tcp_bpf;
+struct sockdata_bpf;
 struct ring_buffer;
 
 namespace podtap {
@@ -20,6 +21,10 @@ struct ProbeOptions {
   ProbeMode mode = ProbeMode::kAuto;
   uint32_t ringbuf_bytes = 4u << 20;  // power of two, multiple of the page size
   uint32_t max_sockets = 262144;      // kernel socket map entries
+  // Socket data (read/write-family syscalls) for the protocol parsers.
+  bool capture_payload = true;
+  uint32_t prefix_len = 256;  // bytes captured per syscall, at most PODTAP_PAYLOAD_MAX
+  uint32_t payload_ringbuf_bytes = 8u << 20;
 };
 
 // Checks that must pass before loading: root, kernel BTF, tracefs and bpffs
@@ -45,8 +50,15 @@ class TcpProbes {
   struct Drops {
     uint64_t ringbuf_full = 0;
     uint64_t sockmap_full = 0;
+    uint64_t payload_ringbuf_full = 0;
+    uint64_t syscall_map_full = 0;
   };
   Drops ReadDrops() const;
+
+  // Per-connection capture verdicts, the one thing userspace tells the
+  // kernel. No-ops when payload capture is off.
+  void StopCapture(uint64_t conn_id);
+  void ClearVerdict(uint64_t conn_id);
 
   // "tp_btf" or "tracepoint": which program is attached.
   const std::string& mode() const { return mode_; }
@@ -55,9 +67,11 @@ class TcpProbes {
   TcpProbes() = default;
   static std::variant<std::unique_ptr<TcpProbes>, std::string> TryAttach(const ProbeOptions& opts,
                                                                          bool btf, EventFn fn);
+  std::string AttachPayload(const ProbeOptions& opts);
   static int OnSample(void* ctx, void* data, size_t size);
 
   tcp_bpf* skel_ = nullptr;
+  sockdata_bpf* data_skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   EventFn on_event_;
   std::string mode_;

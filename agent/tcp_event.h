@@ -64,6 +64,19 @@ struct TcpConnectFail {
   TcpError error = TcpError::kOther;
 };
 
+enum class DataDir : uint8_t { kSend = 0, kRecv = 1 };
+
+// Bytes that crossed the socket API in one syscall. Only the first `captured`
+// bytes were copied; they live in the batch's byte arena at `offset`.
+struct PayloadEvent {
+  uint64_t conn_id = 0;
+  uint64_t ts_ns = 0;
+  DataDir dir = DataDir::kSend;
+  uint64_t total_len = 0;
+  uint32_t offset = 0;
+  uint32_t captured = 0;
+};
+
 // Kernel counters of an ESTABLISHED socket, as sock_diag reports them.
 struct LiveCounters {
   uint64_t conn_id = 0;

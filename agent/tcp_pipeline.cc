@@ -8,11 +8,20 @@ namespace {
 
 uint64_t Minus(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
 
+// A TLS handshake record: content type 22, protocol version 3.x (SSL 3.0 to
+// TLS 1.3, which still says 3.1-3.3 in the record layer).
+bool LooksLikeTls(std::span<const uint8_t> b) {
+  return b.size() >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04;
+}
+
 }  // namespace
 
 TcpPipeline::TcpPipeline(Aggregator* agg, size_t max_connections,
-                         std::set<std::string> allowed_pod_labels)
-    : agg_(agg), conns_(max_connections), allowed_labels_(std::move(allowed_pod_labels)) {}
+                         std::set<std::string> allowed_pod_labels, bool capture_payload)
+    : agg_(agg),
+      conns_(max_connections),
+      allowed_labels_(std::move(allowed_pod_labels)),
+      capture_payload_(capture_payload) {}
 
 void TcpPipeline::SetPods(const PodList& pods) {
   index_ = PodIndex(pods);
@@ -20,8 +29,8 @@ void TcpPipeline::SetPods(const PodList& pods) {
   agg_->self().pods_known = pods.size();
 }
 
-TransportSeries* TcpPipeline::SeriesFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
-                                        const IpAddr& remote) {
+Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino,
+                                              Direction dir, const IpAddr& remote) {
   const PodMeta* local = index_.ForSocket(cgroup_id, netns_ino);
   const PodMeta* peer = dir == Direction::kOutbound ? index_.ForIp(remote) : nullptr;
   auto key = std::make_pair(local, peer);
@@ -34,7 +43,21 @@ TransportSeries* TcpPipeline::SeriesFor(uint64_t cgroup_id, uint32_t netns_ino, 
     }
     it = label_cache_.emplace(key, agg_->Intern(labels)).first;
   }
-  return agg_->Transport(it->second, dir);
+  return it->second;
+}
+
+void TcpPipeline::CountOpen(Conn* c) {
+  c->series = agg_->Transport(c->labels, c->direction, c->tls);
+  c->series->open_total++;
+  c->series->open_now++;
+}
+
+void TcpPipeline::FlushPendingOpens(uint64_t now_ns) {
+  while (!pending_opens_.empty() && pending_opens_.front().first + kOpenGraceNs <= now_ns) {
+    Conn* c = conns_.Find(pending_opens_.front().second);
+    if (c != nullptr && c->series == nullptr) CountOpen(c);
+    pending_opens_.pop_front();
+  }
 }
 
 void TcpPipeline::Report(Conn* c, uint64_t read, uint64_t written) {
@@ -56,13 +79,18 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   c.netns_ino = e.netns_ino;
   c.base_acked = e.base_acked;
   c.base_received = e.base_received;
-  c.series = SeriesFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
-  if (conns_.Insert(e.conn_id, c) == nullptr) {
+  c.conn_id = e.conn_id;
+  c.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
+  Conn* inserted = conns_.Insert(e.conn_id, std::move(c));
+  if (inserted == nullptr) {
     agg_->self().conn_table_full++;
     return;
   }
-  c.series->open_total++;
-  c.series->open_now++;
+  if (capture_payload_) {
+    pending_opens_.emplace_back(e.open_ns, e.conn_id);
+  } else {
+    CountOpen(inserted);
+  }
 }
 
 void TcpPipeline::OnClose(const TcpClose& e) {
@@ -80,11 +108,10 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     synthesized.direction = e.direction;
     synthesized.base_acked = e.base_acked;
     synthesized.base_received = e.base_received;
-    synthesized.series = SeriesFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
-    synthesized.series->open_total++;
-    synthesized.series->open_now++;
+    synthesized.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
     c = &synthesized;
   }
+  if (c->series == nullptr) CountOpen(c);
   Report(c, Minus(e.received_total, c->base_received), Minus(e.acked_total, c->base_acked));
   TransportSeries* s = c->series;
   auto cls = static_cast<size_t>(e.failed ? Classification::kFailure : Classification::kSuccess);
@@ -92,17 +119,49 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   s->close_total[cls]++;
   s->duration_ms[cls].Observe(static_cast<double>(Minus(e.ts_ns, c->open_ns)) / 1e6);
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
+  if (c->http) c->http->OnClose(e.ts_ns);
+  if (c->http_given_up) verdicts_.push_back({e.conn_id, false});
   if (c != &synthesized) conns_.Erase(e.conn_id);
 }
 
+bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> captured) {
+  Conn* c = conns_.Find(e.conn_id);
+  if (c == nullptr) return false;
+  agg_->self().payload_events++;
+  if (c->series == nullptr) {
+    c->tls = LooksLikeTls(captured);
+    CountOpen(c);
+    if (c->tls) {
+      // Ciphertext: nothing for the HTTP parser, and no reason to keep
+      // copying it out of the kernel.
+      c->http_given_up = true;
+      verdicts_.push_back({e.conn_id, true});
+      return true;
+    }
+  }
+  // Records already in flight when the verdict was written still arrive.
+  if (c->http_given_up) return true;
+  if (!c->http) c->http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction);
+  c->http->Feed(e.dir, captured, e.total_len, e.ts_ns);
+  if (c->http->gave_up()) {
+    c->http.reset();
+    c->http_given_up = true;
+    agg_->self().http1_given_up++;
+    verdicts_.push_back({e.conn_id, true});
+  }
+  return true;
+}
+
 void TcpPipeline::OnConnectFail(const TcpConnectFail& e) {
-  SeriesFor(e.cgroup_id, e.netns_ino, Direction::kOutbound, e.remote)
-      ->errors[static_cast<size_t>(e.error)]++;
+  auto labels = LabelsFor(e.cgroup_id, e.netns_ino, Direction::kOutbound, e.remote);
+  agg_->Transport(labels, Direction::kOutbound, false)->errors[static_cast<size_t>(e.error)]++;
 }
 
 void TcpPipeline::OnLive(const LiveCounters& l) {
   Conn* c = conns_.Find(l.conn_id);
-  if (c == nullptr) return;  // not ours yet (open event pending) or untracked
+  // Not ours yet (open event pending), untracked, or its open not counted:
+  // the close will count every byte anyway.
+  if (c == nullptr || c->series == nullptr) return;
   Report(c, Minus(l.bytes_received, c->base_received), Minus(l.bytes_acked, c->base_acked));
 }
 

@@ -1,25 +1,34 @@
-// Applies decoded TCP events to the connection table and the aggregator:
+// Applies decoded events to the connection table and the aggregator:
 // attribution to pods, payload byte accounting (live and at close), opens,
-// closes and failures.
+// closes and failures, and socket data to each connection's HTTP parser.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "agent/aggregator.h"
 #include "agent/conn_table.h"
 #include "agent/pods.h"
+#include "agent/routes.h"
 #include "agent/tcp_event.h"
 
 namespace podtap {
 
 class TcpPipeline {
  public:
-  TcpPipeline(Aggregator* agg, size_t max_connections, std::set<std::string> allowed_pod_labels);
+  // With `capture_payload` off no data will tell TLS apart, so opens are
+  // counted at once with tls="false".
+  TcpPipeline(Aggregator* agg, size_t max_connections, std::set<std::string> allowed_pod_labels,
+              bool capture_payload);
 
   void SetPods(const PodList& pods);
+  void SetRoutes(RouteTable routes) { routes_ = std::move(routes); }
   const PodIndex& pods() const { return index_; }
 
   void OnOpen(const TcpOpen& e);
@@ -27,17 +36,38 @@ class TcpPipeline {
   void OnConnectFail(const TcpConnectFail& e);
   // Counters of an ESTABLISHED socket (so no FIN is in them yet).
   void OnLive(const LiveCounters& c);
+  // False when the connection is not (yet) tracked; the caller may retry
+  // once after the next batch, whose open event may still be on its way.
+  bool OnPayload(const PayloadEvent& e, std::span<const uint8_t> captured);
+
+  // Capture decisions for the kernel's verdict map, taken after each batch.
+  struct VerdictOp {
+    uint64_t conn_id;
+    bool stop;  // true: stop capturing; false: forget the verdict (closed)
+  };
+  std::vector<VerdictOp> TakeVerdicts() { return std::exchange(verdicts_, {}); }
+
+  // Counts the opens of connections that sent and received nothing for
+  // kOpenGraceNs (tls="false"). `now_ns` is on the kernel's monotonic clock.
+  void FlushPendingOpens(uint64_t now_ns);
+  static constexpr uint64_t kOpenGraceNs = 1'000'000'000;
 
   size_t tracked() const { return conns_.size(); }
 
  private:
-  TransportSeries* SeriesFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
-                             const IpAddr& remote);
+  Aggregator::LabelSetId LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
+                                   const IpAddr& remote);
   void Report(Conn* c, uint64_t read, uint64_t written);
+  void CountOpen(Conn* c);
 
   Aggregator* agg_;
   ConnTable conns_;
+  std::vector<VerdictOp> verdicts_;
+  RouteTable routes_;
+  // Connections whose open is not counted yet, in open order.
+  std::deque<std::pair<uint64_t, uint64_t>> pending_opens_;  // (open_ns, conn_id)
   std::set<std::string> allowed_labels_;
+  bool capture_payload_;
   PodIndex index_;
   // (local pod, remote pod) -> interned label set; cleared when pods change.
   struct PairHash {

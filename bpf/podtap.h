@@ -11,6 +11,7 @@ enum podtap_event_kind {
 	PODTAP_EV_TCP_OPEN = 1,         /* reached ESTABLISHED */
 	PODTAP_EV_TCP_CLOSE = 2,        /* an established connection reached CLOSE */
 	PODTAP_EV_TCP_CONNECT_FAIL = 3, /* SYN_SENT -> CLOSE: the connect failed */
+	PODTAP_EV_PAYLOAD = 4,          /* bytes crossed the socket API */
 };
 
 enum podtap_direction {
@@ -28,7 +29,9 @@ enum podtap_direction {
 enum podtap_drop {
 	PODTAP_DROP_RINGBUF_FULL = 0, /* event not delivered: ring buffer full */
 	PODTAP_DROP_SOCKMAP_FULL = 1, /* open not remembered: socket map full */
-	PODTAP_DROP__COUNT = 2,
+	PODTAP_DROP_PAYLOAD_RINGBUF_FULL = 2, /* payload event not delivered */
+	PODTAP_DROP_SYSCALL_MAP_FULL = 3,     /* syscall arguments not remembered */
+	PODTAP_DROP__COUNT = 4,
 };
 
 /* One record per TCP lifecycle event. Raw kernel counters are passed as they
@@ -55,5 +58,41 @@ struct podtap_tcp_event {
 	__u8 saddr[16];  /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 };
+
+/* Direction of payload bytes, seen from the socket's owner. */
+enum podtap_data_dir {
+	PODTAP_DATA_SEND = 1,
+	PODTAP_DATA_RECV = 2,
+};
+
+/* Largest payload prefix a record can carry (the configured prefix is at most this). */
+#define PODTAP_PAYLOAD_MAX 4096
+
+/* What the socks map remembers between ESTABLISHED and CLOSE. Shared by the
+ * lifecycle program (writer) and the payload programs (readers). */
+struct podtap_sock_info {
+	__u64 conn_id;
+	__u64 open_ns;
+	__u64 base_acked;
+	__u64 base_received;
+	__u8 direction;
+	__u8 pad[7];
+};
+
+/* One record per read/write-family syscall on a tracked TCP socket. Only
+ * `captured` bytes of data follow the header; the record is that long. */
+struct podtap_payload_event {
+	__u32 kind;     /* PODTAP_EV_PAYLOAD */
+	__u8 dir;       /* enum podtap_data_dir */
+	__u8 pad;
+	__u16 captured; /* bytes of data[] present */
+	__u64 ts_ns;
+	__u64 conn_id;
+	__s64 total_len; /* the syscall's return value: every byte moved */
+	__u8 data[PODTAP_PAYLOAD_MAX];
+};
+
+/* verdicts map values, written by the agent per connection id. */
+#define PODTAP_VERDICT_STOP 0xffffffffu /* not a protocol we parse: no more payload */
 
 #endif /* PODTAP_BPF_PODTAP_H */

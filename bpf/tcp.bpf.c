@@ -14,24 +14,15 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
-/* What we remember about a socket between ESTABLISHED and CLOSE. Written by
- * the state-change program at open, read and deleted by it at close. */
-struct sock_open {
-	__u64 conn_id;
-	__u64 open_ns;
-	__u64 base_acked;
-	__u64 base_received;
-	__u8 direction;
-	__u8 pad[7];
-};
-
 /* Keyed by the struct sock address: unique while the socket lives, and the
- * entry is deleted when it reaches CLOSE. Userspace may resize before load. */
+ * entry is deleted when it reaches CLOSE. Written here at open, deleted at
+ * close; the payload programs (sockdata.bpf.c) share it to know which
+ * sockets are tracked. Userspace may resize before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__type(key, __u64);
-	__type(value, struct sock_open);
+	__type(value, struct podtap_sock_info);
 } socks SEC(".maps");
 
 /* Lifecycle events for the agent; userspace sizes it before load. */
@@ -92,7 +83,7 @@ static __always_inline void fill_counters(struct podtap_tcp_event *e, struct soc
 static __always_inline void on_established(struct sock *sk, int oldstate, __u64 cookie)
 {
 	struct podtap_tcp_event *e;
-	struct sock_open so = {};
+	struct podtap_sock_info so = {};
 	__u64 key = (__u64)sk;
 
 	so.conn_id = cookie;
@@ -128,7 +119,7 @@ static __always_inline void on_close(struct sock *sk, int oldstate, __u64 cookie
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	struct podtap_tcp_event *e;
-	struct sock_open *so;
+	struct podtap_sock_info *so;
 	__u64 key = (__u64)sk;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);

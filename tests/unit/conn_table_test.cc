@@ -20,9 +20,10 @@ TEST(ConnTable, SameIdReplacesEvenWhenFull) {
   ConnTable t(1);
   Conn a;
   a.base_acked = 1;
-  ASSERT_NE(t.Insert(7, a), nullptr);
-  a.base_acked = 9;
-  Conn* c = t.Insert(7, a);
+  ASSERT_NE(t.Insert(7, std::move(a)), nullptr);
+  Conn b;
+  b.base_acked = 9;
+  Conn* c = t.Insert(7, std::move(b));
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->base_acked, 9u);
   EXPECT_EQ(t.size(), 1u);

@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 extern "C" {
 #include "bpf/podtap.h"
@@ -27,12 +29,17 @@ podtap_tcp_event Base(uint32_t kind) {
   return e;
 }
 
+DecodedEvent Decode(const void* data, size_t size) {
+  std::vector<uint8_t> arena;
+  return DecodeEvent(data, size, &arena);
+}
+
 TEST(EventDecoder, OpenCarriesBaselinesAndAddresses) {
   auto e = Base(PODTAP_EV_TCP_OPEN);
   e.base_acked = 1;  // the SYN
   e.sport = 40000;
   e.dport = 80;
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* o = std::get_if<TcpOpen>(&d);
   ASSERT_NE(o, nullptr);
   EXPECT_EQ(o->conn_id, 42u);
@@ -49,7 +56,7 @@ TEST(EventDecoder, CleanCloseTakesBothFinsOut) {
   e.bytes_acked = 1 + 1000 + 1;  // SYN + payload + FIN
   e.bytes_received = 300 + 1;    // payload + the peer's FIN
   e.flags = PODTAP_F_FIN_RECEIVED | PODTAP_F_FIN_ACKED;
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* c = std::get_if<TcpClose>(&d);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->acked_total - c->base_acked, 1000u);
@@ -62,7 +69,7 @@ TEST(EventDecoder, ResetReceivedIsAFailure) {
   auto e = Base(PODTAP_EV_TCP_CLOSE);
   e.old_state = 1;  // ESTABLISHED
   e.sk_err = ECONNRESET;
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* c = std::get_if<TcpClose>(&d);
   ASSERT_NE(c, nullptr);
   EXPECT_TRUE(c->failed);
@@ -72,7 +79,7 @@ TEST(EventDecoder, ResetReceivedIsAFailure) {
 TEST(EventDecoder, AbortWithoutErrorMeansWeSentTheReset) {
   auto e = Base(PODTAP_EV_TCP_CLOSE);
   e.old_state = 8;  // CLOSE_WAIT straight to CLOSE: SO_LINGER 0 or unread data
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* c = std::get_if<TcpClose>(&d);
   ASSERT_NE(c, nullptr);
   EXPECT_TRUE(c->failed);
@@ -83,7 +90,7 @@ TEST(EventDecoder, RetransmitTimeoutIsOther) {
   auto e = Base(PODTAP_EV_TCP_CLOSE);
   e.old_state = 4;  // FIN_WAIT1
   e.sk_err = ETIMEDOUT;
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* c = std::get_if<TcpClose>(&d);
   ASSERT_NE(c, nullptr);
   EXPECT_TRUE(c->failed);
@@ -95,7 +102,7 @@ TEST(EventDecoder, UntrackedCloseHasNoBaseline) {
   e.old_state = 9;
   e.flags = PODTAP_F_UNTRACKED;
   e.base_acked = 77;  // garbage the decoder must not trust
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   auto* c = std::get_if<TcpClose>(&d);
   ASSERT_NE(c, nullptr);
   EXPECT_FALSE(c->kernel_saw_open);
@@ -108,7 +115,7 @@ TEST(EventDecoder, ConnectFailures) {
                            std::pair{EHOSTUNREACH, TcpError::kOther}}) {
     auto e = Base(PODTAP_EV_TCP_CONNECT_FAIL);
     e.sk_err = err;
-    auto d = DecodeTcpEvent(&e, sizeof(e));
+    auto d = Decode(&e, sizeof(e));
     auto* f = std::get_if<TcpConnectFail>(&d);
     ASSERT_NE(f, nullptr);
     EXPECT_EQ(f->error, want) << err;
@@ -120,22 +127,60 @@ TEST(EventDecoder, V4MappedV6IsV4) {
   e.family = AF_INET6;
   uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1};
   std::memcpy(e.daddr, mapped, 16);
-  auto d = DecodeTcpEvent(&e, sizeof(e));
+  auto d = Decode(&e, sizeof(e));
   EXPECT_EQ(std::get<TcpOpen>(d).remote.ToString(), "192.0.2.1");
   uint8_t v6[16] = {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
   std::memcpy(e.daddr, v6, 16);
-  d = DecodeTcpEvent(&e, sizeof(e));
+  d = Decode(&e, sizeof(e));
   EXPECT_EQ(std::get<TcpOpen>(d).remote.ToString(), "fd00::2");
 }
 
 TEST(EventDecoder, RejectsShortAndUnknownRecords) {
   auto e = Base(PODTAP_EV_TCP_OPEN);
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e) - 1)));
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(Decode(&e, sizeof(e) - 1)));
   e.kind = 99;
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e))));
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(Decode(&e, sizeof(e))));
   e.kind = PODTAP_EV_TCP_OPEN;
   e.family = 1;
-  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeTcpEvent(&e, sizeof(e))));
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(Decode(&e, sizeof(e))));
+}
+
+TEST(EventDecoder, PayloadPrefixGoesToTheArena) {
+  podtap_payload_event e{};
+  e.kind = PODTAP_EV_PAYLOAD;
+  e.dir = PODTAP_DATA_RECV;
+  e.conn_id = 7;
+  e.total_len = 100000;
+  e.captured = 3;
+  std::memcpy(e.data, "GET", 3);
+  std::vector<uint8_t> arena = {1, 2};
+  size_t size = offsetof(podtap_payload_event, data) + 3;
+  auto d = DecodeEvent(&e, size, &arena);
+  auto* p = std::get_if<PayloadEvent>(&d);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->dir, DataDir::kRecv);
+  EXPECT_EQ(p->total_len, 100000u);
+  EXPECT_EQ(p->offset, 2u);
+  EXPECT_EQ(p->captured, 3u);
+  EXPECT_EQ(std::string(arena.begin() + 2, arena.end()), "GET");
+}
+
+TEST(EventDecoder, PayloadRecordsThatContradictThemselvesAreRejected) {
+  podtap_payload_event e{};
+  e.kind = PODTAP_EV_PAYLOAD;
+  e.dir = PODTAP_DATA_SEND;
+  e.total_len = 2;
+  e.captured = 3;  // more captured than moved
+  std::vector<uint8_t> arena;
+  size_t size = offsetof(podtap_payload_event, data) + 3;
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeEvent(&e, size, &arena)));
+  e.total_len = 10;
+  e.captured = 5;  // claims more than the record holds
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeEvent(&e, size, &arena)));
+  e.captured = 3;
+  e.dir = 9;
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeEvent(&e, size, &arena)));
+  EXPECT_TRUE(arena.empty());
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   Aggregator agg;
-  TcpPipeline pipe{&agg, 16, {"app"}};
+  TcpPipeline pipe{&agg, 16, {"app"}, /*capture_payload=*/false};
   const Labels api_in = {{"direction", "inbound"}, {"namespace", "shop"},
                          {"pod", "api-5f7c9d8b6-abcde"}};
   const Labels web_out = {{"direction", "outbound"}, {"pod", "web-0"}};
@@ -182,12 +182,106 @@ TEST_F(PipelineTest, CloseOfASocketOlderThanTheAgentIsCountedAsUntracked) {
 
 TEST_F(PipelineTest, FullTableRefusesAndCounts) {
   Aggregator small_agg;
-  TcpPipeline small(&small_agg, 1, {});
+  TcpPipeline small(&small_agg, 1, {}, false);
   small.OnOpen(Open(1, 5, Direction::kOutbound, V4(1, 1, 1, 1)));
   small.OnOpen(Open(2, 5, Direction::kOutbound, V4(1, 1, 1, 1)));
   auto s = small_agg.Collect();
   EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "table_full"}}), 1);
   EXPECT_EQ(Value(s, "tcp_open_total", {}), 1);
+}
+
+class PayloadPipelineTest : public PipelineTest {
+ protected:
+  PayloadEvent Payload(uint64_t id, DataDir dir, size_t len, uint64_t ts) {
+    PayloadEvent p;
+    p.conn_id = id;
+    p.dir = dir;
+    p.total_len = len;
+    p.captured = static_cast<uint32_t>(len);
+    p.ts_ns = ts;
+    return p;
+  }
+  std::span<const uint8_t> Bytes(const std::string& s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+  }
+  void SetUp() override {
+    PipelineTest::SetUp();
+    auto api = std::make_shared<PodMeta>();
+    api->ns = "shop";
+    api->name = "api-5f7c9d8b6-abcde";
+    api->netns_ino = 100;
+    live.SetPods({api});
+  }
+  Aggregator live_agg;
+  TcpPipeline live{&live_agg, 16, {}, /*capture_payload=*/true};
+};
+
+TEST_F(PayloadPipelineTest, OpenWaitsForTheFirstBytesThenCarriesTls) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", api_in), -1);
+  const std::string hello = std::string("\x16\x03\x01\x02\x00", 5) + "client hello";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, hello.size(), 2'000'000), Bytes(hello)));
+  Labels tls = api_in;
+  tls.emplace_back("tls", "true");
+  EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", tls), 1);
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_TRUE(verdicts[0].stop);
+  live.OnClose(Close(1, 1, hello.size()));
+  verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_FALSE(verdicts[0].stop);  // the verdict is forgotten with the connection
+  EXPECT_EQ(Value(live_agg.Collect(), "tcp_read_bytes_total", tls), hello.size());
+}
+
+TEST_F(PayloadPipelineTest, SilentConnectionIsCountedAfterTheGrace) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  live.FlushPendingOpens(1'000'000 + TcpPipeline::kOpenGraceNs - 1);
+  EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", api_in), -1);
+  live.FlushPendingOpens(1'000'000 + TcpPipeline::kOpenGraceNs);
+  Labels plain = api_in;
+  plain.emplace_back("tls", "false");
+  EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", plain), 1);
+}
+
+TEST_F(PayloadPipelineTest, HttpExchangeIsCountedOnTheServerSide) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  const std::string req = "GET /items/1?x=2 HTTP/1.1\r\nHost: api.shop:8080\r\n\r\n";
+  const std::string resp = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, req.size(), 2'000'000), Bytes(req)));
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kSend, resp.size(), 7'000'000), Bytes(resp)));
+  auto s = live_agg.Collect();
+  Labels http = api_in;
+  http.emplace_back("authority", "api.shop:8080");
+  EXPECT_EQ(Value(s, "request_total", http), 1);
+  Labels failed = http;
+  failed.emplace_back("status_code", "503");
+  failed.emplace_back("classification", "failure");
+  EXPECT_EQ(Value(s, "response_total", failed), 1);
+  Labels latency = http;
+  latency.emplace_back("status_code", "503");
+  const Sample* h = Find(s, "response_latency_ms", latency);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->histogram.count, 1u);
+  EXPECT_DOUBLE_EQ(h->histogram.sum, 5.0);
+  EXPECT_EQ(Value(s, "route_request_total", {{"rt_route", "[DEFAULT]"}, {"dst", "api.shop:8080"}}),
+            1);
+}
+
+TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  const std::string pg = std::string("\x00\x00\x00\x08\x04\xd2\x16\x2f", 8);
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, pg.size(), 2'000'000), Bytes(pg)));
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_TRUE(verdicts[0].stop);
+  EXPECT_EQ(Value(live_agg.Collect(), "podtap_connections_given_up_total", {{"protocol", "http1"}}),
+            1);
+}
+
+TEST_F(PayloadPipelineTest, PayloadOfAnUnknownConnectionAsksForARetry) {
+  const std::string req = "GET / HTTP/1.1\r\n\r\n";
+  EXPECT_FALSE(live.OnPayload(Payload(9, DataDir::kRecv, req.size(), 1), Bytes(req)));
 }
 
 }  // namespace

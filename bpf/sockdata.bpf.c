@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket data probes: for every read/write-family syscall on a TCP socket the
+ * lifecycle program tracks, the byte count and the first bytes of the buffer,
+ * until the agent's verdict says the connection is not worth capturing. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "podtap.h"
+
+/* Set by the agent before load. */
+const volatile __u32 prefix_len = 256; /* default bytes captured per syscall */
+const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
+
+/* Shared with tcp.bpf.c (the agent reuses that object's maps): the tracked
+ * sockets, and the drop counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, struct podtap_sock_info);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PODTAP_DROP__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* Per connection id, written by the agent: PODTAP_VERDICT_STOP, or a capture
+ * length other than prefix_len (larger for HTTP/2 header blocks). LRU: a
+ * verdict the agent forgot to delete ages out instead of filling the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u64);
+	__type(value, __u32);
+} verdicts SEC(".maps");
+
+/* Payload records; userspace sizes it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} payload_events SEC(".maps");
+
+/* Scratch space to build a record before copying its used part out: a
+ * 4 KiB record does not fit on the BPF stack. The slack lets the verifier
+ * see a masked length (n & (2 * MAX - 1)) stay inside the map value. */
+struct payload_scratch {
+	struct podtap_payload_event ev;
+	__u8 slack[PODTAP_PAYLOAD_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct payload_scratch);
+} scratch SEC(".maps");
+
+enum buf_kind {
+	BUF_PLAIN = 0,  /* read/write/recvfrom/sendto: a buffer pointer */
+	BUF_IOVEC = 1,  /* readv/writev: an iovec array */
+	BUF_MSGHDR = 2, /* recvmsg/sendmsg: a user_msghdr */
+	BUF_NONE = 3,   /* sendfile: bytes only */
+};
+
+/* Arguments saved at syscall entry for the exit, by thread. */
+struct io_args {
+	__u64 buf;
+	__s32 fd;
+	__u8 kind;
+	__u8 dir;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct io_args);
+} inflight SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args a = {};
+
+	if ((__u32)(id >> 32) == self_tgid || fd < 0)
+		return 0;
+	a.fd = fd;
+	a.buf = buf;
+	a.kind = kind;
+	a.dir = dir;
+	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+	return 0;
+}
+
+/* The struct sock behind a file descriptor of the current task, or NULL. A
+ * file that is not a socket fails the back-pointer check, and a socket that
+ * is not tracked is not a key of `socks`, so both cost one lookup. */
+static __always_inline struct sock *sock_of_fd(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds;
+	struct file *file;
+	struct socket *sock;
+	unsigned int max_fds;
+
+	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	if ((unsigned int)fd >= max_fds)
+		return NULL;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* The user address of the first bytes the syscall moved. */
+static __always_inline __u64 first_buffer(struct io_args *a)
+{
+	struct iovec iov = {};
+	struct user_msghdr msg = {};
+
+	switch (a->kind) {
+	case BUF_PLAIN:
+		return a->buf;
+	case BUF_IOVEC:
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)a->buf))
+			return 0;
+		return (__u64)iov.iov_base;
+	case BUF_MSGHDR:
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
+			return 0;
+		if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+			return 0;
+		return (__u64)iov.iov_base;
+	}
+	return 0;
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct podtap_payload_event *e;
+	struct payload_scratch *scr;
+	struct podtap_sock_info *info;
+	struct io_args *a;
+	__u32 zero = 0, want;
+	__u64 n;
+	__u64 key, src;
+	__u32 *verdict;
+	struct sock *sk;
+
+	a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	if (ret <= 0)
+		goto out;
+	sk = sock_of_fd(a->fd);
+	if (!sk)
+		goto out;
+	key = (__u64)sk;
+	info = bpf_map_lookup_elem(&socks, &key);
+	if (!info)
+		goto out;
+
+	want = prefix_len;
+	verdict = bpf_map_lookup_elem(&verdicts, &info->conn_id);
+	if (verdict) {
+		if (*verdict == PODTAP_VERDICT_STOP)
+			goto out;
+		want = *verdict;
+	}
+	scr = bpf_map_lookup_elem(&scratch, &zero);
+	if (!scr)
+		goto out;
+	e = &scr->ev;
+	e->kind = PODTAP_EV_PAYLOAD;
+	e->dir = a->dir;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->conn_id = info->conn_id;
+	e->total_len = ret;
+	n = 0;
+	src = a->kind == BUF_NONE ? 0 : first_buffer(a);
+	if (src) {
+		n = want;
+		if ((__u64)ret < n)
+			n = ret;
+		if (n > PODTAP_PAYLOAD_MAX)
+			n = PODTAP_PAYLOAD_MAX;
+		/* The compiler may drop the bound above from the register the
+		 * helper gets; behind the barrier, the mask is what the
+		 * verifier can follow. */
+		barrier_var(n);
+		n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+		if (n && bpf_probe_read_user(e->data, n, (void *)src))
+			n = 0; /* paged-out buffer: bytes counted, prefix lost */
+	}
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	e->captured = n;
+	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n, 0))
+		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
+out:
+	bpf_map_delete_elem(&inflight, &id);
+	return 0;
+}
+
+#define ENTER(name, kind, dir)                                                  \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                             \
+	int podtap_enter_##name(struct trace_event_raw_sys_enter *ctx)          \
+	{                                                                       \
+		return on_enter((__s32)ctx->args[0], ctx->args[1], kind, dir);  \
+	}                                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                              \
+	int podtap_exit_##name(struct trace_event_raw_sys_exit *ctx)            \
+	{                                                                       \
+		return on_exit(ctx->ret);                                       \
+	}
+
+ENTER(read, BUF_PLAIN, PODTAP_DATA_RECV)
+ENTER(write, BUF_PLAIN, PODTAP_DATA_SEND)
+ENTER(readv, BUF_IOVEC, PODTAP_DATA_RECV)
+ENTER(writev, BUF_IOVEC, PODTAP_DATA_SEND)
+ENTER(recvfrom, BUF_PLAIN, PODTAP_DATA_RECV)
+ENTER(sendto, BUF_PLAIN, PODTAP_DATA_SEND)
+ENTER(recvmsg, BUF_MSGHDR, PODTAP_DATA_RECV)
+ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND)
+
+/* sendfile(out_fd, in_fd, ...): the socket is the first argument; the bytes
+ * come from a file, so there is nothing to capture but their number. */
+ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND)
+
+char LICENSE[] SEC("license") = "GPL";

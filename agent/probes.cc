@@ -146,6 +146,7 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
   }
   data_skel_->rodata->prefix_len = opts.prefix_len;
   data_skel_->rodata->self_tgid = static_cast<uint32_t>(getpid());
+  data_skel_->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
   // One socket map and one set of drop counters for both objects.
   if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
       bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0) {
@@ -195,7 +196,14 @@ int TcpProbes::OnSample(void* ctx, void* data, size_t size) {
   return 0;
 }
 
-int TcpProbes::Poll(int timeout_ms) { return ring_buffer__poll(rb_, timeout_ms); }
+int TcpProbes::Poll(int timeout_ms) {
+  int n = ring_buffer__poll(rb_, timeout_ms);
+  if (n < 0) return n;
+  // The payload ring wakes us only when its backlog grows; drain it (and
+  // anything else that arrived) on every turn of the loop.
+  int more = ring_buffer__consume(rb_);
+  return more < 0 ? more : n + more;
+}
 
 TcpProbes::Drops TcpProbes::ReadDrops() const {
   int ncpu = libbpf_num_possible_cpus();

@@ -43,8 +43,9 @@ class TcpProbes {
   TcpProbes(const TcpProbes&) = delete;
   TcpProbes& operator=(const TcpProbes&) = delete;
 
-  // Waits up to timeout_ms for events and hands each to the callback.
-  // Returns the number consumed, or a negative errno.
+  // Waits up to timeout_ms for lifecycle events (or a payload backlog),
+  // then drains every ring, handing each record to the callback. Returns
+  // the number consumed, or a negative errno.
   int Poll(int timeout_ms);
 
   struct Drops {

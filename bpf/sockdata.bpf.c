@@ -12,6 +12,7 @@
 /* Set by the agent before load. */
 const volatile __u32 prefix_len = 256; /* default bytes captured per syscall */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
+const volatile __u64 wakeup_bytes = 1 << 20; /* wake the agent once this much is queued */
 
 /* Shared with tcp.bpf.c (the agent reuses that object's maps): the tracked
  * sockets, and the drop counters. */
@@ -67,13 +68,14 @@ enum buf_kind {
 	BUF_NONE = 3,   /* sendfile: bytes only */
 };
 
-/* Arguments saved at syscall entry for the exit, by thread. */
+/* What the exit needs from the entry of a syscall on a tracked socket, by
+ * thread. */
 struct io_args {
+	__u64 conn_id;
 	__u64 buf;
-	__s32 fd;
 	__u8 kind;
 	__u8 dir;
-	__u8 pad[2];
+	__u8 pad[6];
 };
 
 struct {
@@ -89,22 +91,6 @@ static __always_inline void count_drop(__u32 reason)
 
 	if (n)
 		*n += 1;
-}
-
-static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct io_args a = {};
-
-	if ((__u32)(id >> 32) == self_tgid || fd < 0)
-		return 0;
-	a.fd = fd;
-	a.buf = buf;
-	a.kind = kind;
-	a.dir = dir;
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
-		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
-	return 0;
 }
 
 /* The struct sock behind a file descriptor of the current task, or NULL. A
@@ -128,6 +114,34 @@ static __always_inline struct sock *sock_of_fd(__s32 fd)
 	if (!sock || BPF_CORE_READ(sock, file) != file)
 		return NULL;
 	return BPF_CORE_READ(sock, sk);
+}
+
+/* Entry does the socket lookup, so that the common case, a read or write on
+ * something that is not a tracked TCP socket, costs no map update at all. */
+static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct podtap_sock_info *info;
+	struct io_args a = {};
+	struct sock *sk;
+	__u64 key;
+
+	if ((__u32)(id >> 32) == self_tgid || fd < 0)
+		return 0;
+	sk = sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	key = (__u64)sk;
+	info = bpf_map_lookup_elem(&socks, &key);
+	if (!info)
+		return 0;
+	a.conn_id = info->conn_id;
+	a.buf = buf;
+	a.kind = kind;
+	a.dir = dir;
+	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+	return 0;
 }
 
 /* The user address of the first bytes the syscall moved. */
@@ -158,29 +172,19 @@ static __always_inline int on_exit(long ret)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_payload_event *e;
 	struct payload_scratch *scr;
-	struct podtap_sock_info *info;
 	struct io_args *a;
 	__u32 zero = 0, want;
-	__u64 n;
-	__u64 key, src;
+	__u64 n, flags, src;
 	__u32 *verdict;
-	struct sock *sk;
 
 	a = bpf_map_lookup_elem(&inflight, &id);
 	if (!a)
 		return 0;
 	if (ret <= 0)
 		goto out;
-	sk = sock_of_fd(a->fd);
-	if (!sk)
-		goto out;
-	key = (__u64)sk;
-	info = bpf_map_lookup_elem(&socks, &key);
-	if (!info)
-		goto out;
 
 	want = prefix_len;
-	verdict = bpf_map_lookup_elem(&verdicts, &info->conn_id);
+	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
 	if (verdict) {
 		if (*verdict == PODTAP_VERDICT_STOP)
 			goto out;
@@ -193,7 +197,7 @@ static __always_inline int on_exit(long ret)
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->conn_id = info->conn_id;
+	e->conn_id = a->conn_id;
 	e->total_len = ret;
 	n = 0;
 	src = a->kind == BUF_NONE ? 0 : first_buffer(a);
@@ -214,17 +218,32 @@ static __always_inline int on_exit(long ret)
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
 	e->captured = n;
-	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n, 0))
+	/* A wakeup per record costs more than the record itself at high rates:
+	 * the agent drains this ring on its own clock and is woken only when
+	 * the backlog grows. */
+	flags = bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			? BPF_RB_FORCE_WAKEUP
+			: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
+			       flags))
 		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
 out:
 	bpf_map_delete_elem(&inflight, &id);
 	return 0;
 }
 
-#define ENTER(name, kind, dir)                                                  \
+#define MSG_PEEK 2
+
+/* flags_arg: which argument holds recv flags (-1: none). A peek leaves the
+ * bytes in the socket to be read again, so it is not traffic: counting it
+ * would feed the parser the same bytes twice (nginx peeks one byte of every
+ * connection on a TLS port). */
+#define ENTER(name, kind, dir, flags_arg)                                       \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                             \
 	int podtap_enter_##name(struct trace_event_raw_sys_enter *ctx)          \
 	{                                                                       \
+		if (flags_arg >= 0 && (ctx->args[flags_arg & 7] & MSG_PEEK))    \
+			return 0;                                               \
 		return on_enter((__s32)ctx->args[0], ctx->args[1], kind, dir);  \
 	}                                                                       \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                              \
@@ -233,17 +252,17 @@ out:
 		return on_exit(ctx->ret);                                       \
 	}
 
-ENTER(read, BUF_PLAIN, PODTAP_DATA_RECV)
-ENTER(write, BUF_PLAIN, PODTAP_DATA_SEND)
-ENTER(readv, BUF_IOVEC, PODTAP_DATA_RECV)
-ENTER(writev, BUF_IOVEC, PODTAP_DATA_SEND)
-ENTER(recvfrom, BUF_PLAIN, PODTAP_DATA_RECV)
-ENTER(sendto, BUF_PLAIN, PODTAP_DATA_SEND)
-ENTER(recvmsg, BUF_MSGHDR, PODTAP_DATA_RECV)
-ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND)
+ENTER(read, BUF_PLAIN, PODTAP_DATA_RECV, -1)
+ENTER(write, BUF_PLAIN, PODTAP_DATA_SEND, -1)
+ENTER(readv, BUF_IOVEC, PODTAP_DATA_RECV, -1)
+ENTER(writev, BUF_IOVEC, PODTAP_DATA_SEND, -1)
+ENTER(recvfrom, BUF_PLAIN, PODTAP_DATA_RECV, 3)
+ENTER(sendto, BUF_PLAIN, PODTAP_DATA_SEND, -1)
+ENTER(recvmsg, BUF_MSGHDR, PODTAP_DATA_RECV, 2)
+ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND, -1)
 
 /* sendfile(out_fd, in_fd, ...): the socket is the first argument; the bytes
  * come from a file, so there is nothing to capture but their number. */
-ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND)
+ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
 
 char LICENSE[] SEC("license") = "GPL";

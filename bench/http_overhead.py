@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""Overhead of podtap on a real HTTP server: wrk against nginx between two
+namespace pods, requests per second with the agent attached over without it,
+in interleaved pairs (baseline, agent, baseline, agent, ...) so drift of the
+machine hits both sides alike. Reports the median ratio per agent mode and the
+added p99 latency wrk measured. Root only; traffic stays on the test's veth.
+
+  /usr/bin/python3 bench/http_overhead.py [--pairs 5] [--seconds 5]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+import harness  # noqa: E402
+
+PORT = 8080
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{
+    listen {addr}:{port};
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+
+
+def start_nginx(ns, workdir, addr):
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(dir=workdir, addr=addr, port=PORT))
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/nginx", "-p", workdir, "-c", conf,
+                          "-g", "daemon off;"], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Htln", "sport = :%d" % PORT],
+                           capture_output=True, text=True)
+        if r.stdout.strip():
+            return p
+        time.sleep(0.1)
+    p.terminate()
+    raise RuntimeError("nginx did not listen within 10 s; see %s/error.log" % workdir)
+
+
+def wrk(ns, addr, seconds):
+    """(requests per second, p99 latency in ms) of one wrk run."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "wrk", "-t1", "-c8", "-d%ds" % seconds,
+                          "--latency", "http://%s:%d/" % (addr, PORT)],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    return rps, p99
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/http_overhead.py: run as root")
+    harness.cleanup_stale_namespaces()
+    topo = harness.Topology().create()
+    workdir = tempfile.mkdtemp(prefix="podtap-bench-")
+    nginx = None
+    try:
+        client, server = harness.make_pods(topo)
+        nginx = start_nginx(topo.server_ns, workdir, topo.SERVER_IP4)
+        wrk(topo.client_ns, topo.SERVER_IP4, 1)  # warm-up
+        modes = {"HTTP parsing": [], "TCP only": ["--capture-payload", "false"]}
+        results = {m: [] for m in modes}
+        for i in range(args.pairs):
+            for mode, extra in modes.items():
+                base = wrk(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                agent = harness.Agent(workdir, [client, server], log_level="warn",
+                                      extra_args=extra).start()
+                agent.wait_ready()
+                try:
+                    with_agent = wrk(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                finally:
+                    agent.stop()
+                results[mode].append((base, with_agent))
+                print("pair %d %-12s baseline %9.0f req/s p99 %6.2f ms | agent %9.0f req/s "
+                      "p99 %6.2f ms | ratio %.3f" % (i + 1, mode, base[0], base[1], with_agent[0],
+                                                     with_agent[1], with_agent[0] / base[0]),
+                      flush=True)
+        print()
+        print("| agent mode | median throughput ratio (agent / none) | median added p99 (ms) |"
+              " pairs |")
+        print("|---|---|---|---|")
+        for mode, pairs in results.items():
+            ratio = statistics.median(a[0] / b[0] for b, a in pairs)
+            added = statistics.median(a[1] - b[1] for b, a in pairs)
+            print("| %s | %.3f | %+.2f | %d |" % (mode, ratio, added, len(pairs)))
+    finally:
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+        topo.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

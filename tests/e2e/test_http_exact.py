@@ -1,0 +1,886 @@
+#!/usr/bin/python3
+"""Real-kernel end-to-end tests of podtap's HTTP/1.x metrics: real clients
+(curl, ab, wrk) in the client pod talk to a real nginx in the server pod, and
+podtap's request_total / response_total / response_latency_ms / route_* series
+must equal, exactly and on both sides (inbound on the server pod, outbound on
+the client pod), what nginx's own access log says happened. TLS (nginx and
+openssl s_server) and a binary protocol (peer.py) must not be parsed as HTTP.
+
+Ground truth. nginx logs one JSON line per request it answered ($http_host as
+sent, $status, the original request line, its connection serial). A case
+reads the lines it added once there are as many as the client made (or, for
+wrk, once nginx holds none of its connections any more and the log stopped
+growing), and checks them against the clients' own view (curl's -w per
+transfer, ab's and wrk's reports) before comparing podtap with them: when
+those disagree the harness is wrong, not the agent, and the case errors out.
+
+Each test starts a fresh agent, takes a baseline scrape once it is ready and
+compares deltas. nginx runs once for the class, in the foreground as a child
+of this process (its own config, files and logs in a temporary folder), and
+is stopped by PID.
+
+Run as root: tests/e2e/run.sh test_http_exact (all cases) or
+tests/e2e/run.sh test_http_exact.HttpExactTest.test_c_ab_keepalive_exact.
+PODTAP_AGENT overrides the agent binary; PODTAP_E2E_ARTIFACTS the folder where
+failing cases leave the agent's log, its last scrape and nginx's logs.
+"""
+
+import collections
+import email.utils
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import HEADER_LEN, Expect  # noqa: E402
+
+NGINX = "/usr/sbin/nginx"
+CURL = "/usr/bin/curl"
+AB = "/usr/bin/ab"
+WRK = "/usr/bin/wrk"
+OPENSSL = "/usr/bin/openssl"
+TOOLS = {NGINX: "nginx", CURL: "curl", AB: "apache2-utils", WRK: "wrk", OPENSSL: "openssl"}
+
+HTTP_PORT = 8080
+TLS_PORT = 8443
+RAW_PORT = 18090  # peer.py's binary protocol (case h)
+SETTLE = 2.0  # seconds the values must stay equal once reached
+TIMEOUT = 15.0  # seconds for the agent's numbers to reach the ground truth
+CLIENT_TIMEOUT = 60  # bound on any one client command
+ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
+             or tempfile.mkdtemp(prefix="ptE2e-http-artifacts-"))
+
+# The file answered 304 to a conditional GET: its mtime is fixed, and
+# If-Modified-Since carries exactly that time (nginx's `if_modified_since
+# exact`, the default). Every other file is newer, so it answers 200.
+COND_MTIME = 1700000000
+COND_DATE = email.utils.formatdate(COND_MTIME, usegmt=True)
+
+# Route definitions for case (f) and (i); full match on the path without query.
+ROUTES = {"routes": [{"name": "status", "method": "GET", "path_regex": "/status/[0-9]+"}]}
+
+# podtap_parse_errors_total{protocol="http1"} kinds that clean HTTP/1.1 from
+# nginx, curl, ab and wrk must never cause (not_http is left out: any
+# non-HTTP connection on the machine, also outside these pods, moves it).
+CLEAN_HTTP_ERRORS = ("malformed", "headers_too_large", "bad_length", "lost_sync",
+                     "too_many_pipelined", "response_without_request")
+
+
+def tearDownModule():
+    try:
+        os.rmdir(ARTIFACTS)
+    except OSError:
+        harness.log("artifacts kept in %s" % ARTIFACTS)
+
+
+def classification(status):
+    return "failure" if int(status) >= 500 else "success"
+
+
+# --------------------------------------------------------------------------
+# nginx in the server pod.
+
+NGINX_CONF = r"""
+daemon off;
+master_process on;
+worker_processes 1;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log notice;
+events { worker_connections 512; }
+http {
+    log_format podtap escape=json
+        '{"host":"$http_host","status":"$status","method":"$request_method",'
+        '"request":"$request","request_uri":"$request_uri","conn":"$connection",'
+        '"conn_requests":"$connection_requests","scheme":"$scheme",'
+        '"server_port":"$server_port","remote":"$remote_addr",'
+        '"request_length":"$request_length","bytes_sent":"$bytes_sent"}';
+    access_log %(dir)s/access.log podtap;
+    client_body_temp_path %(dir)s/tmp/body;
+    proxy_temp_path %(dir)s/tmp/proxy;
+    fastcgi_temp_path %(dir)s/tmp/fastcgi;
+    uwsgi_temp_path %(dir)s/tmp/uwsgi;
+    scgi_temp_path %(dir)s/tmp/scgi;
+    types { text/plain txt; application/octet-stream bin; }
+    default_type application/octet-stream;
+    sendfile off;
+    keepalive_requests 100000;
+    keepalive_timeout 60s;
+    client_max_body_size 1m;
+    client_body_buffer_size 1m;
+
+    server {
+        listen %(ip4)s:%(port)d;
+        listen [%(ip6)s]:%(port)d;
+        include %(dir)s/locations.conf;
+    }
+    server {
+        listen %(ip4)s:%(tls_port)d ssl;
+        ssl_certificate %(dir)s/cert.pem;
+        ssl_certificate_key %(dir)s/key.pem;
+        include %(dir)s/locations.conf;
+    }
+}
+"""
+
+# - `return CODE "text"` keeps the connection alive for every code (a bare
+#   `return 500;` goes through nginx's error pages, which close it); 404 is
+#   nginx's own error page, which keeps it alive.
+# - POST /upload: the mirror module reads the whole request body first (and
+#   answers `Expect: 100-continue` with a 100), then the static module refuses
+#   POST on a file (405), which error_page turns into a 201 from a named
+#   location (which keeps the method, so the log says POST).
+# - /sf/: the same files sent with sendfile(2), as most nginx configurations
+#   (Debian's own included) do: the body never passes through a read/write.
+NGINX_LOCATIONS = r"""
+root %(dir)s/www;
+location = /status/200 { return 200 "status 200\n"; }
+location = /status/201 { return 201 "status 201\n"; }
+location = /status/204 { return 204; }
+location = /status/404 { return 404; }
+location = /status/500 { return 500 "status 500\n"; }
+location = /status/503 { return 503 "status 503\n"; }
+location = /upload { mirror /mirror-sink; error_page 405 =201 @created; }
+location = /mirror-sink { internal; return 204; }
+location @created { return 201 "created\n"; }
+location /sf/ { alias %(dir)s/www/; sendfile on; }
+"""
+
+# name -> size in bytes; far larger than the agent's 256-byte capture prefix.
+FILES = {"tiny.txt": 3, "k10.bin": 10 * 1024, "k300.bin": 300 * 1024, "cond.txt": 500,
+         "upload": 2}
+
+
+class Nginx:
+    """nginx in a namespace, in the foreground (`daemon off`) as our child,
+    with its own config, files, logs and TLS certificate in `workdir`."""
+
+    def __init__(self, ns, workdir, topo):
+        self.ns = ns
+        self.dir = workdir
+        self.topo = topo
+        self.access_log = os.path.join(workdir, "access.log")
+        self.error_log = os.path.join(workdir, "error.log")
+        self.popen = None
+
+    def _write_files(self):
+        # Workers run as nobody: the tree must be readable by others.
+        www = os.path.join(self.dir, "www")
+        for d in (www, os.path.join(self.dir, "tmp")):
+            os.makedirs(d)
+        for d in (self.dir, www, os.path.join(self.dir, "tmp")):
+            os.chmod(d, 0o755)  # whatever the umask
+        rnd = open("/dev/urandom", "rb")
+        for name, size in FILES.items():
+            path = os.path.join(www, name)
+            with open(path, "wb") as f:
+                f.write(b"ok\n"[:size] if size <= 3 else rnd.read(size))
+            os.chmod(path, 0o644)
+        rnd.close()
+        os.utime(os.path.join(www, "cond.txt"), (COND_MTIME, COND_MTIME))
+        params = {"dir": self.dir, "ip4": self.topo.SERVER_IP4, "ip6": self.topo.SERVER_IP6,
+                  "port": HTTP_PORT, "tls_port": TLS_PORT}
+        with open(os.path.join(self.dir, "locations.conf"), "w") as f:
+            f.write(NGINX_LOCATIONS % params)
+        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF % params)
+        harness.sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=api.shop", "-keyout", os.path.join(self.dir, "key.pem"),
+                    "-out", os.path.join(self.dir, "cert.pem")])
+
+    def start(self):
+        self._write_files()
+        self._stderr = open(os.path.join(self.dir, "stderr.log"), "w")
+        cmd = (harness._orphan_guard("TERM")
+               + ["ip", "netns", "exec", self.ns, NGINX, "-p", self.dir + "/",
+                  "-e", self.error_log, "-c", os.path.join(self.dir, "nginx.conf")])
+        harness.log("starting nginx: %s" % " ".join(cmd))
+        # setpriv and `ip netns exec` both exec: the PID is nginx's master.
+        self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
+                                      stderr=subprocess.STDOUT)
+        harness._live_procs[self.popen.pid] = self.popen
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError("nginx exited with %s\n%s" % (self.popen.returncode,
+                                                                 self.logs_tail()))
+            if len(self.listening()) == 3:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("nginx not listening within 15s: %s\n%s"
+                           % (self.listening(), self.logs_tail()))
+
+    def listening(self):
+        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Hltn"]).stdout
+        return [l.split()[3] for l in out.splitlines()
+                if l.split()[3].rsplit(":", 1)[-1] in (str(HTTP_PORT), str(TLS_PORT))]
+
+    def listening_all(self):
+        """Every listening TCP address in the namespace."""
+        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Hltn"]).stdout
+        return [l.split()[3] for l in out.splitlines() if l.strip()]
+
+    def connections(self, port=HTTP_PORT):
+        """Sockets of nginx's with `port` as local port, in any state but LISTEN."""
+        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Htan",
+                          "sport = :%d" % port]).stdout
+        return [l for l in out.splitlines() if l.strip() and not l.startswith("LISTEN")]
+
+    def stop(self):
+        if self.popen is not None:
+            # SIGTERM: fast shutdown; the master stops its workers and waits for them.
+            rc = harness._stop_pid(self.popen, signal.SIGTERM)
+            self._stderr.close()
+            self.popen = None
+            return rc
+        return None
+
+    def offset(self):
+        try:
+            return os.path.getsize(self.access_log)
+        except OSError:
+            return 0
+
+    def entries(self, since, count=None, port=HTTP_PORT, timeout=20):
+        """The access log entries after byte offset `since`: once there are
+        `count` of them (and no more 0.5 s later), or, when count is None,
+        once nginx holds no connection on `port` and the log stopped growing."""
+        deadline = time.monotonic() + timeout
+        last = None
+        stable_since = time.monotonic()
+        while True:
+            got = self._read(since)
+            now = time.monotonic()
+            if last is None or len(got) != len(last):
+                last, stable_since = got, now
+            if count is not None:
+                done = len(got) >= count and now - stable_since >= 0.5
+            else:
+                done = not self.connections(port) and now - stable_since >= 0.5
+            if done:
+                break
+            if now >= deadline:
+                raise RuntimeError("nginx access log: %d entries after %ds (expected %s; "
+                                   "open connections: %s)\n%s"
+                                   % (len(got), timeout, count, self.connections(port),
+                                      self.logs_tail()))
+            time.sleep(0.1)
+        if count is not None and len(got) != count:
+            raise RuntimeError("nginx logged %d requests, the clients made %d:\n%s"
+                               % (len(got), count, "\n".join(json.dumps(e) for e in got)))
+        return got
+
+    def _read(self, since, until=None):
+        with open(self.access_log, "rb") as f:
+            f.seek(since)
+            data = f.read() if until is None else f.read(until - since)
+        lines = data.split(b"\n")[:-1]  # only complete lines
+        return [json.loads(l) for l in lines]
+
+    def accepted(self, since, entries):
+        """Connections nginx accepted after the last entry before `since`, up
+        to the last of `entries`: its connection serial ($connection) counts
+        every accepted connection, also those that never carried a request."""
+        before = [int(e["conn"]) for e in self._read(0, since)]
+        return max(int(e["conn"]) for e in entries) - max(before, default=0)
+
+    def logs_tail(self, lines=20):
+        out = []
+        for path in (self.error_log, os.path.join(self.dir, "stderr.log")):
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read().splitlines()
+            except OSError:
+                continue
+            out.append("---- %s (last %d lines) ----\n%s" % (path, lines,
+                                                             "\n".join(text[-lines:])))
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------
+# The tests.
+
+
+class HttpExactTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (network namespaces, eBPF)")
+        # Missing peers are an error, not a skip: `make deps` installs them.
+        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
+        if missing:
+            raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
+                               % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
+        harness.cleanup_stale_namespaces()
+        cls.topo = harness.Topology()
+        cls.addClassCleanup(cls.topo.destroy)
+        cls.topo.create()
+        cls.client_pod, cls.server_pod = harness.make_pods(cls.topo)
+        cls.C = cls.client_pod.identity()
+        cls.S = cls.server_pod.identity()
+        cls.nginx_dir = tempfile.mkdtemp(prefix="ptE2e-nginx-")
+        cls.nginx = Nginx(cls.topo.server_ns, cls.nginx_dir, cls.topo)
+        cls.addClassCleanup(cls._remove_nginx)
+        cls.nginx.start()
+        harness.log("namespaces %s (client pod %s), %s (server pod %s, nginx in %s); "
+                    "artifacts in %s" % (cls.topo.client_ns, cls.client_pod.name,
+                                         cls.topo.server_ns, cls.server_pod.name,
+                                         cls.nginx_dir, ARTIFACTS))
+
+    @classmethod
+    def _remove_nginx(cls):
+        rc = cls.nginx.stop()
+        if rc not in (0, None):
+            harness.log("WARNING: nginx exited with %s after SIGTERM" % rc)
+        # Keep nginx's logs next to the agents' when something failed.
+        if os.path.isdir(ARTIFACTS) and os.listdir(ARTIFACTS):
+            for name in ("access.log", "error.log", "stderr.log", "nginx.conf"):
+                src = os.path.join(cls.nginx_dir, name)
+                if os.path.exists(src):
+                    shutil.copy(src, os.path.join(ARTIFACTS, "nginx-" + name))
+        shutil.rmtree(cls.nginx_dir, ignore_errors=True)
+
+    # ---- agent -------------------------------------------------------------
+
+    def start_agent(self, routes=None, **kwargs):
+        workdir = os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1])
+        os.makedirs(workdir, exist_ok=True)
+        extra = list(kwargs.pop("extra_args", ()))
+        if routes is not None:
+            path = os.path.join(workdir, "config.json")
+            with open(path, "w") as f:
+                json.dump(routes, f)
+            extra += ["--config", path]
+        agent = harness.Agent(workdir, [self.client_pod, self.server_pod], extra_args=extra,
+                              **kwargs)
+        self.addCleanup(self._stop_agent, agent)
+        agent.start()
+        agent.wait_ready()
+        self.agent = agent
+        self.baseline = agent.scrape()
+        return agent
+
+    def _stop_agent(self, agent):
+        rc = agent.stop()
+        failed = self._failed()
+        if rc != 0:
+            harness.log("WARNING: agent exited with %s after SIGTERM (%s)" % (rc, agent.log_path))
+        if failed:
+            harness.log("%s failed; agent log: %s, its last scrape: %s"
+                        % (self.id(), agent.log_path,
+                           os.path.join(agent.workdir, "last-scrape.prom")))
+        elif rc == 0:
+            shutil.rmtree(agent.workdir, ignore_errors=True)
+
+    def _failed(self):
+        """Whether this test has failed so far. From the result's lists: on
+        Python 3.11 `_outcome.success` reads True inside cleanups, since each
+        cleanup runs as a test part of its own."""
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        result = outcome.result
+        bad = list(getattr(result, "failures", [])) + list(getattr(result, "errors", []))
+        return not outcome.success or any(test is self for test, _ in bad)
+
+    def labels(self, pod, **extra):
+        base = dict(self.C if pod == "client" else self.S)
+        base.update(extra)
+        return base
+
+    def side(self, direction):
+        """Labels of the pod that measures `direction`: inbound on the server
+        pod; outbound on the client pod, whose remote is the server pod."""
+        if direction == "inbound":
+            return self.labels("server", direction="inbound")
+        return self.labels("client", direction="outbound", dst_pod=self.S["pod"])
+
+    def wait_equal(self, expects, timeout=TIMEOUT, settle=SETTLE):
+        return harness.wait_for_expectations(
+            self.agent, expects, self.baseline, timeout=timeout, settle=settle,
+            short={'namespace="shop",': "", self.C["pod"]: "web", self.S["pod"]: "api",
+                   ',pod_template_hash="%s",replicaset="%s",deployment="web"'
+                   % (self.C["pod_template_hash"], self.C["replicaset"]): "",
+                   ',pod_template_hash="%s",replicaset="%s",deployment="api"'
+                   % (self.S["pod_template_hash"], self.S["replicaset"]): ""},
+            context=(self.C["pod"], self.S["pod"]))
+
+    # ---- clients -------------------------------------------------------------
+
+    def client_cmd(self, args, timeout=CLIENT_TIMEOUT, check=True):
+        """Runs a client program in the client pod; subprocess.run stops it by
+        PID if it outlives `timeout`."""
+        cmd = harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns] + args
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise RuntimeError("client command failed (rc=%d): %s\nstdout: %s\nstderr: %s"
+                               % (p.returncode, " ".join(args), p.stdout[-2000:],
+                                  p.stderr[-2000:]))
+        return p
+
+    def curl(self, urls, *options):
+        """One curl process, all `urls` on one command line (curl reuses its
+        connection between them). Returns [(method, status, new connections)]
+        per transfer, from curl's own -w."""
+        return self.curl_next([(urls, options)])
+
+    def curl_next(self, segments):
+        """One curl process running segments [(urls, options)] one after the
+        other (`--next` between them: the options differ, the connection is
+        reused). Returns curl's own [(method, status, new connections)]."""
+        args = [CURL]
+        for i, (urls, options) in enumerate(segments):
+            if i:
+                args.append("--next")
+            args += ["-sS", "--max-time", "20", "-g", "-k",
+                     "-w", "%{method} %{http_code} %{num_connects}\\n"] + list(options)
+            for u in urls:
+                args += [u, "-o", "/dev/null"]
+        p = self.client_cmd(args)
+        out = [tuple(l.split()) for l in p.stdout.splitlines() if l.strip()]
+        n = sum(len(urls) for urls, _ in segments)
+        if len(out) != n:
+            raise RuntimeError("curl reported %d transfers for %d URLs:\n%s\n%s"
+                               % (len(out), n, p.stdout, p.stderr))
+        return [(m, c, int(k)) for m, c, k in out]
+
+    def url(self, path, ip6=False, scheme="http", port=HTTP_PORT):
+        host = "[%s]" % self.topo.SERVER_IP6 if ip6 else self.topo.SERVER_IP4
+        return "%s://%s:%d%s" % (scheme, host, port, path)
+
+    def check_against_curl(self, since, entries, transfers):
+        """Harness self-check: nginx's log and curl's own view agree on the
+        requests (method, status, in order) and on the connections opened."""
+        got = [(e["request"].split(" ", 1)[0], e["status"]) for e in entries]
+        want = [(m, c) for m, c, _ in transfers]
+        connects = sum(n for _, _, n in transfers)
+        conns = len({e["conn"] for e in entries})
+        accepted = self.nginx.accepted(since, entries)
+        if got != want or not connects == conns == accepted:
+            raise RuntimeError("ground truth inconsistent (not an agent problem): nginx %s "
+                               "on %d connections (%d accepted), curl %s on %d"
+                               % (got, conns, accepted, want, connects))
+        return conns
+
+    # ---- expectations ----------------------------------------------------------
+
+    def http_expects(self, entries, directions=("inbound", "outbound"), tls="false"):
+        """request_total, response_total and response_latency_ms_count per
+        authority / status from nginx's entries, exact, on each side; and the
+        totals over all authorities, so a stray authority shows up too."""
+        by_auth = collections.Counter(e["host"] for e in entries)
+        by_status = collections.Counter((e["host"], e["status"]) for e in entries)
+        n = len(entries)
+        failures = sum(1 for e in entries if classification(e["status"]) == "failure")
+        out = []
+        for d in directions:
+            base = self.side(d)
+            for auth, k in sorted(by_auth.items()):
+                out.append(Expect("request_total", dict(base, authority=auth, tls=tls), k))
+                out.append(Expect("route_request_total", dict(base, dst=auth), k))
+            for (auth, status), k in sorted(by_status.items()):
+                out.append(Expect("response_total",
+                                  dict(base, authority=auth, tls=tls, status_code=status,
+                                       classification=classification(status)), k))
+                out.append(Expect("response_latency_ms_count",
+                                  dict(base, authority=auth, tls=tls, status_code=status), k))
+            out += [Expect("request_total", base, n),
+                    Expect("response_total", base, n),
+                    Expect("response_total", dict(base, classification="failure"), failures),
+                    Expect("response_latency_ms_count", base, n),
+                    Expect("route_request_total", base, n),
+                    Expect("route_response_total", base, n)]
+        # Nothing the other way round.
+        out += [Expect("request_total", self.labels("client", direction="inbound"), 0),
+                Expect("request_total", self.labels("server", direction="outbound"), 0)]
+        return out
+
+    def clean_expects(self):
+        return [Expect("podtap_parse_errors_total", {"protocol": "http1", "error": e}, 0)
+                for e in CLEAN_HTTP_ERRORS]
+
+    def tcp_open_expects(self, conns, tls="false"):
+        return [Expect("tcp_open_total", dict(self.side(d), tls=tls), conns)
+                for d in ("inbound", "outbound")]
+
+    # ---- the cases ---------------------------------------------------------------
+
+    def test_a_curl_keepalive_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        u = self.url
+        mix = ["/tiny.txt", "/status/200", "/status/404", "/k10.bin", "/status/500",
+               "/status/503", "/status/204", "/k300.bin", "/status/201", "/nope.txt",
+               "/k300.bin", "/tiny.txt", "/status/500", "/status/204", "/k10.bin",
+               "/status/404", "/cond.txt", "/k300.bin", "/status/503", "/status/200",
+               "/tiny.txt?q=1", "/k10.bin", "/status/204", "/status/500", "/k300.bin",
+               "/status/200", "/status/404", "/tiny.txt", "/status/503", "/k10.bin"]
+        transfers = self.curl([u(p) for p in mix])
+        self.assertEqual(sum(n for _, _, n in transfers), 1,
+                         "curl must use one connection for the whole mix: %s" % transfers)
+        transfers += self.curl([u(p) for p in ("/k300.bin", "/status/503", "/tiny.txt",
+                                               "/status/204", "/status/404", "/k10.bin")],
+                               "-H", "Host: api.shop:8080")
+        # 304: If-Modified-Since equal to cond.txt's mtime; the other files are newer.
+        transfers += self.curl([u(p) for p in ("/cond.txt", "/tiny.txt", "/status/500",
+                                               "/cond.txt", "/k300.bin")],
+                               "-H", "Host: api.shop", "-H", "If-Modified-Since: " + COND_DATE)
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        statuses = collections.Counter(e["status"] for e in entries)
+        for s in ("200", "201", "204", "304", "404", "500", "503"):
+            self.assertGreater(statuses[s], 0, "ground truth lacks status %s: %s" % (s, statuses))
+        self.assertEqual(len({e["host"] for e in entries}), 3)
+        harness.log("case a: %d requests on %d connections, %s"
+                    % (len(entries), conns, dict(statuses)))
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def test_b_head_and_post_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        u = self.url
+        body = os.path.join(self.nginx_dir, "post-body.bin")
+        with open(body, "wb") as f:
+            f.write(os.urandom(200 * 1024))
+        post = ["-X", "POST", "--data-binary", "@" + body,
+                "-H", "Content-Type: application/octet-stream"]
+        # One connection: HEADs (the responses carry Content-Length, 300 KB
+        # for k300.bin, but no body), a 200 KB POST with `Expect: 100-continue`
+        # (nginx answers 100, then 201), two without (curl 7.88 would only
+        # add it above 1 MB; `Expect:` makes sure), then a GET and a HEAD.
+        transfers = self.curl_next([
+            ([u(p) for p in ("/k300.bin", "/tiny.txt", "/status/404", "/k10.bin",
+                             "/status/503", "/k300.bin")], ["-I"]),
+            ([u("/upload")], post + ["-H", "Expect: 100-continue"]),
+            ([u("/upload"), u("/upload")], post + ["-H", "Expect:"]),
+            ([u("/k10.bin")], []),
+            ([u("/status/204")], ["-I"]),
+        ])
+        self.assertEqual(sum(n for _, _, n in transfers), 1,
+                         "curl must use one connection: %s" % transfers)
+        # And the same on a connection of its own each: a POST with
+        # `Expect: 100-continue` first thing on it, a HEAD of the big file.
+        transfers += self.curl([u("/upload")], *post, "-H", "Expect: 100-continue")
+        transfers += self.curl([u("/k300.bin")], "-I")
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        methods = collections.Counter(e["method"] for e in entries)
+        self.assertEqual(methods, {"HEAD": 8, "POST": 4, "GET": 1}, "nginx log: %s" % entries)
+        self.assertTrue(all(int(e["request_length"]) > 200 * 1024
+                            for e in entries if e["method"] == "POST"),
+                        "nginx read every POST body: %s" % entries)
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def test_c_ab_keepalive_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        p = self.client_cmd([AB, "-n", "500", "-c", "4", "-k", "-s", "20", "-q",
+                             self.url("/k10.bin")])
+        complete = re.search(r"^Complete requests:\s+(\d+)", p.stdout, re.M)
+        failed = re.search(r"^Failed requests:\s+(\d+)", p.stdout, re.M)
+        keepalive = re.search(r"^Keep-Alive requests:\s+(\d+)", p.stdout, re.M)
+        self.assertTrue(complete and failed and keepalive, "ab output:\n%s" % p.stdout)
+        self.assertEqual((int(complete.group(1)), int(failed.group(1))), (500, 0),
+                         "ab output:\n%s" % p.stdout)
+        entries = self.nginx.entries(since, 500)
+        conns = len({e["conn"] for e in entries})
+        self.assertEqual(self.nginx.accepted(since, entries), conns)
+        self.assertEqual(collections.Counter(e["status"] for e in entries), {"200": 500})
+        harness.log("case c: ab made 500 requests on %d connections (%s keep-alive)"
+                    % (conns, keepalive.group(1)))
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def test_d_wrk_inbound_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        p = self.client_cmd([WRK, "-t1", "-c4", "-d2s", "--timeout", "5s",
+                             self.url("/k10.bin")])
+        m = re.search(r"^\s*(\d+) requests in", p.stdout, re.M)
+        self.assertTrue(m, "wrk output:\n%s" % p.stdout)
+        wrk_done = int(m.group(1))
+        # wrk counts the responses it read; nginx answered those and the
+        # requests still in flight when wrk stopped (at most one per connection).
+        entries = self.nginx.entries(since)
+        n = len(entries)
+        conns = len({e["conn"] for e in entries})
+        self.assertEqual(conns, 4, "wrk -c4 must use 4 connections")
+        # Before its 4 connections wrk checks that the address accepts
+        # connections (wrk.connect in wrk.resolve): one more connection,
+        # opened and closed without a byte; nginx's serial counts it.
+        accepted = self.nginx.accepted(since, entries)
+        self.assertEqual(accepted, conns + 1, "connections nginx accepted during wrk's run")
+        self.assertTrue(wrk_done <= n <= wrk_done + conns,
+                        "wrk read %d responses, nginx logged %d" % (wrk_done, n))
+        self.assertEqual({e["status"] for e in entries}, {"200"})
+        harness.log("case d: wrk read %d responses, nginx answered %d" % (wrk_done, n))
+        # Inbound: exactly nginx's log.
+        expects = self.http_expects(entries, directions=("inbound",))
+        # Outbound (measured, and explained): wrk stops with at most one
+        # request in flight per connection (0 to 4 of 4 seen on this machine).
+        # nginx read and answered every request wrk wrote (all are in its
+        # log), so outbound request_total equals inbound exactly. The answers to the
+        # requests in flight reached wrk's socket buffers, but wrk exited
+        # without reading them (its close sends a RST): on the client pod the
+        # close cuts those responses off (classification failure, no status
+        # code, still observed in the latency histogram), and exactly wrk's
+        # own count of responses completed with 200.
+        out = self.side("outbound")
+        auth = "%s:%d" % (self.topo.SERVER_IP4, HTTP_PORT)
+        expects += [
+            Expect("request_total", dict(out, authority=auth, tls="false"), n),
+            Expect("request_total", out, n),
+            Expect("response_total", dict(out, authority=auth, tls="false", status_code="200",
+                                          classification="success"), wrk_done),
+            Expect("response_total", dict(out, authority=auth, tls="false", status_code="",
+                                          classification="failure"), n - wrk_done),
+            Expect("response_total", out, n),
+            Expect("response_latency_ms_count", out, n),
+            Expect("response_latency_ms_count", dict(out, status_code="200"), wrk_done),
+            Expect("request_total", self.labels("client", direction="inbound"), 0),
+        ]
+        self.wait_equal(expects + self.tcp_open_expects(accepted) + self.clean_expects())
+
+    def test_e_ipv6_curl_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        mix = ["/tiny.txt", "/status/500", "/k300.bin", "/status/404", "/status/204",
+               "/k10.bin", "/status/503", "/status/200", "/cond.txt", "/k300.bin"]
+        transfers = self.curl([self.url(p, ip6=True) for p in mix])
+        transfers += self.curl([self.url(p, ip6=True) for p in ("/tiny.txt", "/status/503")],
+                               "-H", "Host: api.shop:8080")
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        self.assertEqual({e["remote"] for e in entries}, {self.topo.CLIENT_IP6})
+        self.assertEqual({e["host"] for e in entries},
+                         {"[%s]:%d" % (self.topo.SERVER_IP6, HTTP_PORT), "api.shop:8080"})
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def test_j_sendfile_exact(self):
+        # Beyond the required cases: nginx with `sendfile on` (its Debian
+        # default) sends file bodies with sendfile(2); the headers still go
+        # out with writev. Keep-alive across large bodies and error answers.
+        self.start_agent()
+        since = self.nginx.offset()
+        mix = ["/sf/k300.bin", "/status/404", "/sf/k10.bin", "/sf/tiny.txt", "/status/503",
+               "/sf/k300.bin", "/sf/nope.bin", "/sf/k10.bin", "/status/204", "/sf/k300.bin",
+               "/status/200"]
+        transfers = self.curl([self.url(p) for p in mix])
+        transfers += self.curl([self.url(p) for p in ("/sf/k300.bin", "/sf/tiny.txt")], "-I")
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def route_expects(self, entries):
+        """route_* series from nginx's entries: the route each request
+        matches, by its method and its path as sent without the query."""
+        routes = [(r["name"], r["method"], re.compile(r["path_regex"])) for r in ROUTES["routes"]]
+
+        def route_of(e):
+            method, target = e["request"].split(" ")[:2]
+            path = target.split("?", 1)[0]
+            for name, m, rx in routes:
+                if (not m or m == method) and rx.fullmatch(path):
+                    return name
+            return "[DEFAULT]"
+
+        reqs = collections.Counter((e["host"], route_of(e)) for e in entries)
+        resps = collections.Counter((e["host"], route_of(e), e["status"]) for e in entries)
+        out = []
+        for d in ("inbound", "outbound"):
+            base = self.side(d)
+            for (dst, route), k in sorted(reqs.items()):
+                out.append(Expect("route_request_total", dict(base, dst=dst, rt_route=route), k))
+            for (dst, route, status), k in sorted(resps.items()):
+                lbl = dict(base, dst=dst, rt_route=route, status_code=status)
+                out.append(Expect("route_response_total",
+                                  dict(lbl, classification=classification(status)), k))
+                out.append(Expect("route_response_latency_ms_count", lbl, k))
+            for route in ("status", "[DEFAULT]"):
+                k = sum(v for (_, r), v in reqs.items() if r == route)
+                out.append(Expect("route_request_total", dict(base, rt_route=route), k))
+                out.append(Expect("route_response_total", dict(base, rt_route=route), k))
+        return out, reqs
+
+    def test_f_routes_exact(self):
+        self.start_agent(routes=ROUTES)
+        since = self.nginx.offset()
+        u = self.url
+        transfers = self.curl([u(p) for p in (
+            "/status/200", "/status/200?verbose=1", "/status/404", "/status/500",
+            "/status/503", "/status/204", "/status/abc", "/status/200/more", "/status/",
+            "/tiny.txt", "/k300.bin", "/status/201")])
+        transfers += self.curl([u("/status/200"), u("/status/404")], "-I")  # HEAD: not GET
+        transfers += self.curl([u("/status/201")], "-d", "x=1")  # POST: not GET
+        transfers += self.curl([u(p) for p in ("/status/503", "/tiny.txt")],
+                               "-H", "Host: api.shop:8080")
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        route_exp, reqs = self.route_expects(entries)
+        harness.log("case f: routes %s" % dict(reqs))
+        self.assertTrue(any(r == "status" for _, r in reqs) and
+                        any(r == "[DEFAULT]" for _, r in reqs))
+        self.wait_equal(route_exp + self.http_expects(entries) + self.tcp_open_expects(conns)
+                        + self.clean_expects())
+
+    def tls_expects(self, conns):
+        """conns TLS connections between the pods: tls="true" on both sides,
+        no plaintext series and no HTTP request counted."""
+        out = []
+        for d in ("inbound", "outbound"):
+            base = self.side(d)
+            out += [Expect("tcp_open_total", dict(base, tls="true"), conns),
+                    Expect("tcp_open_total", dict(base, tls="false"), 0),
+                    Expect("tcp_close_total", dict(base, tls="true"), conns),
+                    Expect("tcp_open_connections", dict(base, tls="true"), 0, absolute=True),
+                    Expect("request_total", base, 0),
+                    Expect("response_total", base, 0),
+                    Expect("route_request_total", base, 0)]
+        return out + self.clean_expects()
+
+    def test_g_tls_handshake(self):
+        # A TLS server that reads the record layer as it comes (5-byte record
+        # header first): `openssl s_server -www` answers `GET /` inside TLS
+        # and closes (HTTP/1.0); -naccept bounds it to the connections made.
+        self.start_agent()
+        port = TLS_PORT + 1
+        cmd = (harness._orphan_guard("TERM")
+               + ["ip", "netns", "exec", self.topo.server_ns, OPENSSL, "s_server", "-quiet",
+                  "-accept", "%s:%d" % (self.topo.SERVER_IP4, port),
+                  "-cert", os.path.join(self.nginx_dir, "cert.pem"),
+                  "-key", os.path.join(self.nginx_dir, "key.pem"), "-www", "-naccept", "3"])
+        log = tempfile.TemporaryFile(mode="w+")
+        self.addCleanup(log.close)
+        server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        harness._live_procs[server.pid] = server
+        self.addCleanup(harness._stop_pid, server, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not any(l.endswith(":%d" % port) for l in self.nginx.listening_all()):
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError("openssl s_server did not listen: %s" % log.read())
+            time.sleep(0.05)
+        url = self.url("/", scheme="https", port=port)
+        transfers = self.curl([url, url])  # HTTP/1.0: one connection each
+        transfers += self.curl([url], "--tlsv1.2", "--tls-max", "1.2")
+        self.assertEqual(transfers, [("GET", "200", 1)] * 3, "curl via openssl s_server")
+        self.assertEqual(server.wait(timeout=10), 0, "openssl s_server after 3 connections")
+        self.wait_equal(self.tls_expects(len(transfers)))
+
+    def test_g_tls_nginx(self):
+        # The same through nginx, the most common TLS server: before its
+        # handshake nginx peeks at the first byte of a connection
+        # (recv(fd, buf, 1, MSG_PEEK)) to tell TLS from plain HTTP.
+        self.start_agent()
+        since = self.nginx.offset()
+        tls_url = lambda p: self.url(p, scheme="https", port=TLS_PORT)  # noqa: E731
+        transfers = self.curl([tls_url(p) for p in ("/tiny.txt", "/status/404", "/k300.bin",
+                                                    "/status/500")])
+        transfers += self.curl([tls_url("/k10.bin")], "--tlsv1.2", "--tls-max", "1.2")
+        entries = self.nginx.entries(since, len(transfers), port=TLS_PORT)
+        conns = self.check_against_curl(since, entries, transfers)
+        self.assertEqual({e["scheme"] for e in entries}, {"https"})
+        self.assertEqual(conns, 2)
+        self.wait_equal(self.tls_expects(conns))
+
+    def test_h_not_http(self):
+        self.start_agent()
+        server = harness.start_server(self.topo.server_ns, self.topo.SERVER_IP4, RAW_PORT)
+        self.addCleanup(server.stop)
+        plan = [(20, 30, "normal"), (5, 7, "normal"), (100, 1, "normal")]
+        run = harness.ClientRun(self.topo.client_ns, self.topo.SERVER_IP4, RAW_PORT, plan,
+                                seed=808)
+        try:
+            conns = run.finish(timeout=60)
+        finally:
+            run.proc.stop()
+        self.assertEqual([c["outcome"] for c in conns], ["eof"] * len(plan), conns)
+        srv = server.wait_event("conn", timeout=30, count=len(plan))
+        self.assertEqual(sorted((s["read"], s["written"]) for s in srv),
+                         sorted((HEADER_LEN + a, b) for a, b, _ in plan))
+        n = len(plan)
+        expects = []
+        for d, written, read in (("outbound", sum(HEADER_LEN + a for a, _, _ in plan),
+                                  sum(b for _, b, _ in plan)),
+                                 ("inbound", sum(b for _, b, _ in plan),
+                                  sum(HEADER_LEN + a for a, _, _ in plan))):
+            base = self.side(d)
+            expects += [Expect("tcp_open_total", dict(base, tls="false"), n),
+                        Expect("tcp_close_total", dict(base, classification="success"), n),
+                        Expect("tcp_write_bytes_total", base, written),
+                        Expect("tcp_read_bytes_total", base, read),
+                        Expect("request_total", base, 0),
+                        Expect("response_total", base, 0)]
+        # Both sockets of each connection (the client's and the server's) are
+        # given up on, each at its first bytes: two per connection.
+        expects += [Expect("podtap_connections_given_up_total", {"protocol": "http1"}, 2 * n),
+                    Expect("podtap_parse_errors_total", {"protocol": "http1",
+                                                         "error": "not_http"}, 2 * n)]
+        self.wait_equal(expects + self.clean_expects())
+
+    def test_i_exposition_valid(self):
+        agent = self.start_agent(routes=ROUTES)
+        since = self.nginx.offset()
+        transfers = self.curl([self.url(p) for p in ("/status/200", "/status/503", "/k10.bin",
+                                                     "/status/404")])
+        transfers += self.curl([self.url("/status/204", ip6=True)], "-H", "Host: api.shop")
+        entries = self.nginx.entries(since, len(transfers))
+        self.check_against_curl(since, entries, transfers)
+        route_exp, _ = self.route_expects(entries)
+        self.wait_equal(self.http_expects(entries) + route_exp)
+        status, headers, text = agent.get("/metrics")
+        self.assertEqual(status, 200)
+        ok, report = harness.promtool_check(text)
+        harness.log(report)
+        self.assertTrue(ok, "promtool found errors in the exposition:\n%s" % report)
+        ex = harness.parse_exposition(text)  # strict: raises on any defect
+        want_types = {
+            "request_total": "counter", "response_total": "counter",
+            "response_latency_ms": "histogram", "route_request_total": "counter",
+            "route_response_total": "counter", "route_response_latency_ms": "histogram",
+            "tcp_open_total": "counter", "podtap_parse_errors_total": "counter",
+            "podtap_connections_given_up_total": "counter",
+            "podtap_payload_events_total": "counter", "podtap_events_lost_total": "counter",
+        }
+        got_types = {n: ex.families[n].type if n in ex.families else None for n in want_types}
+        self.assertEqual(got_types, want_types)
+        for fam in want_types:
+            self.assertTrue(ex.families[fam].help, "%s has no HELP" % fam)
+        linkerd = {tuple(float(b) for b in harness.LINKERD_BUCKETS)}
+        for fam in ("response_latency_ms", "route_response_latency_ms"):
+            self.assertEqual(harness.histogram_bounds(ex, fam), linkerd, fam)
+        # The label names of the families, on the pods' series.
+        for name, must in (("request_total", {"direction", "authority", "tls"}),
+                           ("response_total", {"direction", "authority", "tls", "status_code",
+                                               "classification"}),
+                           ("route_request_total", {"direction", "dst", "rt_route"}),
+                           ("route_response_total", {"direction", "dst", "rt_route",
+                                                     "status_code", "classification"})):
+            series = ex.select(name, {"pod": self.S["pod"]})
+            self.assertTrue(series, name)
+            for s in series:
+                self.assertTrue(must <= set(s.labels), "%s: %s" % (name, s.labels))
+        self.assertGreater(ex.sum("podtap_payload_events_total")
+                           - self.baseline.sum("podtap_payload_events_total"), 0)
+        self.assertEqual(ex.sum("podtap_events_lost_total"), 0)
+        rc = agent.stop()
+        self.assertEqual(rc, 0, "agent exit code after SIGTERM (%.1fs)\n%s"
+                         % (agent.stop_seconds, agent.log_tail()))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -508,6 +508,19 @@ def free_port():
     return port
 
 
+def has_failed(test):
+    """Whether a unittest.TestCase has failed so far, for cleanups that keep
+    artifacts of failures. From the result's lists: on Python 3.11
+    `_outcome.success` reads True inside cleanups, since each cleanup runs as
+    a test part of its own."""
+    outcome = getattr(test, "_outcome", None)
+    if outcome is None:
+        return False
+    result = outcome.result
+    bad = list(getattr(result, "failures", [])) + list(getattr(result, "errors", []))
+    return not outcome.success or any(t is test for t, _ in bad)
+
+
 class AgentError(AssertionError):
     pass
 

@@ -370,7 +370,7 @@ class HttpExactTest(unittest.TestCase):
 
     def _stop_agent(self, agent):
         rc = agent.stop()
-        failed = self._failed()
+        failed = harness.has_failed(self)
         if rc != 0:
             harness.log("WARNING: agent exited with %s after SIGTERM (%s)" % (rc, agent.log_path))
         if failed:
@@ -379,17 +379,6 @@ class HttpExactTest(unittest.TestCase):
                            os.path.join(agent.workdir, "last-scrape.prom")))
         elif rc == 0:
             shutil.rmtree(agent.workdir, ignore_errors=True)
-
-    def _failed(self):
-        """Whether this test has failed so far. From the result's lists: on
-        Python 3.11 `_outcome.success` reads True inside cleanups, since each
-        cleanup runs as a test part of its own."""
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return False
-        result = outcome.result
-        bad = list(getattr(result, "failures", [])) + list(getattr(result, "errors", []))
-        return not outcome.success or any(test is self for test, _ in bad)
 
     def labels(self, pod, **extra):
         base = dict(self.C if pod == "client" else self.S)

@@ -101,7 +101,7 @@ class TcpExactTest(unittest.TestCase):
 
     def _stop_agent(self, agent):
         rc = agent.stop()
-        failed = getattr(self, "_outcome", None) is not None and not self._outcome.success
+        failed = harness.has_failed(self)
         if rc != 0:
             harness.log("WARNING: agent exited with %s after SIGTERM (%s)" % (rc, agent.log_path))
         if failed:

@@ -48,11 +48,16 @@ struct {
 
 /* Scratch space to build a record before copying its used part out: a
  * 4 KiB record does not fit on the BPF stack. The slack lets the verifier
- * see a masked length (n & (2 * MAX - 1)) stay inside the map value. */
+ * see an offset below MAX plus a length masked to 2 * MAX - 1 stay inside
+ * the map value. */
 struct payload_scratch {
 	struct podtap_payload_event ev;
-	__u8 slack[PODTAP_PAYLOAD_MAX];
+	__u8 slack[2 * PODTAP_PAYLOAD_MAX];
 };
+
+/* iovecs gathered into the prefix: writev'd HTTP/2 frames are often one
+ * frame (or frame header) per iovec, so the first alone loses the stream. */
+#define MAX_IOVECS 8
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -73,6 +78,7 @@ enum buf_kind {
 struct io_args {
 	__u64 conn_id;
 	__u64 buf;
+	__u64 iovcnt; /* readv/writev */
 	__u8 kind;
 	__u8 dir;
 	__u8 pad[6];
@@ -118,7 +124,7 @@ static __always_inline struct sock *sock_of_fd(__s32 fd)
 
 /* Entry does the socket lookup, so that the common case, a read or write on
  * something that is not a tracked TCP socket, costs no map update at all. */
-static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
+static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_sock_info *info;
@@ -137,6 +143,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
 		return 0;
 	a.conn_id = info->conn_id;
 	a.buf = buf;
+	a.iovcnt = iovcnt;
 	a.kind = kind;
 	a.dir = dir;
 	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
@@ -144,25 +151,53 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u8 kind, __u8 dir)
 	return 0;
 }
 
-/* The user address of the first bytes the syscall moved. */
-static __always_inline __u64 first_buffer(struct io_args *a)
+/* Copies up to `want` bytes from a user iovec array into dst; returns how
+ * many. Bytes of an iovec that cannot be read end the copy. */
+static __always_inline __u64 copy_iovecs(__u8 *dst, const struct iovec *uiov, __u64 iovcnt,
+					 __u64 want)
 {
-	struct iovec iov = {};
+	struct iovec iov;
+	__u64 off = 0, n;
+
+	for (int i = 0; i < MAX_IOVECS; i++) {
+		if (i >= iovcnt || off >= want)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &uiov[i]))
+			break;
+		n = iov.iov_len;
+		if (n > want - off)
+			n = want - off;
+		/* off < want <= MAX and n <= MAX: the masks state that for the
+		 * verifier, which cannot follow the comparisons above. */
+		barrier_var(off);
+		off &= PODTAP_PAYLOAD_MAX - 1;
+		barrier_var(n);
+		n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+		if (n && bpf_probe_read_user(dst + off, n, iov.iov_base))
+			break;
+		off += n;
+	}
+	return off;
+}
+
+/* Copies the first `want` bytes the syscall moved into dst; returns how many. */
+static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 want)
+{
 	struct user_msghdr msg = {};
 
 	switch (a->kind) {
 	case BUF_PLAIN:
-		return a->buf;
+		barrier_var(want);
+		want &= PODTAP_PAYLOAD_MAX * 2 - 1;
+		if (want && bpf_probe_read_user(dst, want, (void *)a->buf))
+			return 0; /* paged-out buffer: bytes counted, prefix lost */
+		return want;
 	case BUF_IOVEC:
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)a->buf))
-			return 0;
-		return (__u64)iov.iov_base;
+		return copy_iovecs(dst, (const struct iovec *)a->buf, a->iovcnt, want);
 	case BUF_MSGHDR:
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
 			return 0;
-		if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
-			return 0;
-		return (__u64)iov.iov_base;
+		return copy_iovecs(dst, msg.msg_iov, msg.msg_iovlen, want);
 	}
 	return 0;
 }
@@ -174,7 +209,7 @@ static __always_inline int on_exit(long ret)
 	struct payload_scratch *scr;
 	struct io_args *a;
 	__u32 zero = 0, want;
-	__u64 n, flags, src;
+	__u64 n, flags;
 	__u32 *verdict;
 
 	a = bpf_map_lookup_elem(&inflight, &id);
@@ -199,24 +234,16 @@ static __always_inline int on_exit(long ret)
 	e->ts_ns = bpf_ktime_get_ns();
 	e->conn_id = a->conn_id;
 	e->total_len = ret;
-	n = 0;
-	src = a->kind == BUF_NONE ? 0 : first_buffer(a);
-	if (src) {
-		n = want;
-		if ((__u64)ret < n)
-			n = ret;
-		if (n > PODTAP_PAYLOAD_MAX)
-			n = PODTAP_PAYLOAD_MAX;
-		/* The compiler may drop the bound above from the register the
-		 * helper gets; behind the barrier, the mask is what the
-		 * verifier can follow. */
-		barrier_var(n);
-		n &= PODTAP_PAYLOAD_MAX * 2 - 1;
-		if (n && bpf_probe_read_user(e->data, n, (void *)src))
-			n = 0; /* paged-out buffer: bytes counted, prefix lost */
-	}
+	n = want;
+	if ((__u64)ret < n)
+		n = ret; /* never more than the syscall moved */
+	if (n > PODTAP_PAYLOAD_MAX)
+		n = PODTAP_PAYLOAD_MAX;
+	n = copy_prefix(e->data, a, n);
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (n > PODTAP_PAYLOAD_MAX)
+		n = PODTAP_PAYLOAD_MAX;
 	e->captured = n;
 	/* A wakeup per record costs more than the record itself at high rates:
 	 * the agent drains this ring on its own clock and is woken only when
@@ -244,7 +271,8 @@ out:
 	{                                                                       \
 		if (flags_arg >= 0 && (ctx->args[flags_arg & 7] & MSG_PEEK))    \
 			return 0;                                               \
-		return on_enter((__s32)ctx->args[0], ctx->args[1], kind, dir);  \
+		return on_enter((__s32)ctx->args[0], ctx->args[1], ctx->args[2], \
+				kind, dir);                                     \
 	}                                                                       \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                              \
 	int podtap_exit_##name(struct trace_event_raw_sys_exit *ctx)            \

@@ -8,9 +8,12 @@ RUN_ARGS ?= --listen :4191
 # Debian packages the build and the tests need (README says why each).
 DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
 	libcivetweb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
-	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl
+	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl \
+	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
+	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
+	nghttp2-client
 
-.PHONY: all deps build test unit e2e run fmt lint clean
+.PHONY: all deps build test unit e2e bench run fmt lint clean
 
 all: build
 
@@ -39,6 +42,11 @@ unit: build
 
 e2e: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L e2e
+
+# Benchmarks (not tests): figures for docs/benchmarks.md. Root, real kernel.
+bench: build
+	cmake --build $(BUILD_DIR) --target bench
+	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5
 
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)

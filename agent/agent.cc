@@ -7,16 +7,20 @@
 #include <ctime>
 #include <span>
 
+#include "agent/cri_source.h"
 #include "agent/sock_diag.h"
 
 namespace podtap {
 
 Agent::Agent(AgentOptions opts)
     : opts_(std::move(opts)),
+      agg_(opts_.aggregator),
       pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
                 opts_.probes.capture_payload) {
   pipeline_.SetRoutes(opts_.routes);
-  if (!opts_.pods_file.empty()) {
+  if (opts_.cri_socket) {
+    pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);
+  } else if (!opts_.pods_file.empty()) {
     pods_ = std::make_unique<PodsFileSource>(opts_.pods_file);
   } else {
     pods_loaded_ = true;
@@ -47,8 +51,10 @@ void Agent::Run(const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   auto next_pods = Clock::now() + std::chrono::seconds(1);
   auto next_diag = Clock::now() + opts_.diag_interval;
+  auto next_expiry = Clock::now() + std::chrono::seconds(5);
   while (!stop.load()) {
-    int n = probes_->Poll(100);
+    // The timeout bounds how stale socket data gets between wakeups.
+    int n = probes_->Poll(50);
     if (n < 0 && n != -EINTR) {
       spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
     }
@@ -62,7 +68,27 @@ void Agent::Run(const std::atomic<bool>& stop) {
       PollLiveCounters();
       next_diag = now + opts_.diag_interval;
     }
+    if (now >= next_expiry) {
+      ExpireSeries();
+      next_expiry = now + std::chrono::seconds(5);
+    }
   }
+}
+
+void Agent::ExpireSeries() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Host processes (namespace="" and pod="") belong to the node, which exists.
+  auto pod_exists = [this](const Labels& labels) {
+    std::string ns, pod;
+    for (const auto& [name, value] : labels) {
+      if (name == "namespace") ns = value;
+      if (name == "pod") pod = value;
+    }
+    return (ns.empty() && pod.empty()) || live_pods_.count({ns, pod}) > 0;
+  };
+  size_t removed =
+      agg_.Expire(std::chrono::steady_clock::now(), opts_.series_retention, pod_exists);
+  if (removed > 0) spdlog::debug("expired {} idle series of pods that are gone", removed);
 }
 
 namespace {
@@ -135,10 +161,16 @@ void Agent::ApplyBatch() {
   batch_.clear();
   arena_.clear();
   for (const auto& v : verdicts) {
-    if (v.stop) {
-      probes_->StopCapture(v.conn_id);
-    } else {
-      probes_->ClearVerdict(v.conn_id);
+    switch (v.kind) {
+      case TcpPipeline::VerdictOp::Kind::kStop:
+        probes_->StopCapture(v.conn_id);
+        break;
+      case TcpPipeline::VerdictOp::Kind::kCapture:
+        probes_->SetCaptureLength(v.conn_id, v.capture_bytes);
+        break;
+      case TcpPipeline::VerdictOp::Kind::kForget:
+        probes_->ClearVerdict(v.conn_id);
+        break;
     }
   }
 }
@@ -158,6 +190,12 @@ void Agent::PollPods() {
   agg_.self().metadata_last_success_unix = static_cast<double>(std::time(nullptr));
   if (!r.changed) return;
   pipeline_.SetPods(r.pods);
+  live_pods_.clear();
+  // Compared with series labels, which hold values as the aggregator cut them.
+  const size_t max_bytes = opts_.aggregator.max_label_value_bytes;
+  for (const auto& pod : r.pods) {
+    live_pods_.emplace(CleanLabelValue(pod->ns, max_bytes), CleanLabelValue(pod->name, max_bytes));
+  }
   spdlog::info("loaded {} pods from {}", r.pods.size(), pods_->Describe());
   pods_loaded_ = true;
 }

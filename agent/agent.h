@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,10 +23,16 @@ namespace podtap {
 struct AgentOptions {
   ProbeOptions probes;
   std::string pods_file;  // empty: no pods, every socket is a host process
+  // Set: pods from the container runtime over CRI at this socket ("": the
+  // default sockets); excludes pods_file.
+  std::optional<std::string> cri_socket;
   RouteTable routes;
   std::set<std::string> pod_label_allowlist;
   std::chrono::milliseconds diag_interval{5000};  // 0: no live byte updates
   size_t max_connections = 262144;
+  AggregatorOptions aggregator;
+  // Idle series whose pod is gone are removed after this (Aggregator::Expire).
+  std::chrono::milliseconds series_retention{300000};
 };
 
 class Agent {
@@ -48,6 +55,7 @@ class Agent {
   void ApplyBatch();
   void PollPods();
   void PollLiveCounters();
+  void ExpireSeries();
 
   AgentOptions opts_;
   std::unique_ptr<PodSource> pods_;
@@ -70,6 +78,8 @@ class Agent {
   std::atomic<bool> attached_{false};
   std::atomic<bool> pods_loaded_{false};
   std::string last_pods_error_;
+  // (namespace, name) of the pods that exist now; guarded by mu_.
+  std::set<std::pair<std::string, std::string>> live_pods_;
 };
 
 }  // namespace podtap

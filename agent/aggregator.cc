@@ -25,40 +25,187 @@ HistogramData Histogram::ToData() const {
   return d;
 }
 
+const char* SeriesGroupName(SeriesGroup g) {
+  switch (g) {
+    case SeriesGroup::kTcp:
+      return "tcp";
+    case SeriesGroup::kHttp:
+      return "http";
+    case SeriesGroup::kRoute:
+      return "route";
+  }
+  return "unknown";  // unreachable; GCC does not treat the switch as exhaustive
+}
+
+std::string CleanLabelValue(std::string_view value, size_t max_bytes) {
+  std::string valid;
+  AppendValidUtf8(valid, value);
+  if (valid.size() <= max_bytes) return valid;
+  size_t cut = max_bytes;
+  // Back off continuation bytes so the cut never splits a character.
+  while (cut > 0 && (static_cast<unsigned char>(valid[cut]) & 0xC0) == 0x80) cut--;
+  valid.resize(cut);
+  return valid;
+}
+
+namespace {
+
+uint64_t Activity(const TransportSeries& s) {
+  uint64_t a = s.open_total + s.read_bytes + s.write_bytes + s.close_total[0] + s.close_total[1];
+  for (uint64_t e : s.errors) a += e;
+  return a;
+}
+
+uint64_t Activity(const HttpSeries& s) {
+  uint64_t a = s.requests;
+  for (const auto& [key, r] : s.responses) a += r.count;
+  return a;
+}
+
+}  // namespace
+
+Aggregator::Aggregator(AggregatorOptions opts) : opts_(opts) {
+  overflow_id_ = Intern({{"podtap_overflow", "true"}});
+}
+
 Aggregator::LabelSetId Aggregator::Intern(const Labels& labels) {
-  auto [it, inserted] = ids_.try_emplace(labels, static_cast<LabelSetId>(label_sets_.size()));
-  if (inserted) label_sets_.push_back(labels);
+  Labels clean;
+  clean.reserve(labels.size());
+  for (const auto& [name, value] : labels) {
+    clean.emplace_back(name, CleanLabelValue(value, opts_.max_label_value_bytes));
+  }
+  auto [it, inserted] = ids_.try_emplace(clean, static_cast<LabelSetId>(label_sets_.size()));
+  if (inserted) label_sets_.push_back(std::move(clean));
   return it->second;
 }
 
+std::string Aggregator::Clean(const std::string& value) const {
+  if (value.size() <= opts_.max_label_value_bytes && IsAscii(value)) return value;
+  return CleanLabelValue(value, opts_.max_label_value_bytes);
+}
+
+bool Aggregator::Admit(SeriesGroup g) {
+  const auto i = static_cast<size_t>(g);
+  if (keys_[i] >= opts_.max_series_per_family) {
+    dropped_[i]++;
+    return false;
+  }
+  keys_[i]++;
+  return true;
+}
+
+namespace {
+
+// Finds `key` in `map`, or creates it when `admit()` allows, or else returns
+// the series at `overflow_key`.
+template <typename Map, typename AdmitFn>
+auto* FindOrCreate(Map& map, typename Map::key_type key, const typename Map::key_type& overflow_key,
+                   AdmitFn&& admit) {
+  auto it = map.find(key);
+  if (it == map.end()) {
+    if (!admit()) {
+      it = map.find(overflow_key);
+      if (it == map.end()) it = map.try_emplace(overflow_key).first;
+    } else {
+      it = map.try_emplace(std::move(key)).first;
+    }
+    if (!it->second.series) {
+      using Series = typename decltype(it->second.series)::element_type;
+      it->second.series = std::make_unique<Series>();
+      it->second.idle.last_change = std::chrono::steady_clock::now();
+    }
+  }
+  return it->second.series.get();
+}
+
+}  // namespace
+
 TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool tls) {
-  auto& slot = transport_[{Key{id, direction}, tls}];
-  if (!slot) slot = std::make_unique<TransportSeries>();
-  return slot.get();
+  return FindOrCreate(transport_, {Key{id, direction}, tls}, {Key{overflow_id_, direction}, false},
+                      [this] { return Admit(SeriesGroup::kTcp); });
 }
 
 HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority) {
-  auto& slot = http_[{Key{id, direction}, authority}];
-  if (!slot) slot = std::make_unique<HttpSeries>();
-  return slot.get();
+  return FindOrCreate(http_, {Key{id, direction}, Clean(authority)},
+                      {Key{overflow_id_, direction}, std::string()},
+                      [this] { return Admit(SeriesGroup::kHttp); });
 }
 
 HttpSeries* Aggregator::Route(LabelSetId id, Direction direction, const std::string& dst,
                               const std::string& route) {
-  auto& slot = routes_[{Key{id, direction}, dst, route}];
-  if (!slot) slot = std::make_unique<HttpSeries>();
-  return slot.get();
+  return FindOrCreate(routes_, {Key{id, direction}, Clean(dst), Clean(route)},
+                      {Key{overflow_id_, direction}, std::string(), std::string()},
+                      [this] { return Admit(SeriesGroup::kRoute); });
+}
+
+size_t Aggregator::SeriesCount(SeriesGroup g) const {
+  switch (g) {
+    case SeriesGroup::kTcp:
+      return transport_.size();
+    case SeriesGroup::kHttp:
+      return http_.size();
+    case SeriesGroup::kRoute:
+      return routes_.size();
+  }
+  return 0;
+}
+
+size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
+                          const std::function<bool(const Labels&)>& pod_exists) {
+  // Asked once per label set per sweep: -1 unknown, 0 gone, 1 exists.
+  std::vector<int8_t> exists(label_sets_.size(), -1);
+  auto pod_gone = [&](LabelSetId id) {
+    if (exists[id] < 0) exists[id] = pod_exists(label_sets_[id]) ? 1 : 0;
+    return exists[id] == 0;
+  };
+  size_t removed = 0;
+  auto sweep = [&](auto& map, SeriesGroup g, auto&& pinned, auto&& key_of) {
+    for (auto it = map.begin(); it != map.end();) {
+      const Key& key = key_of(it->first);
+      Idle& idle = it->second.idle;
+      const uint64_t activity = Activity(*it->second.series);
+      bool expire = false;
+      if (activity != idle.activity_at_sweep) {
+        idle.activity_at_sweep = activity;
+        idle.last_change = now;
+      } else {
+        expire = key.id != overflow_id_ && !pinned(*it->second.series) &&
+                 activity == idle.activity_at_collect && now - idle.last_change >= retention &&
+                 pod_gone(key.id);
+      }
+      if (expire) {
+        it = map.erase(it);
+        keys_[static_cast<size_t>(g)]--;
+        removed++;
+      } else {
+        ++it;
+      }
+    }
+  };
+  // A connection holds its TransportSeries pointer from its counted open to
+  // its close, exactly the span in which it adds one to open_now.
+  sweep(
+      transport_, SeriesGroup::kTcp, [](const TransportSeries& s) { return s.open_now > 0; },
+      [](const auto& k) -> const Key& { return k.first; });
+  sweep(
+      http_, SeriesGroup::kHttp, [](const HttpSeries&) { return false; },
+      [](const auto& k) -> const Key& { return k.first; });
+  sweep(
+      routes_, SeriesGroup::kRoute, [](const HttpSeries&) { return false; },
+      [](const auto& k) -> const Key& { return std::get<0>(k); });
+  return removed;
 }
 
 namespace {
 
 const char* ClassificationName(size_t c) { return c == 0 ? "success" : "failure"; }
 
-MetricFamily Family(const char* name, const char* help, MetricType type) {
+MetricFamily Family(const char* name, const char* help, MetricType type, const char* unit = "") {
   MetricFamily f;
   f.name = name;
   f.help = help;
   f.type = type;
+  f.unit = unit;
   return f;
 }
 
@@ -96,30 +243,32 @@ void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
 }  // namespace
 
 Snapshot Aggregator::Collect() const {
-  auto open_total = Family("tcp_open_total", "Total count of opened connections.",
-                           MetricType::kCounter);
-  auto close_total = Family("tcp_close_total", "Total count of closed connections.",
-                            MetricType::kCounter);
-  auto open_now = Family("tcp_open_connections", "Number of currently-open connections.",
-                         MetricType::kGauge);
+  auto open_total =
+      Family("tcp_open_total", "Total count of opened connections.", MetricType::kCounter);
+  auto close_total =
+      Family("tcp_close_total", "Total count of closed connections.", MetricType::kCounter);
+  auto open_now =
+      Family("tcp_open_connections", "Number of currently-open connections.", MetricType::kGauge);
   auto read_bytes = Family("tcp_read_bytes_total",
                            "Total count of payload bytes read from peers (live and closed "
                            "connections).",
-                           MetricType::kCounter);
+                           MetricType::kCounter, "bytes");
   auto write_bytes = Family("tcp_write_bytes_total",
                             "Total count of payload bytes written to peers (live and closed "
                             "connections).",
-                            MetricType::kCounter);
+                            MetricType::kCounter, "bytes");
   auto duration = Family("tcp_connection_duration_ms", "Connection lifetimes in milliseconds.",
-                         MetricType::kHistogram);
+                         MetricType::kHistogram, "ms");
   std::array<MetricFamily, kDirectionCount> errors = {
       Family("outbound_tcp_errors_total", "Total count of outbound TCP connection failures.",
              MetricType::kCounter),
       Family("inbound_tcp_errors_total", "Total count of inbound TCP connection failures.",
              MetricType::kCounter)};
 
-  for (const auto& [tkey, s] : transport_) {
+  for (const auto& [tkey, entry] : transport_) {
     const auto& [key, tls] = tkey;
+    const TransportSeries* s = entry.series.get();
+    entry.idle.activity_at_collect = Activity(*s);
     const Labels& base = label_sets_[key.id];
     Labels dir = {{"direction", DirectionName(key.direction)},
                   {"peer", PeerName(key.direction)},
@@ -140,8 +289,8 @@ Snapshot Aggregator::Collect() const {
     }
     for (size_t e = 0; e < kTcpErrorCount; e++) {
       if (s->errors[e] == 0) continue;
-      Labels l = With({{"direction", DirectionName(key.direction)}, {"tls", tls ? "true" : "false"}},
-                      base);
+      Labels l = With(
+          {{"direction", DirectionName(key.direction)}, {"tls", tls ? "true" : "false"}}, base);
       l.emplace_back("error", TcpErrorName(static_cast<TcpError>(e)));
       AddValue(&errors[static_cast<size_t>(key.direction)], l, static_cast<double>(s->errors[e]));
     }
@@ -152,39 +301,57 @@ Snapshot Aggregator::Collect() const {
   auto latency = Family("response_latency_ms",
                         "Elapsed times between a request's headers and the first byte of its "
                         "response, in milliseconds.",
-                        MetricType::kHistogram);
-  for (const auto& [key, s] : http_) {
+                        MetricType::kHistogram, "ms");
+  for (const auto& [key, entry] : http_) {
     const auto& [tkey, authority] = key;
-    Labels head = {{"direction", DirectionName(tkey.direction)},
-                   {"authority", authority},
-                   {"tls", "false"}};
+    const HttpSeries* s = entry.series.get();
+    entry.idle.activity_at_collect = Activity(*s);
+    Labels head = {
+        {"direction", DirectionName(tkey.direction)}, {"authority", authority}, {"tls", "false"}};
     AddHttp(*s, With(head, label_sets_[tkey.id]), &requests, &responses, &latency);
   }
   auto route_requests = Family("route_request_total", "Total count of HTTP requests, per route.",
                                MetricType::kCounter);
-  auto route_responses = Family("route_response_total",
-                                "Total count of HTTP responses, per route.", MetricType::kCounter);
+  auto route_responses = Family("route_response_total", "Total count of HTTP responses, per route.",
+                                MetricType::kCounter);
   auto route_latency = Family("route_response_latency_ms",
                               "Elapsed times between a request's headers and the first byte of "
                               "its response, in milliseconds, per route.",
-                              MetricType::kHistogram);
-  for (const auto& [key, s] : routes_) {
+                              MetricType::kHistogram, "ms");
+  for (const auto& [key, entry] : routes_) {
     const auto& [tkey, dst, route] = key;
+    const HttpSeries* s = entry.series.get();
+    entry.idle.activity_at_collect = Activity(*s);
     Labels head = {{"direction", DirectionName(tkey.direction)}, {"dst", dst}, {"rt_route", route}};
     AddHttp(*s, With(head, label_sets_[tkey.id]), &route_requests, &route_responses,
             &route_latency);
   }
 
   Snapshot snap;
+  auto series =
+      Family("podtap_series", "Series held per exposed metric family.", MetricType::kGauge);
   for (auto* f : {&requests, &responses, &latency, &route_requests, &route_responses,
-                  &route_latency, &open_total, &close_total, &open_now,
-                  &read_bytes, &write_bytes, &duration, &errors[0], &errors[1]}) {
+                  &route_latency, &open_total, &close_total, &open_now, &read_bytes, &write_bytes,
+                  &duration, &errors[0], &errors[1]}) {
+    AddValue(&series, {{"family", f->name}}, static_cast<double>(f->samples.size()));
     snap.families.push_back(std::move(*f));
   }
+  snap.families.push_back(std::move(series));
 
-  auto lost = Family("podtap_events_lost_total",
-                     "Events the kernel could not hand to the agent, by reason.",
-                     MetricType::kCounter);
+  auto dropped = Family("podtap_series_dropped_total",
+                        "Lookups of a new label set that found its series group at the "
+                        "--max-series-per-family cap and were counted in the group's overflow "
+                        "series (podtap_overflow=\"true\") instead, by group (tcp, http, route).",
+                        MetricType::kCounter);
+  for (size_t g = 0; g < kSeriesGroupCount; g++) {
+    AddValue(&dropped, {{"family", SeriesGroupName(static_cast<SeriesGroup>(g))}},
+             static_cast<double>(dropped_[g]));
+  }
+  snap.families.push_back(std::move(dropped));
+
+  auto lost =
+      Family("podtap_events_lost_total",
+             "Events the kernel could not hand to the agent, by reason.", MetricType::kCounter);
   AddValue(&lost, {{"reason", "ringbuf_full"}}, static_cast<double>(self_.events_lost_ringbuf));
   AddValue(&lost, {{"reason", "decode_error"}}, static_cast<double>(self_.decode_errors));
   AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
@@ -193,9 +360,9 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
   snap.families.push_back(std::move(lost));
 
-  auto payload = Family("podtap_payload_events_total",
-                        "Socket data records applied to the protocol parsers.",
-                        MetricType::kCounter);
+  auto payload =
+      Family("podtap_payload_events_total", "Socket data records applied to the protocol parsers.",
+             MetricType::kCounter);
   AddValue(&payload, {}, static_cast<double>(self_.payload_events));
   snap.families.push_back(std::move(payload));
 
@@ -235,8 +402,8 @@ Snapshot Aggregator::Collect() const {
   AddValue(&tracked, {}, static_cast<double>(self_.connections_tracked));
   snap.families.push_back(std::move(tracked));
 
-  auto pods = Family("podtap_metadata_pods", "Pods known to the metadata source.",
-                     MetricType::kGauge);
+  auto pods =
+      Family("podtap_metadata_pods", "Pods known to the metadata source.", MetricType::kGauge);
   AddValue(&pods, {}, static_cast<double>(self_.pods_known));
   snap.families.push_back(std::move(pods));
 
@@ -248,12 +415,12 @@ Snapshot Aggregator::Collect() const {
 
   auto md_time = Family("podtap_metadata_last_success_timestamp_seconds",
                         "Unix time of the last successful read of the pod metadata source.",
-                        MetricType::kGauge);
+                        MetricType::kGauge, "seconds");
   AddValue(&md_time, {}, self_.metadata_last_success_unix);
   snap.families.push_back(std::move(md_time));
 
-  auto build = Family("podtap_build_info", "podtap version and the probe set attached.",
-                      MetricType::kGauge);
+  auto build =
+      Family("podtap_build_info", "podtap version and the probe set attached.", MetricType::kGauge);
   AddValue(&build, {{"version", PODTAP_VERSION}, {"probe_mode", self_.probe_mode}}, 1);
   snap.families.push_back(std::move(build));
   return snap;

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -69,7 +72,7 @@ struct SelfStats {
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
   std::map<std::string, uint64_t> http1_errors;  // by error name
   uint64_t http1_given_up = 0;                   // connections no longer parsed
-  uint64_t closes_without_open = 0;   // sockets that predate the probes
+  uint64_t closes_without_open = 0;              // sockets that predate the probes
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
   uint64_t metadata_errors = 0;
@@ -77,38 +80,109 @@ struct SelfStats {
   std::string probe_mode;
 };
 
+// Bounds on what clients and pods can make the aggregator hold.
+struct AggregatorOptions {
+  // Most label sets per series group (see SeriesGroup); past it new ones are
+  // counted in the group's overflow series (podtap_overflow="true").
+  size_t max_series_per_family = 10000;
+  // Label values (authority, route, pod labels) are cut to this many bytes,
+  // at a UTF-8 character boundary, and invalid UTF-8 becomes U+FFFD.
+  size_t max_label_value_bytes = 256;
+};
+
+// The keyed series maps. Every family of a group has exactly one series per
+// key of the group (plus status/classification/le/error children), so a cap
+// on keys is a cap on every family of the group:
+//   kTcp:   tcp_open_total, tcp_close_total, tcp_open_connections,
+//           tcp_read_bytes_total, tcp_write_bytes_total,
+//           tcp_connection_duration_ms, {inbound,outbound}_tcp_errors_total
+//   kHttp:  request_total, response_total, response_latency_ms
+//   kRoute: route_request_total, route_response_total, route_response_latency_ms
+enum class SeriesGroup : uint8_t { kTcp = 0, kHttp = 1, kRoute = 2 };
+inline constexpr size_t kSeriesGroupCount = 3;
+const char* SeriesGroupName(SeriesGroup g);  // "tcp", "http", "route"
+
+// Cuts `value` to at most `max_bytes` without splitting a character and
+// replaces invalid UTF-8 with U+FFFD.
+std::string CleanLabelValue(std::string_view value, size_t max_bytes);
+
 class Aggregator {
  public:
   using LabelSetId = uint32_t;
+  using Clock = std::chrono::steady_clock;
+
+  explicit Aggregator(AggregatorOptions opts = {});
 
   // Label sets are interned once (per connection at most); the event path
-  // then works on ids and series pointers.
+  // then works on ids and series pointers. Ids stay valid for the
+  // aggregator's lifetime (label sets are bounded by the pod pairs seen).
   LabelSetId Intern(const Labels& labels);
-  // Stable for the aggregator's lifetime.
+
+  // Pointer lifetimes (all calls under the caller's one lock):
+  // - Transport(): valid while the series has open connections
+  //   (open_now > 0: every connection that holds the pointer counted its open
+  //   there and has not closed), and otherwise until the next Expire().
+  // - Http(), Route(): valid until the next Expire(); callers use them at once.
+  // Past the group's cap these return the group's overflow series, which is
+  // never expired.
   // `tls`: the connection's first bytes were a TLS record.
   TransportSeries* Transport(LabelSetId id, Direction direction, bool tls);
-  // Stable for the aggregator's lifetime.
   HttpSeries* Http(LabelSetId id, Direction direction, const std::string& authority);
   // Per route: `dst` is the request's authority, `route` a RouteTable name.
   HttpSeries* Route(LabelSetId id, Direction direction, const std::string& dst,
                     const std::string& route);
 
+  // Removes series that are idle: no open connection, nothing counted for
+  // `retention`, collected at least once since their last change (so their
+  // last values were seen), and whose pod is gone (`pod_exists` false for
+  // their label set; it is asked about label sets only, never called for
+  // overflow series). Counters of a series that exists never go backwards;
+  // a series that returns after expiry starts again from zero, which rate()
+  // reads as a counter reset. Call every few seconds; returns how many
+  // series were removed.
+  size_t Expire(Clock::time_point now, Clock::duration retention,
+                const std::function<bool(const Labels&)>& pod_exists);
+
+  // Series (keys) held now in a group, overflow series included.
+  size_t SeriesCount(SeriesGroup g) const;
+
   SelfStats& self() { return self_; }
+  // Also marks every series as collected (see Expire()).
   Snapshot Collect() const;
 
  private:
   struct Key {
     LabelSetId id;
     Direction direction;
-    bool operator<(const Key& o) const {
-      return id != o.id ? id < o.id : direction < o.direction;
-    }
+    bool operator<(const Key& o) const { return id != o.id ? id < o.id : direction < o.direction; }
   };
+  // Idleness bookkeeping of one series. `activity` is the sum of the
+  // series' monotonic counters, so it changes exactly when the series does.
+  struct Idle {
+    uint64_t activity_at_sweep = 0;
+    uint64_t activity_at_collect = 0;
+    Clock::time_point last_change{};
+  };
+  template <typename T>
+  struct Entry {
+    std::unique_ptr<T> series;
+    mutable Idle idle;  // Collect() is const but records what it saw
+  };
+  // Whether a new key of `g` may have a series of its own; counts the drop
+  // when not.
+  bool Admit(SeriesGroup g);
+  std::string Clean(const std::string& value) const;
+
+  AggregatorOptions opts_;
   std::map<Labels, LabelSetId> ids_;
   std::vector<Labels> label_sets_;
-  std::map<std::pair<Key, bool>, std::unique_ptr<TransportSeries>> transport_;
-  std::map<std::pair<Key, std::string>, std::unique_ptr<HttpSeries>> http_;
-  std::map<std::tuple<Key, std::string, std::string>, std::unique_ptr<HttpSeries>> routes_;
+  // Names the overflow series: {podtap_overflow="true"}.
+  LabelSetId overflow_id_;
+  std::map<std::pair<Key, bool>, Entry<TransportSeries>> transport_;
+  std::map<std::pair<Key, std::string>, Entry<HttpSeries>> http_;
+  std::map<std::tuple<Key, std::string, std::string>, Entry<HttpSeries>> routes_;
+  std::array<size_t, kSeriesGroupCount> keys_{};  // regular (not overflow) keys
+  std::array<uint64_t, kSeriesGroupCount> dropped_{};
   SelfStats self_;
 };
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -15,6 +16,7 @@
 
 #include "agent/agent.h"
 #include "exporter/http_server.h"
+#include "exporter/statsd.h"
 
 namespace {
 
@@ -53,6 +55,14 @@ int main(int argc, char** argv) {
   app.add_option("--pods-file", pods_file,
                  "JSON file describing the pods on this node (see README); re-read when it "
                  "changes. Without it every connection counts as a host process");
+  std::string cri_socket;
+  auto* cri_opt =
+      app.add_option("--cri-socket", cri_socket,
+                     "Take pods from the container runtime over CRI (gRPC) at this unix socket; "
+                     "no value or \"auto\": /run/containerd/containerd.sock if it exists, else "
+                     "/var/run/crio/crio.sock")
+          ->expected(0, 1)
+          ->excludes("--pods-file");
   app.add_option("--config", config_file,
                  "JSON config file; its \"routes\" define the rt_route label of route_* metrics")
       ->check(CLI::ExistingFile);
@@ -89,6 +99,42 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  // Exporter: cardinality bounds, series expiry and StatsD push.
+  const std::map<std::string, double> kSecondsUnits = {
+      {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}};
+  podtap::AggregatorOptions agg_opts;
+  double series_retention_s = 300;
+  podtap::StatsdOptions statsd_opts;
+  double statsd_interval_s = 10;
+  app.add_option("--max-series-per-family", agg_opts.max_series_per_family,
+                 "Most label sets per metric family; past it new ones are counted in one "
+                 "podtap_overflow=\"true\" series and in podtap_series_dropped_total")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+  app.add_option("--max-label-value-bytes", agg_opts.max_label_value_bytes,
+                 "Label values (e.g. a client's Host header) are cut to this many bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{65536}));
+  app.add_option("--series-retention", series_retention_s,
+                 "Series of pods that are gone are removed after being idle this long "
+                 "(e.g. 90s, 5m, 1h; a bare number is seconds)")
+      ->default_str("5m")
+      ->transform(CLI::AsNumberWithUnit(kSecondsUnits))
+      ->check(CLI::Range(1.0, 86400.0 * 30));
+  app.add_option("--statsd-host", statsd_opts.host,
+                 "Push metrics to this StatsD server over UDP (empty: no push)");
+  app.add_option("--statsd-port", statsd_opts.port, "StatsD UDP port")->capture_default_str();
+  app.add_option("--statsd-prefix", statsd_opts.prefix, "Prefix of StatsD metric names")
+      ->capture_default_str();
+  app.add_option("--statsd-sample-rate", statsd_opts.sample_rate,
+                 "Probability each counter delta is sent (tagged |@rate)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.000001, 1.0));
+  app.add_option("--statsd-interval", statsd_interval_s,
+                 "Time between StatsD pushes (counters as deltas, gauges as values)")
+      ->default_str("10s")
+      ->transform(CLI::AsNumberWithUnit(kSecondsUnits))
+      ->check(CLI::Range(0.01, 3600.0));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("podtap");
@@ -132,7 +178,12 @@ int main(int argc, char** argv) {
   opts.probes.payload_ringbuf_bytes = payload_ringbuf_bytes;
   opts.max_connections = max_connections;
   opts.pods_file = pods_file;
+  if (cri_opt->count() > 0) opts.cri_socket = cri_socket == "auto" ? "" : cri_socket;
   opts.pod_label_allowlist = SplitList(allowlist);
+  opts.aggregator = agg_opts;
+  opts.series_retention =
+      std::chrono::milliseconds(static_cast<int64_t>(series_retention_s * 1000));
+  statsd_opts.interval = std::chrono::milliseconds(static_cast<int64_t>(statsd_interval_s * 1000));
   opts.diag_interval = std::chrono::milliseconds(static_cast<int64_t>(diag_interval_s * 1000));
 
   podtap::Agent agent(opts);
@@ -147,6 +198,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("serving metrics on {} (port {})", listen, http.port());
+  podtap::StatsdPusher statsd(statsd_opts, [&agent] { return agent.Collect(); });
+  if (!statsd_opts.host.empty()) {
+    if (std::string err = statsd.Start(); !err.empty()) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+    spdlog::info("pushing to statsd {}:{} every {}s", statsd_opts.host, statsd_opts.port,
+                 statsd_interval_s);
+  }
 
   std::atomic<bool> stop{false};
   std::thread waiter([&stop, &signals] {
@@ -158,6 +218,7 @@ int main(int argc, char** argv) {
   agent.Run(stop);
   waiter.join();
   agent.DetachProbes();
+  statsd.Stop();
   http.Stop();
   return 0;
 }

@@ -139,6 +139,7 @@ PodListResult PodsFileSource::Poll() {
 PodIndex::PodIndex(const PodList& pods) : pods_(pods) {
   for (const auto& p : pods_) {
     if (p->cgroup_id) by_cgroup_[p->cgroup_id] = p.get();
+    for (uint64_t id : p->container_cgroup_ids) by_cgroup_[id] = p.get();
     if (p->netns_ino) by_netns_[p->netns_ino] = p.get();
     for (const auto& ip : p->ips) by_ip_[IpKey(ip)] = p.get();
   }

@@ -27,6 +27,9 @@ struct PodMeta {
   std::string cgroup_path;  // resolved to cgroup_id (host-network pods)
   uint32_t netns_ino = 0;
   uint64_t cgroup_id = 0;
+  // Host-network pods: the cgroups of the pod's containers (children of
+  // cgroup_path), where their sockets are created.
+  std::vector<uint64_t> container_cgroup_ids;
 };
 
 using PodList = std::vector<std::shared_ptr<const PodMeta>>;

@@ -180,6 +180,12 @@ void TcpProbes::StopCapture(uint64_t conn_id) {
                        sizeof(value), BPF_ANY);
 }
 
+void TcpProbes::SetCaptureLength(uint64_t conn_id, uint32_t bytes) {
+  if (data_skel_ == nullptr) return;
+  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &bytes,
+                       sizeof(bytes), BPF_ANY);
+}
+
 void TcpProbes::ClearVerdict(uint64_t conn_id) {
   if (data_skel_ == nullptr) return;
   bpf_map__delete_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), 0);

@@ -59,6 +59,8 @@ class TcpProbes {
   // Per-connection capture verdicts, the one thing userspace tells the
   // kernel. No-ops when payload capture is off.
   void StopCapture(uint64_t conn_id);
+  // Bytes to copy per syscall on this connection instead of the default.
+  void SetCaptureLength(uint64_t conn_id, uint32_t bytes);
   void ClearVerdict(uint64_t conn_id);
 
   // "tp_btf" or "tracepoint": which program is attached.

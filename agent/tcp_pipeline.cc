@@ -120,7 +120,7 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   s->duration_ms[cls].Observe(static_cast<double>(Minus(e.ts_ns, c->open_ns)) / 1e6);
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   if (c->http) c->http->OnClose(e.ts_ns);
-  if (c->http_given_up) verdicts_.push_back({e.conn_id, false});
+  if (c->http_given_up) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
   if (c != &synthesized) conns_.Erase(e.conn_id);
 }
 
@@ -135,7 +135,7 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
       // Ciphertext: nothing for the HTTP parser, and no reason to keep
       // copying it out of the kernel.
       c->http_given_up = true;
-      verdicts_.push_back({e.conn_id, true});
+      verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
       return true;
     }
   }
@@ -147,7 +147,7 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
     c->http.reset();
     c->http_given_up = true;
     agg_->self().http1_given_up++;
-    verdicts_.push_back({e.conn_id, true});
+    verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
   }
   return true;
 }

@@ -42,8 +42,14 @@ class TcpPipeline {
 
   // Capture decisions for the kernel's verdict map, taken after each batch.
   struct VerdictOp {
+    enum class Kind : uint8_t {
+      kStop,     // not a protocol we parse: stop copying its bytes
+      kCapture,  // copy `capture_bytes` per syscall (HTTP/2 header blocks)
+      kForget,   // the connection closed: drop its verdict
+    };
+    Kind kind;
     uint64_t conn_id;
-    bool stop;  // true: stop capturing; false: forget the verdict (closed)
+    uint32_t capture_bytes = 0;
   };
   std::vector<VerdictOp> TakeVerdicts() { return std::exchange(verdicts_, {}); }
 

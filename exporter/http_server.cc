@@ -1,16 +1,27 @@
-// Serves /metrics, /healthz and /readyz over HTTP for Prometheus and the kubelet.
+// Serves the metrics endpoints, /healthz and /readyz over HTTP for Prometheus,
+// scripts and the kubelet.
 #include "exporter/http_server.h"
 
 #include <arpa/inet.h>
 #include <civetweb.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cctype>
 #include <charconv>
+#include <chrono>
+#include <cstring>
 #include <exception>
 #include <string_view>
 #include <utility>
+#include <vector>
 
+#include "exporter/gzip.h"
+#include "exporter/influx_format.h"
+#include "exporter/json_format.h"
+#include "exporter/negotiation.h"
+#include "exporter/process_metrics.h"
+#include "exporter/selector.h"
 #include "exporter/text_format.h"
 
 namespace podtap {
@@ -88,9 +99,10 @@ std::string BindFailureReason(const std::string& message) {
 }
 
 void Respond(mg_connection* conn, int status, const char* content_type, const std::string& body,
-             const char* allow = nullptr) {
+             const char* allow = nullptr, bool gzipped = false) {
   mg_response_header_start(conn, status);
   mg_response_header_add(conn, "Content-Type", content_type, -1);
+  if (gzipped) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
   mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
   if (allow != nullptr) mg_response_header_add(conn, "Allow", allow, -1);
   mg_response_header_send(conn);
@@ -183,13 +195,92 @@ void HttpServer::Stop() {
   port_ = 0;
 }
 
+namespace {
+
+constexpr std::array<std::string_view, kScrapeEndpointCount> kEndpoints = {
+    "/metrics", "/metrics.json", "/metrics/influxdb"};
+
+// Every match[] parameter of the query string, URL-decoded; false with
+// `error` set when one is not a selector. civetweb compares parameter names
+// undecoded, so the percent-encoded spelling most clients send is asked for
+// too.
+bool ParseMatchParams(const char* query, std::vector<Selector>* selectors, std::string* error) {
+  if (query == nullptr) return true;
+  const size_t len = std::strlen(query);
+  std::string value(len + 1, '\0');
+  for (const char* name : {"match[]", "match%5B%5D"}) {
+    for (int i = 0;; i++) {
+      const int n = mg_get_var2(query, len, name, value.data(), value.size(), i);
+      if (n < 0) break;  // no more (the buffer is as long as the query)
+      auto sel = ParseSelector(std::string_view(value.data(), static_cast<size_t>(n)), error);
+      if (!sel) return false;
+      selectors->push_back(std::move(*sel));
+    }
+  }
+  return true;
+}
+
+bool QueryFlag(const char* query, const char* name) {
+  if (query == nullptr) return false;
+  char value[8];
+  const int n = mg_get_var(query, std::strlen(query), name, value, sizeof value);
+  return n > 0 && std::string_view(value, static_cast<size_t>(n)) != "0" &&
+         std::string_view(value, static_cast<size_t>(n)) != "false";
+}
+
+MetricFamily SelfFamily(const char* name, const char* help, MetricType type, const char* unit) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  f.unit = unit;
+  return f;
+}
+
+}  // namespace
+
+void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
+  auto scrapes = SelfFamily("podtap_scrapes_total", "Requests answered, by metrics endpoint.",
+                            MetricType::kCounter, "");
+  auto duration = SelfFamily("podtap_scrape_duration_seconds",
+                             "Time the previous request of each metrics endpoint took to build "
+                             "its body (snapshot, serialisation and compression).",
+                             MetricType::kGauge, "seconds");
+  auto size = SelfFamily("podtap_scrape_size_bytes",
+                         "Body size of the previous response of each metrics endpoint, as sent "
+                         "(after compression).",
+                         MetricType::kGauge, "bytes");
+  {
+    std::lock_guard lock(stats_mutex_);
+    for (size_t i = 0; i < kScrapeEndpointCount; i++) {
+      const Labels labels = {{"endpoint", std::string(kEndpoints[i])}};
+      Sample s;
+      s.labels = labels;
+      s.value = static_cast<double>(stats_[i].count);
+      scrapes.samples.push_back(s);
+      s.value = stats_[i].last_seconds;
+      duration.samples.push_back(s);
+      s.value = static_cast<double>(stats_[i].last_bytes);
+      size.samples.push_back(s);
+    }
+  }
+  snapshot->families.push_back(std::move(scrapes));
+  snapshot->families.push_back(std::move(duration));
+  snapshot->families.push_back(std::move(size));
+  for (MetricFamily& f : ProcessMetrics()) snapshot->families.push_back(std::move(f));
+}
+
 int HttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
   const auto* self = static_cast<const HttpServer*>(self_ptr);
   const mg_request_info* request = mg_get_request_info(conn);
   const std::string_view path = request->local_uri != nullptr ? request->local_uri : "";
   const std::string_view method = request->request_method != nullptr ? request->request_method : "";
 
-  if (path != "/metrics" && path != "/healthz" && path != "/readyz") {
+  size_t endpoint = kScrapeEndpointCount;
+  for (size_t i = 0; i < kScrapeEndpointCount; i++) {
+    if (path == kEndpoints[i]) endpoint = i;
+  }
+  if (endpoint == kScrapeEndpointCount && path != "/healthz" && path != "/readyz") {
     Respond(conn, 404, kPlainText, "not found\n");
     return 404;
   }
@@ -200,10 +291,7 @@ int HttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
   // The providers belong to other modules; whatever they throw must not
   // unwind into civetweb's C code, which would end the process.
   try {
-    if (path == "/metrics") {
-      Respond(conn, 200, kTextContentType, WriteTextFormat(self->snapshot_()));
-      return 200;
-    }
+    if (endpoint < kScrapeEndpointCount) return self->ServeMetrics(conn, endpoint);
     if (path == "/healthz") {
       Respond(conn, 200, kPlainText, "ok\n");
       return 200;
@@ -220,6 +308,57 @@ int HttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
     Respond(conn, 500, kPlainText, std::string("internal error: ") + e.what() + "\n");
     return 500;
   }
+}
+
+int HttpServer::ServeMetrics(mg_connection* conn, size_t endpoint) const {
+  const auto start = std::chrono::steady_clock::now();
+  const mg_request_info* request = mg_get_request_info(conn);
+  std::vector<Selector> selectors;
+  std::string error;
+  if (!ParseMatchParams(request->query_string, &selectors, &error)) {
+    Respond(conn, 400, kPlainText, "bad match[]: " + error + "\n");
+    return 400;
+  }
+  Snapshot snapshot = snapshot_();
+  AppendSelfMetrics(&snapshot);
+  if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
+
+  std::string body;
+  const char* content_type = kTextContentType;
+  switch (endpoint) {
+    case 0: {
+      const char* accept = mg_get_header(conn, "Accept");
+      if (NegotiateMetricsFormat(accept != nullptr ? accept : "") == MetricsFormat::kOpenMetrics) {
+        body = WriteOpenMetrics(snapshot);
+        content_type = kOpenMetricsContentType;
+      } else {
+        body = WriteTextFormat(snapshot);
+      }
+      break;
+    }
+    case 1:
+      body = WriteJson(snapshot, QueryFlag(request->query_string, "pretty"));
+      content_type = kJsonContentType;
+      break;
+    default:
+      body =
+          WriteInfluxLineProtocol(snapshot, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+      content_type = kInfluxContentType;
+  }
+  const char* encoding = mg_get_header(conn, "Accept-Encoding");
+  const bool gzipped = AcceptsGzip(encoding != nullptr ? encoding : "");
+  if (gzipped) body = Gzip(body);
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_[endpoint].count++;
+    stats_[endpoint].last_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    stats_[endpoint].last_bytes = body.size();
+  }
+  Respond(conn, 200, content_type, body, nullptr, gzipped);
+  return 200;
 }
 
 int HttpServer::LogMessage(const mg_connection* conn, const char* message) {

@@ -1,6 +1,10 @@
-// Serves /metrics, /healthz and /readyz over HTTP for Prometheus and the kubelet.
+// Serves the metrics endpoints (/metrics in Prometheus text or OpenMetrics,
+// /metrics.json, /metrics/influxdb; all gzip-able and filterable by match[]),
+// /healthz and /readyz over HTTP for Prometheus, scripts and the kubelet.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -11,6 +15,8 @@ struct mg_context;
 struct mg_connection;
 
 namespace podtap {
+
+inline constexpr size_t kScrapeEndpointCount = 3;
 
 // civetweb, because it is packaged in Debian (libcivetweb-dev), it is what
 // prometheus-cpp's exposer runs on, its C API is small, and it serves requests
@@ -45,6 +51,9 @@ class HttpServer {
 
  private:
   static int HandleRequest(mg_connection* conn, void* self);
+  int ServeMetrics(mg_connection* conn, size_t endpoint) const;
+  // podtap_scrape* of the metrics endpoints and the process_* metrics.
+  void AppendSelfMetrics(Snapshot* snapshot) const;
   static int LogMessage(const mg_connection* conn, const char* message);
 
   const std::string listen_address_;
@@ -52,6 +61,15 @@ class HttpServer {
   const ReadinessCheck readiness_;
   mg_context* context_ = nullptr;
   int port_ = 0;
+
+  struct ScrapeStats {
+    uint64_t count = 0;
+    double last_seconds = 0;
+    uint64_t last_bytes = 0;
+  };
+  mutable std::mutex stats_mutex_;
+  mutable std::array<ScrapeStats, kScrapeEndpointCount>
+      stats_{};  // /metrics, /metrics.json, /metrics/influxdb
 
   // civetweb reports why it could not start only through its log callback;
   // during Start() the first such message is kept for the returned error.

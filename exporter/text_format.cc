@@ -1,4 +1,5 @@
-// Writes a Snapshot in the Prometheus text exposition format, version 0.0.4.
+// Writes a Snapshot in the Prometheus text exposition format, version 0.0.4,
+// and in OpenMetrics 1.0 text.
 #include "exporter/text_format.h"
 
 #include <charconv>
@@ -30,14 +31,21 @@ void AppendNumber(std::string& out, double value) {
   out.append(buf, result.ptr);
 }
 
-void AppendEscapedHelp(std::string& out, std::string_view help) {
-  for (char c : help) {
+namespace {
+
+// Escapes backslash and newline, and double quote when `quote`; the input is
+// valid UTF-8 (the callers below make sure).
+void AppendEscaped(std::string& out, std::string_view text, bool quote) {
+  for (char c : text) {
     switch (c) {
       case '\\':
         out += "\\\\";
         break;
       case '\n':
         out += "\\n";
+        break;
+      case '"':
+        out += quote ? "\\\"" : "\"";
         break;
       default:
         out += c;
@@ -45,22 +53,29 @@ void AppendEscapedHelp(std::string& out, std::string_view help) {
   }
 }
 
-void AppendEscapedLabelValue(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
+void AppendEscapedUtf8(std::string& out, std::string_view text, bool quote) {
+  // Nearly every value is ASCII, which is valid UTF-8 as it is.
+  if (IsAscii(text)) {
+    AppendEscaped(out, text, quote);
+    return;
   }
+  std::string valid;
+  AppendValidUtf8(valid, text);
+  AppendEscaped(out, valid, quote);
+}
+
+}  // namespace
+
+void AppendEscapedHelp(std::string& out, std::string_view help) {
+  AppendEscapedUtf8(out, help, false);
+}
+
+void AppendEscapedLabelValue(std::string& out, std::string_view value) {
+  AppendEscapedUtf8(out, value, true);
+}
+
+void AppendEscapedOpenMetricsHelp(std::string& out, std::string_view help) {
+  AppendEscapedUtf8(out, help, true);
 }
 
 }  // namespace text_format
@@ -132,26 +147,64 @@ void AppendHistogram(std::string& out, std::string_view name, const Sample& samp
 
 }  // namespace
 
-std::string WriteTextFormat(const Snapshot& snapshot) {
-  std::string out;
-  for (const MetricFamily& family : snapshot.families) {
-    out += "# HELP ";
-    out += family.name;
-    out += ' ';
+namespace {
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+void AppendFamily(std::string& out, const MetricFamily& family, bool open_metrics) {
+  std::string_view name = family.name;
+  std::string_view sample_suffix;
+  if (open_metrics && family.type == MetricType::kCounter) {
+    // OpenMetrics names the counter family without "_total" and every
+    // sample with it.
+    if (EndsWith(name, "_total")) name.remove_suffix(6);
+    sample_suffix = "_total";
+  }
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  if (open_metrics) {
+    text_format::AppendEscapedOpenMetricsHelp(out, family.help);
+  } else {
     text_format::AppendEscapedHelp(out, family.help);
-    out += "\n# TYPE ";
-    out += family.name;
+  }
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += TypeName(family.type);
+  out += '\n';
+  // A unit that is not the name's suffix would make the parser reject the
+  // whole exposition, so such a unit is left out rather than written.
+  if (open_metrics && !family.unit.empty() && EndsWith(name, "_" + family.unit)) {
+    out += "# UNIT ";
+    out += name;
     out += ' ';
-    out += TypeName(family.type);
+    out += family.unit;
     out += '\n';
-    for (const Sample& sample : family.samples) {
-      if (family.type == MetricType::kHistogram) {
-        AppendHistogram(out, family.name, sample);
-      } else {
-        AppendLine(out, family.name, {}, sample.labels, {}, sample.value);
-      }
+  }
+  for (const Sample& sample : family.samples) {
+    if (family.type == MetricType::kHistogram) {
+      AppendHistogram(out, name, sample);
+    } else {
+      AppendLine(out, name, sample_suffix, sample.labels, {}, sample.value);
     }
   }
+}
+
+}  // namespace
+
+std::string WriteTextFormat(const Snapshot& snapshot) {
+  std::string out;
+  for (const MetricFamily& family : snapshot.families) AppendFamily(out, family, false);
+  return out;
+}
+
+std::string WriteOpenMetrics(const Snapshot& snapshot) {
+  std::string out;
+  for (const MetricFamily& family : snapshot.families) AppendFamily(out, family, true);
+  out += "# EOF\n";
   return out;
 }
 

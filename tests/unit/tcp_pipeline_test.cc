@@ -226,11 +226,12 @@ TEST_F(PayloadPipelineTest, OpenWaitsForTheFirstBytesThenCarriesTls) {
   EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", tls), 1);
   auto verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
-  EXPECT_TRUE(verdicts[0].stop);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
   live.OnClose(Close(1, 1, hello.size()));
   verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
-  EXPECT_FALSE(verdicts[0].stop);  // the verdict is forgotten with the connection
+  // The verdict is forgotten with the connection.
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kForget);
   EXPECT_EQ(Value(live_agg.Collect(), "tcp_read_bytes_total", tls), hello.size());
 }
 
@@ -274,7 +275,7 @@ TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
   ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, pg.size(), 2'000'000), Bytes(pg)));
   auto verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
-  EXPECT_TRUE(verdicts[0].stop);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
   EXPECT_EQ(Value(live_agg.Collect(), "podtap_connections_given_up_total", {{"protocol", "http1"}}),
             1);
 }

@@ -1,0 +1,170 @@
+// Tests the aggregator's bounds: the per-family series cap and its overflow
+// series, label value cleaning, and idle-series expiry.
+#include "agent/aggregator.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/unit/snapshot_util.h"
+
+namespace podtap {
+namespace {
+
+using testing::Find;
+using testing::Value;
+using Clock = Aggregator::Clock;
+using namespace std::chrono_literals;
+
+Labels Pod(const std::string& name) { return {{"namespace", "shop"}, {"pod", name}}; }
+
+bool NoPods(const Labels&) { return false; }
+bool AllPods(const Labels&) { return true; }
+
+TEST(AggregatorCapTest, NewLabelSetsPastTheCapGoToOneOverflowSeries) {
+  Aggregator agg({.max_series_per_family = 2});
+  const auto id = agg.Intern(Pod("api-0"));
+  agg.Http(id, Direction::kInbound, "a.example")->requests++;
+  agg.Http(id, Direction::kInbound, "b.example")->requests++;
+  // A client inventing Host headers: every new one lands in the overflow series.
+  for (int i = 0; i < 1000; i++) {
+    agg.Http(id, Direction::kInbound, "evil-" + std::to_string(i))->requests++;
+  }
+  // Known label sets keep their own series past the cap.
+  agg.Http(id, Direction::kInbound, "a.example")->requests++;
+
+  EXPECT_EQ(agg.SeriesCount(SeriesGroup::kHttp), 3u);  // two + overflow
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"authority", "a.example"}}), 2);
+  EXPECT_EQ(Value(s, "request_total", {{"podtap_overflow", "true"}, {"direction", "inbound"}}),
+            1000);
+  EXPECT_EQ(Value(s, "podtap_series_dropped_total", {{"family", "http"}}), 1000);
+  EXPECT_EQ(Value(s, "podtap_series_dropped_total", {{"family", "tcp"}}), 0);
+  EXPECT_EQ(Value(s, "podtap_series", {{"family", "request_total"}}), 3);
+}
+
+TEST(AggregatorCapTest, EachGroupHasItsOwnCap) {
+  Aggregator agg({.max_series_per_family = 1});
+  const auto a = agg.Intern(Pod("a"));
+  const auto b = agg.Intern(Pod("b"));
+  agg.Transport(a, Direction::kInbound, false)->open_total++;
+  agg.Route(a, Direction::kInbound, "x", "[DEFAULT]")->requests++;
+  TransportSeries* over = agg.Transport(b, Direction::kInbound, false);
+  EXPECT_EQ(over, agg.Transport(b, Direction::kInbound, true));  // same overflow series
+  over->open_total += 2;
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_total", {{"podtap_overflow", "true"}}), 2);
+  EXPECT_EQ(Value(s, "tcp_open_total", {{"pod", "a"}}), 1);
+  EXPECT_EQ(Value(s, "route_request_total", {{"pod", "a"}}), 1);
+  EXPECT_EQ(Value(s, "podtap_series_dropped_total", {{"family", "tcp"}}), 2);
+  EXPECT_EQ(Value(s, "podtap_series_dropped_total", {{"family", "route"}}), 0);
+}
+
+TEST(AggregatorLabelTest, ValuesAreCutAtACharacterBoundaryAndMadeValidUtf8) {
+  EXPECT_EQ(CleanLabelValue("plain", 16), "plain");
+  EXPECT_EQ(CleanLabelValue(std::string(300, 'x'), 256), std::string(256, 'x'));
+  // "é" is two bytes; cutting at 4 would split the second one.
+  EXPECT_EQ(CleanLabelValue("aéé", 4), "aé");
+  EXPECT_EQ(CleanLabelValue("a\xff"
+                            "b",
+                            16),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(CleanLabelValue("\xC0\xAF", 16), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  EXPECT_EQ(CleanLabelValue("\xED\xA0\x80", 16),
+            "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");                       // a UTF-16 surrogate
+  EXPECT_EQ(CleanLabelValue("\xF0\x9F\x98\x80", 16), "\xF0\x9F\x98\x80");  // an emoji stays
+
+  Aggregator agg({.max_label_value_bytes = 16});
+  const auto id = agg.Intern({{"pod", std::string(40, 'p')}});
+  agg.Http(id, Direction::kInbound, std::string(100, 'h') + "\xff")->requests++;
+  agg.Http(id, Direction::kInbound, std::string(100, 'h'))->requests++;  // same after the cut
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"authority", std::string(16, 'h')}}), 2);
+  EXPECT_NE(Find(s, "request_total", {{"pod", std::string(16, 'p')}}), nullptr);
+}
+
+class AggregatorExpiryTest : public ::testing::Test {
+ protected:
+  Aggregator agg;
+  Aggregator::LabelSetId id = agg.Intern(Pod("api-0"));
+  Clock::time_point t0 = Clock::now();
+};
+
+TEST_F(AggregatorExpiryTest, IdleScrapedSeriesOfAGonePodExpire) {
+  agg.Http(id, Direction::kInbound, "a")->requests++;
+  agg.Collect();
+  EXPECT_EQ(agg.Expire(t0, 5min, NoPods), 0u);          // first sweep sees the change
+  EXPECT_EQ(agg.Expire(t0 + 4min, 5min, NoPods), 0u);   // not idle long enough
+  EXPECT_EQ(agg.Expire(t0 + 5min, 5min, AllPods), 0u);  // its pod still exists
+  EXPECT_EQ(agg.Expire(t0 + 5min, 5min, NoPods), 1u);
+  EXPECT_EQ(agg.SeriesCount(SeriesGroup::kHttp), 0u);
+  EXPECT_EQ(Find(agg.Collect(), "request_total", {{"authority", "a"}}), nullptr);
+}
+
+TEST_F(AggregatorExpiryTest, ASeriesIsKeptUntilScrapedAfterItsLastChange) {
+  HttpSeries* s = agg.Http(id, Direction::kInbound, "a");
+  s->requests++;
+  agg.Expire(t0, 5min, NoPods);
+  EXPECT_EQ(agg.Expire(t0 + 10min, 5min, NoPods), 0u);  // never collected
+  agg.Collect();
+  EXPECT_EQ(agg.Expire(t0 + 10min, 5min, NoPods), 1u);
+}
+
+TEST_F(AggregatorExpiryTest, AChangeRestartsTheRetention) {
+  HttpSeries* s = agg.Http(id, Direction::kInbound, "a");
+  s->requests++;
+  agg.Collect();
+  agg.Expire(t0, 5min, NoPods);
+  s->requests++;  // counted at t0 + 4min
+  agg.Expire(t0 + 4min, 5min, NoPods);
+  agg.Collect();
+  EXPECT_EQ(agg.Expire(t0 + 6min, 5min, NoPods), 0u);
+  EXPECT_EQ(agg.Expire(t0 + 9min, 5min, NoPods), 1u);
+}
+
+TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) {
+  // A connection holds this pointer from its open to its close.
+  TransportSeries* s = agg.Transport(id, Direction::kInbound, false);
+  s->open_total++;
+  s->open_now++;
+  agg.Collect();
+  agg.Expire(t0, 1s, NoPods);
+  EXPECT_EQ(agg.Expire(t0 + 1h, 1s, NoPods), 0u);
+  s->open_now--;  // the close
+  s->close_total[0]++;
+  agg.Expire(t0 + 1h, 1s, NoPods);
+  agg.Collect();
+  EXPECT_EQ(agg.Expire(t0 + 2h, 1s, NoPods), 1u);
+}
+
+TEST_F(AggregatorExpiryTest, OverflowSeriesNeverExpireAndExpiryFreesRoomUnderTheCap) {
+  Aggregator capped({.max_series_per_family = 1});
+  const auto a = capped.Intern(Pod("a"));
+  const auto b = capped.Intern(Pod("b"));
+  capped.Http(a, Direction::kInbound, "x")->requests++;
+  capped.Http(b, Direction::kInbound, "x")->requests++;  // overflow
+  capped.Collect();
+  capped.Expire(t0, 1s, NoPods);
+  EXPECT_EQ(capped.Expire(t0 + 1min, 1s, NoPods), 1u);   // a's series, not the overflow one
+  capped.Http(b, Direction::kInbound, "x")->requests++;  // room again: b gets its own
+  const Snapshot s = capped.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"pod", "b"}}), 1);
+  EXPECT_EQ(Value(s, "request_total", {{"podtap_overflow", "true"}}), 1);
+}
+
+TEST_F(AggregatorExpiryTest, CountersOfAnExistingSeriesNeverGoBackwards) {
+  HttpSeries* s = agg.Http(id, Direction::kInbound, "a");
+  double last = 0;
+  for (int i = 0; i < 20; i++) {
+    s->requests++;
+    agg.Expire(t0 + std::chrono::minutes(i), 1s, NoPods);  // always changed: kept
+    const double now = Value(agg.Collect(), "request_total", {{"authority", "a"}});
+    EXPECT_GE(now, last);
+    last = now;
+  }
+  EXPECT_EQ(last, 20);
+}
+
+}  // namespace
+}  // namespace podtap

@@ -58,7 +58,7 @@ uint64_t Activity(const TransportSeries& s) {
 
 uint64_t Activity(const HttpSeries& s) {
   uint64_t a = s.requests;
-  for (const auto& [key, r] : s.responses) a += r.count;
+  for (const auto& [key, n] : s.responses) a += n;
   return a;
 }
 
@@ -123,6 +123,11 @@ auto* FindOrCreate(Map& map, typename Map::key_type key, const typename Map::key
 TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool tls) {
   return FindOrCreate(transport_, {Key{id, direction}, tls}, {Key{overflow_id_, direction}, false},
                       [this] { return Admit(SeriesGroup::kTcp); });
+}
+
+void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double latency) {
+  responses[{status, grpc_status, failed}]++;
+  latency_ms[status].Observe(latency);
 }
 
 HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority) {
@@ -226,17 +231,21 @@ void AddValue(MetricFamily* f, Labels labels, double v) {
 void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
              MetricFamily* responses, MetricFamily* latency) {
   AddValue(requests, labels, static_cast<double>(s.requests));
-  for (const auto& [rkey, r] : s.responses) {
-    const auto& [status, failed] = rkey;
-    Labels with_status = labels;
-    with_status.emplace_back("status_code", status > 0 ? std::to_string(status) : "");
-    Labels with_class = with_status;
-    with_class.emplace_back("classification", failed ? "failure" : "success");
-    AddValue(responses, with_class, static_cast<double>(r.count));
-    Sample h;
-    h.labels = std::move(with_status);
-    h.histogram = r.latency_ms.ToData();
-    latency->samples.push_back(std::move(h));
+  auto status_label = [](int status) { return status > 0 ? std::to_string(status) : ""; };
+  for (const auto& [rkey, n] : s.responses) {
+    const auto& [status, grpc_status, failed] = rkey;
+    Labels l = labels;
+    l.emplace_back("status_code", status_label(status));
+    l.emplace_back("classification", failed ? "failure" : "success");
+    if (grpc_status >= 0) l.emplace_back("grpc_status_code", std::to_string(grpc_status));
+    AddValue(responses, l, static_cast<double>(n));
+  }
+  for (const auto& [status, h] : s.latency_ms) {
+    Sample sample;
+    sample.labels = labels;
+    sample.labels.emplace_back("status_code", status_label(status));
+    sample.histogram = h.ToData();
+    latency->samples.push_back(std::move(sample));
   }
 }
 
@@ -369,8 +378,9 @@ Snapshot Aggregator::Collect() const {
   auto parse_errors = Family("podtap_parse_errors_total",
                              "Protocol parse problems, by protocol and kind (resyncs included).",
                              MetricType::kCounter);
-  for (const auto& [name, n] : self_.http1_errors) {
-    AddValue(&parse_errors, {{"protocol", "http1"}, {"error", name}}, static_cast<double>(n));
+  for (const auto& [key, n] : self_.parse_errors) {
+    AddValue(&parse_errors, {{"protocol", key.first}, {"error", key.second}},
+             static_cast<double>(n));
   }
   snap.families.push_back(std::move(parse_errors));
 
@@ -378,7 +388,11 @@ Snapshot Aggregator::Collect() const {
                          "Connections whose payload is no longer parsed (not the protocol, "
                          "upgraded, or lost), by protocol.",
                          MetricType::kCounter);
-  AddValue(&given_up, {{"protocol", "http1"}}, static_cast<double>(self_.http1_given_up));
+  for (const char* protocol : {"http1", "http2"}) {
+    auto it = self_.given_up.find(protocol);
+    AddValue(&given_up, {{"protocol", protocol}},
+             static_cast<double>(it == self_.given_up.end() ? 0 : it->second));
+  }
   snap.families.push_back(std::move(given_up));
 
   auto untracked = Family("podtap_connections_untracked_total",

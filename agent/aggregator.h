@@ -47,17 +47,17 @@ struct TransportSeries {
   std::array<uint64_t, kTcpErrorCount> errors{};
 };
 
-// Responses of one (labels, direction, authority, status, classification).
-struct HttpResponseSeries {
-  uint64_t count = 0;
-  Histogram latency_ms;
-};
-
 // Everything counted for one (pod labels, direction, authority) triple.
 struct HttpSeries {
   uint64_t requests = 0;
-  // (status code, failure?) -> responses; status 0 = none seen (cut off).
-  std::map<std::pair<int, bool>, HttpResponseSeries> responses;
+  // (status code, gRPC status or -1, failure?) -> responses; status 0: none
+  // seen (cut off before it).
+  std::map<std::tuple<int, int, bool>, uint64_t> responses;
+  // Latency by status code only: Linkerd's response_latency_ms has neither
+  // classification nor grpc_status_code.
+  std::map<int, Histogram> latency_ms;
+
+  void CountResponse(int status, int grpc_status, bool failed, double latency_ms);
 };
 
 // The agent's own health, set by the event loop.
@@ -70,8 +70,9 @@ struct SelfStats {
   uint64_t payload_lost_ringbuf = 0;  // kernel: payload ring buffer full
   uint64_t payload_lost_args = 0;     // kernel: syscall argument map full
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
-  std::map<std::string, uint64_t> http1_errors;  // by error name
-  uint64_t http1_given_up = 0;                   // connections no longer parsed
+  // (protocol, error name) -> count; protocol "http1" or "http2".
+  std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;
+  std::map<std::string, uint64_t> given_up;  // connections no longer parsed, by protocol
   uint64_t closes_without_open = 0;              // sockets that predate the probes
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;

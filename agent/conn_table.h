@@ -29,6 +29,7 @@ struct Conn {
   // Protocol state, created on the first payload; null once given up.
   std::unique_ptr<HttpConn> http;
   bool http_given_up = false;
+  bool verdict_written = false;  // the kernel holds a verdict to forget at close
 };
 
 class ConnTable {

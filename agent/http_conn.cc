@@ -1,40 +1,101 @@
-// Per-connection HTTP/1.x accounting.
+// Per-connection HTTP/1.x and HTTP/2 accounting.
 #include "agent/http_conn.h"
 
 namespace podtap {
 
 HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
                    Direction direction)
-    : agg_(agg), routes_(routes), labels_(labels), direction_(direction), parser_(this) {}
+    : agg_(agg), routes_(routes), labels_(labels), direction_(direction) {}
 
 void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t total_len,
                     uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
   // that is what it receives, on one it opened (outbound) what it sends.
   bool request = (direction_ == Direction::kInbound) == (dir == DataDir::kRecv);
-  parser_.Feed(request ? HttpStream::kRequest : HttpStream::kResponse, captured, total_len, ts_ns);
+  HttpStream stream = request ? HttpStream::kRequest : HttpStream::kResponse;
+  if (!h1_ && !h2_) {
+    if (!request) {
+      if (early_.size() < kMaxEarly) {
+        early_.push_back({{captured.begin(), captured.end()}, total_len, ts_ns});
+      } else {
+        agg_->self().parse_errors[{"http", "server_spoke_first"}]++;
+      }
+      return;
+    }
+    if (LooksLikeHttp2Preface(captured)) {
+      h2_ = std::make_unique<Http2Parser>(this);
+      http2_detected_ = true;
+    } else {
+      h1_ = std::make_unique<Http1Parser>(this);
+    }
+    Dispatch(stream, captured, total_len, ts_ns);
+    for (const auto& e : std::exchange(early_, {})) {
+      Dispatch(HttpStream::kResponse, e.captured, e.total_len, e.ts_ns);
+    }
+    return;
+  }
+  Dispatch(stream, captured, total_len, ts_ns);
 }
 
-void HttpConn::OnRequest(const Http1Request& r) {
-  agg_->Http(labels_, direction_, r.authority)->requests++;
-  agg_->Route(labels_, direction_, r.authority, routes_->Match(r.method, r.path))->requests++;
+void HttpConn::Dispatch(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
+                        uint64_t ts_ns) {
+  if (h2_) {
+    h2_->Feed(stream, captured, total_len, ts_ns);
+  } else {
+    h1_->Feed(stream, captured, total_len, ts_ns);
+  }
 }
+
+void HttpConn::OnClose(uint64_t ts_ns) {
+  if (h2_) h2_->OnClose(ts_ns);
+  if (h1_) h1_->OnClose(ts_ns);
+}
+
+bool HttpConn::gave_up() const {
+  if (h2_) return h2_->state() == Http2Parser::State::kGaveUp;
+  return h1_ && h1_->state() == Http1Parser::State::kGaveUp;
+}
+
+const char* HttpConn::protocol() const { return h2_ ? "http2" : h1_ ? "http1" : "http"; }
+
+void HttpConn::CountRequest(const std::string& method, const std::string& authority,
+                            const std::string& path) {
+  agg_->Http(labels_, direction_, authority)->requests++;
+  agg_->Route(labels_, direction_, authority, routes_->Match(method, path))->requests++;
+}
+
+void HttpConn::CountResponse(const std::string& method, const std::string& authority,
+                             const std::string& path, int status, int grpc_status, bool failed,
+                             uint64_t headers_end_ns, uint64_t first_byte_ns) {
+  uint64_t latency_ns = first_byte_ns > headers_end_ns ? first_byte_ns - headers_end_ns : 0;
+  double latency_ms = static_cast<double>(latency_ns) / 1e6;
+  agg_->Http(labels_, direction_, authority)
+      ->CountResponse(status, grpc_status, failed, latency_ms);
+  agg_->Route(labels_, direction_, authority, routes_->Match(method, path))
+      ->CountResponse(status, grpc_status, failed, latency_ms);
+}
+
+void HttpConn::OnRequest(const Http1Request& r) { CountRequest(r.method, r.authority, r.path); }
 
 void HttpConn::OnResponse(const Http1Response& r) {
   // A response cut off by the close is a failure, whatever its status said.
   bool failed = r.cut_off || r.status >= 500;
-  uint64_t first = r.first_byte_ns ? r.first_byte_ns : r.end_ns;
-  uint64_t latency_ns = first > r.request.headers_end_ns ? first - r.request.headers_end_ns : 0;
-  double latency_ms = static_cast<double>(latency_ns) / 1e6;
-  const std::string& route = routes_->Match(r.request.method, r.request.path);
-  for (HttpSeries* s : {agg_->Http(labels_, direction_, r.request.authority),
-                        agg_->Route(labels_, direction_, r.request.authority, route)}) {
-    auto& series = s->responses[{r.status, failed}];
-    series.count++;
-    series.latency_ms.Observe(latency_ms);
-  }
+  CountResponse(r.request.method, r.request.authority, r.request.path, r.status, -1, failed,
+                r.request.headers_end_ns, r.first_byte_ns ? r.first_byte_ns : r.end_ns);
 }
 
-void HttpConn::OnError(Http1Error e) { agg_->self().http1_errors[Http1ErrorName(e)]++; }
+void HttpConn::OnError(Http1Error e) { agg_->self().parse_errors[{"http1", Http1ErrorName(e)}]++; }
+
+void HttpConn::OnRequest(const Http2Request& r) { CountRequest(r.method, r.authority, r.path); }
+
+void HttpConn::OnResponse(const Http2Response& r) {
+  // gRPC's status decides when present (non-zero: failure); HTTP's otherwise.
+  bool failed = r.cut_off || (r.grpc_status >= 0 ? r.grpc_status != 0 : r.status >= 500);
+  CountResponse(r.request.method, r.request.authority, r.request.path, r.status,
+                r.request.grpc ? r.grpc_status : -1, failed, r.request.headers_end_ns,
+                r.first_byte_ns ? r.first_byte_ns : r.end_ns);
+}
+
+void HttpConn::OnError(Http2Error e) { agg_->self().parse_errors[{"http2", Http2ErrorName(e)}]++; }
 
 }  // namespace podtap

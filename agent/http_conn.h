@@ -1,37 +1,69 @@
-// HTTP/1.x on one connection: feeds the connection's payload to its parser
-// (which half is the request stream depends on who connected) and counts
-// requests, responses and latency into the aggregator.
+// HTTP on one connection: decides from the client's first bytes whether it
+// speaks HTTP/1.x or HTTP/2 (prior knowledge: the connection preface), feeds
+// the matching parser (which half is the request stream depends on who
+// connected), and counts requests, responses and latency into the aggregator.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <vector>
 
 #include "agent/aggregator.h"
 #include "agent/http1_parser.h"
+#include "agent/http2_parser.h"
 #include "agent/routes.h"
 #include "agent/tcp_event.h"
 
 namespace podtap {
 
-class HttpConn : public Http1Sink {
+class HttpConn : public Http1Sink, public Http2Sink {
  public:
   HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
            Direction direction);
 
   void Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t total_len, uint64_t ts_ns);
-  void OnClose(uint64_t ts_ns) { parser_.OnClose(ts_ns); }
-  bool gave_up() const { return parser_.state() == Http1Parser::State::kGaveUp; }
+  void OnClose(uint64_t ts_ns);
+  bool gave_up() const;
+  // "http1", "http2", or "http" while undecided.
+  const char* protocol() const;
+  // True once, right after the connection turned out to be HTTP/2: its
+  // header blocks need a larger capture than the default prefix.
+  bool TakeHttp2Detected() { return std::exchange(http2_detected_, false); }
 
   void OnRequest(const Http1Request& r) override;
   void OnResponse(const Http1Response& r) override;
   void OnError(Http1Error e) override;
+  void OnRequest(const Http2Request& r) override;
+  void OnResponse(const Http2Response& r) override;
+  void OnError(Http2Error e) override;
 
  private:
+  // Server bytes seen before the client's first bytes (HTTP/2 servers send
+  // SETTINGS at once), replayed once the protocol is known.
+  struct Early {
+    std::vector<uint8_t> captured;
+    uint64_t total_len;
+    uint64_t ts_ns;
+  };
+  static constexpr size_t kMaxEarly = 4;
+
+  void Dispatch(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
+                uint64_t ts_ns);
+  void CountRequest(const std::string& method, const std::string& authority,
+                    const std::string& path);
+  void CountResponse(const std::string& method, const std::string& authority,
+                     const std::string& path, int status, int grpc_status, bool failed,
+                     uint64_t headers_end_ns, uint64_t first_byte_ns);
+
   Aggregator* agg_;
   const RouteTable* routes_;
   Aggregator::LabelSetId labels_;
   Direction direction_;
-  Http1Parser parser_;
+  std::unique_ptr<Http1Parser> h1_;
+  std::unique_ptr<Http2Parser> h2_;
+  std::vector<Early> early_;
+  bool http2_detected_ = false;
 };
 
 }  // namespace podtap

@@ -120,7 +120,7 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   s->duration_ms[cls].Observe(static_cast<double>(Minus(e.ts_ns, c->open_ns)) / 1e6);
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   if (c->http) c->http->OnClose(e.ts_ns);
-  if (c->http_given_up) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
+  if (c->verdict_written) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
   if (c != &synthesized) conns_.Erase(e.conn_id);
 }
 
@@ -135,6 +135,7 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
       // Ciphertext: nothing for the HTTP parser, and no reason to keep
       // copying it out of the kernel.
       c->http_given_up = true;
+      c->verdict_written = true;
       verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
       return true;
     }
@@ -143,10 +144,15 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
   if (c->http_given_up) return true;
   if (!c->http) c->http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction);
   c->http->Feed(e.dir, captured, e.total_len, e.ts_ns);
+  if (c->http->TakeHttp2Detected()) {
+    c->verdict_written = true;
+    verdicts_.push_back({VerdictOp::Kind::kCapture, e.conn_id, kHttp2CaptureBytes});
+  }
   if (c->http->gave_up()) {
+    agg_->self().given_up[c->http->protocol()]++;
     c->http.reset();
     c->http_given_up = true;
-    agg_->self().http1_given_up++;
+    c->verdict_written = true;
     verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
   }
   return true;

@@ -57,6 +57,9 @@ class TcpPipeline {
   // kOpenGraceNs (tls="false"). `now_ns` is on the kernel's monotonic clock.
   void FlushPendingOpens(uint64_t now_ns);
   static constexpr uint64_t kOpenGraceNs = 1'000'000'000;
+  // Per-syscall capture on HTTP/2 connections: header blocks must be seen
+  // whole for HPACK, and frames are often written several per syscall.
+  static constexpr uint32_t kHttp2CaptureBytes = 4096;
 
   size_t tracked() const { return conns_.size(); }
 

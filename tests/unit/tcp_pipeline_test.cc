@@ -280,6 +280,28 @@ TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
             1);
 }
 
+TEST_F(PayloadPipelineTest, Http2PrefaceRaisesTheCaptureAndIsNotGivenUp) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  // The server's SETTINGS often come before the client's preface is read.
+  const std::string settings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  ASSERT_TRUE(
+      live.OnPayload(Payload(1, DataDir::kSend, settings.size(), 2'000'000), Bytes(settings)));
+  const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings;
+  ASSERT_TRUE(
+      live.OnPayload(Payload(1, DataDir::kRecv, preface.size(), 3'000'000), Bytes(preface)));
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kCapture);
+  EXPECT_EQ(verdicts[0].capture_bytes, TcpPipeline::kHttp2CaptureBytes);
+  auto s = live_agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http2"}}), 0);
+  EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 0);
+  live.OnClose(Close(1, 1, preface.size()));
+  verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kForget);
+}
+
 TEST_F(PayloadPipelineTest, PayloadOfAnUnknownConnectionAsksForARetry) {
   const std::string req = "GET / HTTP/1.1\r\n\r\n";
   EXPECT_FALSE(live.OnPayload(Payload(9, DataDir::kRecv, req.size(), 1), Bytes(req)));

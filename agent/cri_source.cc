@@ -28,16 +28,6 @@ bool Exists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
-std::optional<IpAddr> ParseIp(const std::string& s) {
-  IpAddr a;
-  if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) return a;
-  if (inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
-    a.v6 = true;
-    return a;
-  }
-  return std::nullopt;
-}
-
 // The cgroup v2 mount: beside the v1 controllers on hybrid hosts, else the root.
 std::string CgroupV2Root() {
   return Exists("/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
@@ -280,7 +270,7 @@ struct CriPodSource::Impl {
     if (!st.network().ip().empty()) ips.push_back(st.network().ip());
     for (const auto& extra : st.network().additional_ips()) ips.push_back(extra.ip());
     for (const auto& ip : ips) {
-      if (auto parsed = ParseIp(ip)) pod->ips.push_back(*parsed);
+      if (auto parsed = IpAddr::Parse(ip)) pod->ips.push_back(*parsed);
     }
     return pod;
   }

@@ -11,16 +11,6 @@
 namespace podtap {
 namespace {
 
-std::optional<IpAddr> ParseIp(const std::string& s) {
-  IpAddr a;
-  if (inet_pton(AF_INET, s.c_str(), a.bytes.data()) == 1) return a;
-  if (inet_pton(AF_INET6, s.c_str(), a.bytes.data()) == 1) {
-    a.v6 = true;
-    return a;
-  }
-  return std::nullopt;
-}
-
 std::array<uint8_t, 17> IpKey(const IpAddr& ip) {
   std::array<uint8_t, 17> k{};
   k[0] = ip.v6 ? 6 : 4;
@@ -74,7 +64,7 @@ std::optional<PodList> ParsePodsJson(const std::string& text, std::string* error
       if (p.contains("ips")) {
         if (!p["ips"].is_array()) throw std::runtime_error("\"ips\" must be an array");
         for (const auto& ip : p["ips"]) {
-          auto parsed = ip.is_string() ? ParseIp(ip.get<std::string>()) : std::nullopt;
+          auto parsed = ip.is_string() ? IpAddr::Parse(ip.get<std::string>()) : std::nullopt;
           if (!parsed) throw std::runtime_error("bad IP address " + ip.dump());
           m->ips.push_back(*parsed);
         }

@@ -15,6 +15,19 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 
 enum class MetricType { kCounter, kGauge, kHistogram };
 
+// The name every exposition format uses for the type.
+inline const char* MetricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+  }
+  return "untyped";  // unreachable; GCC does not treat the switch as exhaustive
+}
+
 struct HistogramData {
   // Upper bounds, ascending, without +Inf; counts[i] is the number of
   // observations <= bounds[i] (cumulative), counts.back() the +Inf bucket.

@@ -35,4 +35,14 @@ std::string IpAddr::ToString() const {
   return buf;
 }
 
+std::optional<IpAddr> IpAddr::Parse(const std::string& text) {
+  IpAddr a;
+  if (inet_pton(AF_INET, text.c_str(), a.bytes.data()) == 1) return a;
+  if (inet_pton(AF_INET6, text.c_str(), a.bytes.data()) == 1) {
+    a.v6 = true;
+    return a;
+  }
+  return std::nullopt;
+}
+
 }  // namespace podtap

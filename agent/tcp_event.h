@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace podtap {
@@ -23,6 +24,8 @@ struct IpAddr {
   std::array<uint8_t, 16> bytes{};  // IPv4 in the first 4 bytes
   bool operator==(const IpAddr&) const = default;
   std::string ToString() const;
+  // Dotted IPv4 or IPv6 text; nullopt when it is neither.
+  static std::optional<IpAddr> Parse(const std::string& text);
 };
 
 struct TcpOpen {

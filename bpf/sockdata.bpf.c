@@ -8,27 +8,12 @@
 #include <bpf/bpf_tracing.h>
 
 #include "podtap.h"
+#include "shared_maps.h"
 
 /* Set by the agent before load. */
 const volatile __u32 prefix_len = 256; /* default bytes captured per syscall */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the agent once this much is queued */
-
-/* Shared with tcp.bpf.c (the agent reuses that object's maps): the tracked
- * sockets, and the drop counters. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
-	__type(value, struct podtap_sock_info);
-} socks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PODTAP_DROP__COUNT);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
 
 /* Per connection id, written by the agent: PODTAP_VERDICT_STOP, or a capture
  * length other than prefix_len (larger for HTTP/2 header blocks). LRU: a
@@ -90,14 +75,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct io_args);
 } inflight SEC(".maps");
-
-static __always_inline void count_drop(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
-
-	if (n)
-		*n += 1;
-}
 
 /* The struct sock behind a file descriptor of the current task, or NULL. A
  * file that is not a socket fails the back-pointer check, and a socket that

@@ -9,44 +9,17 @@
 #include <bpf/bpf_tracing.h>
 
 #include "podtap.h"
+#include "shared_maps.h"
 
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
-
-/* Keyed by the struct sock address: unique while the socket lives, and the
- * entry is deleted when it reaches CLOSE. Written here at open, deleted at
- * close; the payload programs (sockdata.bpf.c) share it to know which
- * sockets are tracked. Userspace may resize before load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
-	__type(key, __u64);
-	__type(value, struct podtap_sock_info);
-} socks SEC(".maps");
 
 /* Lifecycle events for the agent; userspace sizes it before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
-
-/* Everything the kernel side fails to deliver, per CPU, read by the agent
- * into podtap_events_lost_total. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PODTAP_DROP__COUNT);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
-
-static __always_inline void count_drop(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
-
-	if (n)
-		*n += 1;
-}
 
 static __always_inline void fill_addresses(struct podtap_tcp_event *e, struct sock *sk)
 {

@@ -11,18 +11,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-const char* TypeName(MetricType type) {
-  switch (type) {
-    case MetricType::kCounter:
-      return "counter";
-    case MetricType::kGauge:
-      return "gauge";
-    case MetricType::kHistogram:
-      return "histogram";
-  }
-  return "untyped";  // unreachable; GCC does not treat the switch as exhaustive
-}
-
 Json Number(double v) {
   if (std::isfinite(v)) return v;
   std::string s;
@@ -59,7 +47,7 @@ std::string WriteJson(const Snapshot& snapshot, bool pretty) {
     }
     families.push_back({{"name", family.name},
                         {"help", family.help},
-                        {"type", TypeName(family.type)},
+                        {"type", MetricTypeName(family.type)},
                         {"unit", family.unit},
                         {"samples", std::move(samples)}});
   }

@@ -82,18 +82,6 @@ void AppendEscapedOpenMetricsHelp(std::string& out, std::string_view help) {
 
 namespace {
 
-const char* TypeName(MetricType type) {
-  switch (type) {
-    case MetricType::kCounter:
-      return "counter";
-    case MetricType::kGauge:
-      return "gauge";
-    case MetricType::kHistogram:
-      return "histogram";
-  }
-  return "untyped";  // unreachable; GCC does not treat the switch as exhaustive
-}
-
 // `le` is empty except for histogram buckets, where it goes last, after the
 // sample's own labels, as client libraries write it.
 void AppendLabels(std::string& out, const Labels& labels, std::string_view le) {
@@ -173,7 +161,7 @@ void AppendFamily(std::string& out, const MetricFamily& family, bool open_metric
   out += "\n# TYPE ";
   out += name;
   out += ' ';
-  out += TypeName(family.type);
+  out += MetricTypeName(family.type);
   out += '\n';
   // A unit that is not the name's suffix would make the parser reject the
   // whole exposition, so such a unit is left out rather than written.

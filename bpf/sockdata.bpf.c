@@ -41,8 +41,9 @@ struct payload_scratch {
 };
 
 /* iovecs gathered into the prefix: writev'd HTTP/2 frames are often one
- * frame (or frame header) per iovec, so the first alone loses the stream. */
-#define MAX_IOVECS 8
+ * frame (or frame header) per iovec, so the first alone loses the stream;
+ * gRPC's C core sends a first request as some 26 iovecs. */
+#define MAX_IOVECS 32
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -217,6 +218,19 @@ static __always_inline int on_exit(long ret)
 	if (n > PODTAP_PAYLOAD_MAX)
 		n = PODTAP_PAYLOAD_MAX;
 	n = copy_prefix(e->data, a, n);
+	/* The HTTP/2 client preface: its connection needs whole header blocks
+	 * from this very syscall on (a gRPC client writes preface, SETTINGS and
+	 * its first request in one go), before the agent's verdict could come. */
+	if (!verdict && n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
+	    e->data[3] == ' ') {
+		__u32 h2 = PODTAP_PAYLOAD_MAX;
+
+		bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
+		if ((__u64)ret > n) {
+			n = ret < PODTAP_PAYLOAD_MAX ? ret : PODTAP_PAYLOAD_MAX;
+			n = copy_prefix(e->data, a, n);
+		}
+	}
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
 	if (n > PODTAP_PAYLOAD_MAX)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -521,6 +522,33 @@ def has_failed(test):
     return not outcome.success or any(t is test for t, _ in bad)
 
 
+def start_test_agent(test, workdir, pods, wait_ready=True, **kwargs):
+    """A fresh agent for one unittest case: started in `workdir`, stopped by
+    PID in a cleanup that keeps its log and last scrape only when the case
+    failed. Sets test.agent and, once ready, test.baseline (a scrape)."""
+    os.makedirs(workdir, exist_ok=True)
+    agent = Agent(workdir, pods, **kwargs)
+    test.addCleanup(_stop_test_agent, test, agent)
+    agent.start()
+    test.agent = agent
+    if wait_ready:
+        agent.wait_ready()
+        test.baseline = agent.scrape()
+    return agent
+
+
+def _stop_test_agent(test, agent):
+    rc = agent.stop()
+    if rc != 0:
+        log("WARNING: agent exited with %s after SIGTERM (%s)" % (rc, agent.log_path))
+    if has_failed(test):
+        log("%s failed; agent log: %s, its last scrape: %s\n%s"
+            % (test.id(), agent.log_path, os.path.join(agent.workdir, "last-scrape.prom"),
+               agent.log_tail(60)))
+    elif rc == 0:
+        shutil.rmtree(agent.workdir, ignore_errors=True)
+
+
 class AgentError(AssertionError):
     pass
 
@@ -534,14 +562,18 @@ class Agent:
     """podtap-agent started with a pods file, stopped by PID with SIGTERM."""
 
     def __init__(self, workdir, pods, diag_interval=None, probe_mode=None,
-                 log_level="debug", extra_args=()):
+                 log_level="debug", extra_args=(), pods_source=None):
+        """`pods` go to a pods file, unless `pods_source` gives the flags of
+        another source (e.g. ["--cri-socket", PATH])."""
         self.workdir = workdir
-        self.pods_file = os.path.join(workdir, "pods.json")
-        write_pods_file(self.pods_file, pods)
         self.port = free_port()
         self.log_path = os.path.join(workdir, "agent.log")
-        self.args = [AGENT, "--listen", "127.0.0.1:%d" % self.port,
-                     "--pods-file", self.pods_file, "--log-level", log_level]
+        if pods_source is None:
+            self.pods_file = os.path.join(workdir, "pods.json")
+            write_pods_file(self.pods_file, pods)
+            pods_source = ["--pods-file", self.pods_file]
+        self.args = [AGENT, "--listen", "127.0.0.1:%d" % self.port, "--log-level", log_level]
+        self.args += pods_source
         if diag_interval is not None:
             self.args += ["--diag-interval", str(diag_interval)]
         if probe_mode is not None:

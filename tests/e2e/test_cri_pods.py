@@ -396,26 +396,10 @@ class CriPodsTest(unittest.TestCase):
     # ---- the agent -----------------------------------------------------------
 
     def start_agent(self, wait_ready=True):
-        workdir = os.path.join(self.dir, "agent-" + self.id().rsplit(".", 1)[-1])
-        os.makedirs(workdir, exist_ok=True)
-        agent = harness.Agent(workdir, [])
         # The runtime is the only pod source: no pods file.
-        i = agent.args.index("--pods-file")
-        del agent.args[i:i + 2]
-        agent.args += ["--cri-socket", self.containerd.sock]
-        self.addCleanup(self._stop_agent, agent)
-        agent.start()
-        if wait_ready:
-            agent.wait_ready()
-            self.baseline = agent.scrape()
-        self.agent = agent
-        return agent
-
-    def _stop_agent(self, agent):
-        rc = agent.stop()
-        failed = getattr(self, "_outcome", None) is not None and not self._outcome.success
-        if failed or rc != 0:
-            harness.log("%s: agent exit %s, log:\n%s" % (self.id(), rc, agent.log_tail(60)))
+        workdir = os.path.join(self.dir, "agent-" + self.id().rsplit(".", 1)[-1])
+        return harness.start_test_agent(self, workdir, [], wait_ready=wait_ready,
+                                        pods_source=["--cri-socket", self.containerd.sock])
 
     def wait_attributed(self, pods):
         """Until the agent has picked up every pod, each within

@@ -338,28 +338,9 @@ class H2ExactTest(unittest.TestCase):
     # ---- agent -------------------------------------------------------------
 
     def start_agent(self, **kwargs):
-        workdir = os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1])
-        os.makedirs(workdir, exist_ok=True)
-        agent = harness.Agent(workdir, [self.client_pod, self.server_pod], **kwargs)
-        self.addCleanup(self._stop_agent, agent)
-        agent.start()
-        agent.wait_ready()
-        self.agent = agent
-        self.baseline = agent.scrape()
-        return agent
-
-    def _stop_agent(self, agent):
-        rc = agent.stop()
-        failed = harness.has_failed(self)
-        if rc != 0:
-            harness.log("WARNING: agent exited with %s after SIGTERM (%s)" % (rc, agent.log_path))
-        if failed:
-            harness.log("%s failed; agent log: %s, its last scrape: %s"
-                        % (self.id(), agent.log_path,
-                           os.path.join(agent.workdir, "last-scrape.prom")))
-        elif rc == 0:
-            shutil.rmtree(agent.workdir, ignore_errors=True)
-
+        return harness.start_test_agent(
+            self, os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1]),
+            [self.client_pod, self.server_pod], **kwargs)
     def labels(self, pod, **extra):
         base = dict(self.C if pod == "client" else self.S)
         base.update(extra)

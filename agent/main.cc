@@ -1,6 +1,8 @@
 // podtap-agent: the node daemon. Parses flags, checks the system, attaches the
 // probes, serves metrics, and runs the event loop until SIGTERM or SIGINT.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -9,8 +11,6 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <sstream>
 #include <thread>
 

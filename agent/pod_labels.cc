@@ -11,11 +11,25 @@ constexpr const char* kTemplateHashLabel = "pod-template-hash";
 // Names podtap itself sets; a pod label sanitised to one of these is dropped
 // rather than allowed to shadow it.
 const std::set<std::string>& ReservedNames() {
-  static const std::set<std::string> names = {
-      "direction", "peer", "classification", "error", "namespace", "pod", "pod_template_hash",
-      "deployment", "replicaset", "statefulset", "daemonset", "k8s_job",
-      "replicationcontroller", "host_process", "authority", "tls", "status_code",
-      "grpc_status_code", "le"};
+  static const std::set<std::string> names = {"direction",
+                                              "peer",
+                                              "classification",
+                                              "error",
+                                              "namespace",
+                                              "pod",
+                                              "pod_template_hash",
+                                              "deployment",
+                                              "replicaset",
+                                              "statefulset",
+                                              "daemonset",
+                                              "k8s_job",
+                                              "replicationcontroller",
+                                              "host_process",
+                                              "authority",
+                                              "tls",
+                                              "status_code",
+                                              "grpc_status_code",
+                                              "le"};
   return names;
 }
 
@@ -29,7 +43,8 @@ void AddOwner(const PodMeta& pod, const std::string& prefix, Labels* out) {
     auto hash = pod.labels.find(kTemplateHashLabel);
     if (hash != pod.labels.end() && name.size() > hash->second.size() + 1 &&
         name.ends_with("-" + hash->second)) {
-      out->emplace_back(prefix + "deployment", name.substr(0, name.size() - hash->second.size() - 1));
+      out->emplace_back(prefix + "deployment",
+                        name.substr(0, name.size() - hash->second.size() - 1));
     }
     out->emplace_back(prefix + "replicaset", name);
   } else if (kind == "StatefulSet") {
@@ -58,7 +73,8 @@ std::string SanitizeLabelName(const std::string& name) {
   std::string out;
   out.reserve(name.size() + 1);
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     out.push_back(ok ? c : '_');
   }
   if (out.empty() || (out[0] >= '0' && out[0] <= '9')) out.insert(out.begin(), '_');
@@ -77,8 +93,9 @@ Labels PodLabels(const PodMeta* pod, const std::set<std::string>& allowed) {
   for (const auto& [key, value] : pod->labels) {
     if (!allowed.contains(key)) continue;
     std::string name = SanitizeLabelName(key);
-    bool taken = ReservedNames().contains(name) || name.starts_with("dst_") ||
-                 std::any_of(out.begin(), out.end(), [&](const auto& l) { return l.first == name; });
+    bool taken =
+        ReservedNames().contains(name) || name.starts_with("dst_") ||
+        std::any_of(out.begin(), out.end(), [&](const auto& l) { return l.first == name; });
     if (!taken) out.emplace_back(name, value);
   }
   return out;

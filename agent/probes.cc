@@ -4,6 +4,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/magic.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -13,7 +14,6 @@
 #include <cstdarg>
 #include <cstring>
 #include <mutex>
-#include <spdlog/spdlog.h>
 #include <vector>
 
 #include "sockdata.skel.h"
@@ -89,15 +89,16 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::Attach(const Pr
     if (opts.mode == ProbeMode::kTpBtf || std::holds_alternative<std::unique_ptr<TcpProbes>>(r)) {
       return r;
     }
-    spdlog::warn("tp_btf/inet_sock_set_state unavailable ({}); falling back to the "
-                 "sock/inet_sock_set_state tracepoint",
-                 std::get<std::string>(r));
+    spdlog::warn(
+        "tp_btf/inet_sock_set_state unavailable ({}); falling back to the "
+        "sock/inet_sock_set_state tracepoint",
+        std::get<std::string>(r));
   }
   return TryAttach(opts, /*btf=*/false, on_event);
 }
 
-std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(
-    const ProbeOptions& opts, bool btf, EventFn fn) {
+std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(const ProbeOptions& opts,
+                                                                           bool btf, EventFn fn) {
   std::unique_ptr<TcpProbes> p(new TcpProbes());
   p->on_event_ = std::move(fn);
   p->mode_ = btf ? "tp_btf" : "tracepoint";
@@ -105,14 +106,16 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(
   if (p->skel_ == nullptr) {
     return std::string("cannot open BPF object tcp.bpf.o: ") + std::strerror(errno);
   }
-  bpf_program* used = btf ? p->skel_->progs.podtap_tcp_state_btf : p->skel_->progs.podtap_tcp_state_tp;
-  bpf_program* unused = btf ? p->skel_->progs.podtap_tcp_state_tp : p->skel_->progs.podtap_tcp_state_btf;
+  bpf_program* used =
+      btf ? p->skel_->progs.podtap_tcp_state_btf : p->skel_->progs.podtap_tcp_state_tp;
+  bpf_program* unused =
+      btf ? p->skel_->progs.podtap_tcp_state_tp : p->skel_->progs.podtap_tcp_state_btf;
   bpf_program__set_autoload(unused, false);
   bpf_map__set_max_entries(p->skel_->maps.events, opts.ringbuf_bytes);
   bpf_map__set_max_entries(p->skel_->maps.socks, opts.max_sockets);
 
-  std::string prog_desc = std::string(bpf_program__name(used)) + " (" +
-                          bpf_program__section_name(used) + ")";
+  std::string prog_desc =
+      std::string(bpf_program__name(used)) + " (" + bpf_program__section_name(used) + ")";
   if (int err = tcp_bpf__load(p->skel_); err != 0) {
     return "cannot load BPF program " + prog_desc + ": " + std::strerror(-err) + " — " +
            LastLibbpfWarning();
@@ -124,8 +127,8 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(
   }
   p->skel_->links.podtap_tcp_state_btf = btf ? link : nullptr;
   p->skel_->links.podtap_tcp_state_tp = btf ? nullptr : link;
-  p->rb_ = ring_buffer__new(bpf_map__fd(p->skel_->maps.events), &TcpProbes::OnSample, p.get(),
-                            nullptr);
+  p->rb_ =
+      ring_buffer__new(bpf_map__fd(p->skel_->maps.events), &TcpProbes::OnSample, p.get(), nullptr);
   if (p->rb_ == nullptr) {
     return std::string("cannot open the events ring buffer: ") + std::strerror(errno);
   }
@@ -150,8 +153,7 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
   // One socket map and one set of drop counters for both objects.
   if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
       bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0) {
-    return std::string("cannot share maps with the socket data programs: ") +
-           std::strerror(errno);
+    return std::string("cannot share maps with the socket data programs: ") + std::strerror(errno);
   }
   bpf_map__set_max_entries(data_skel_->maps.payload_events, opts.payload_ringbuf_bytes);
   bpf_map__set_max_entries(data_skel_->maps.verdicts, opts.max_sockets);
@@ -167,23 +169,24 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
                        this) != 0) {
     return std::string("cannot open the payload ring buffer: ") + std::strerror(errno);
   }
-  spdlog::info("attached socket data probes on read, write, readv, writev, recvfrom, sendto, "
-               "recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes)",
-               opts.prefix_len, opts.payload_ringbuf_bytes);
+  spdlog::info(
+      "attached socket data probes on read, write, readv, writev, recvfrom, sendto, "
+      "recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes)",
+      opts.prefix_len, opts.payload_ringbuf_bytes);
   return "";
 }
 
 void TcpProbes::StopCapture(uint64_t conn_id) {
   if (data_skel_ == nullptr) return;
   uint32_t value = PODTAP_VERDICT_STOP;
-  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value,
-                       sizeof(value), BPF_ANY);
+  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value, sizeof(value),
+                       BPF_ANY);
 }
 
 void TcpProbes::SetCaptureLength(uint64_t conn_id, uint32_t bytes) {
   if (data_skel_ == nullptr) return;
-  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &bytes,
-                       sizeof(bytes), BPF_ANY);
+  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &bytes, sizeof(bytes),
+                       BPF_ANY);
 }
 
 void TcpProbes::ClearVerdict(uint64_t conn_id) {

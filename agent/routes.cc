@@ -31,7 +31,8 @@ std::optional<RouteTable> ParseRoutes(const std::string& json_text, std::string*
     if (!r.is_object() || !r.contains("name") || !r["name"].is_string() ||
         !r.contains("path_regex") || !r["path_regex"].is_string() ||
         (r.contains("method") && !r["method"].is_string())) {
-      *error = where + ": needs string fields \"name\" and \"path_regex\" (and optional \"method\")";
+      *error =
+          where + ": needs string fields \"name\" and \"path_regex\" (and optional \"method\")";
       return std::nullopt;
     }
     Route route;

@@ -115,7 +115,8 @@ std::string DumpFamily(int fd, uint8_t family, std::vector<LiveCounters>* out) {
 
 }  // namespace
 
-std::variant<std::vector<LiveCounters>, std::string> DumpEstablished(const std::string& netns_path) {
+std::variant<std::vector<LiveCounters>, std::string> DumpEstablished(
+    const std::string& netns_path) {
   std::string error;
   int raw = SocketIn(netns_path, &error);
   if (raw < 0) return error.empty() ? Errno("sock_diag socket") : error;

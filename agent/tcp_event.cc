@@ -5,9 +5,7 @@
 
 namespace podtap {
 
-const char* DirectionName(Direction d) {
-  return d == Direction::kInbound ? "inbound" : "outbound";
-}
+const char* DirectionName(Direction d) { return d == Direction::kInbound ? "inbound" : "outbound"; }
 
 const char* PeerName(Direction d) { return d == Direction::kInbound ? "src" : "dst"; }
 

@@ -20,7 +20,7 @@ const char* PeerName(Direction d);  // "dst" for outbound, "src" for inbound
 const char* TcpErrorName(TcpError e);
 
 struct IpAddr {
-  bool v6 = false;  // IPv4-mapped IPv6 addresses are stored as IPv4
+  bool v6 = false;                  // IPv4-mapped IPv6 addresses are stored as IPv4
   std::array<uint8_t, 16> bytes{};  // IPv4 in the first 4 bytes
   bool operator==(const IpAddr&) const = default;
   std::string ToString() const;
@@ -54,7 +54,7 @@ struct TcpClose {
   uint64_t open_ns = 0;
   Direction direction = Direction::kOutbound;
   uint64_t base_acked = 0, base_received = 0;
-  bool failed = false;  // reset, timeout or socket error
+  bool failed = false;                // reset, timeout or socket error
   TcpError error = TcpError::kOther;  // meaningful when failed
 };
 

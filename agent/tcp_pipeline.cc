@@ -29,8 +29,8 @@ void TcpPipeline::SetPods(const PodList& pods) {
   agg_->self().pods_known = pods.size();
 }
 
-Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino,
-                                              Direction dir, const IpAddr& remote) {
+Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
+                                              const IpAddr& remote) {
   const PodMeta* local = index_.ForSocket(cgroup_id, netns_ino);
   const PodMeta* peer = dir == Direction::kOutbound ? index_.ForIp(remote) : nullptr;
   auto key = std::make_pair(local, peer);

@@ -76,8 +76,11 @@ TEST(PodLabels, OwnersAndAllowedLabels) {
   p.owner_name = "nightly";
   p.labels = {{"app.kubernetes.io/name", "x"}, {"pod", "shadow"}, {"team", "a"}, {"9x", "y"}};
   Labels l = PodLabels(&p, {"app.kubernetes.io/name", "pod", "9x"});
-  Labels want = {{"namespace", "ns"}, {"pod", "job-abc"}, {"k8s_job", "nightly"},
-                 {"_9x", "y"}, {"app_kubernetes_io_name", "x"}};
+  Labels want = {{"namespace", "ns"},
+                 {"pod", "job-abc"},
+                 {"k8s_job", "nightly"},
+                 {"_9x", "y"},
+                 {"app_kubernetes_io_name", "x"}};
   EXPECT_EQ(l, want);
 }
 

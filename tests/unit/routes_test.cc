@@ -29,13 +29,11 @@ TEST(Routes, MissingRoutesIsEmpty) {
 }
 
 TEST(Routes, ErrorsNameTheEntry) {
-  for (auto [json, want] : {std::pair{"[]", "not a JSON object"},
-                            std::pair{R"({"routes":{}})", "must be an array"},
-                            std::pair{R"({"routes":[{"name":"a"}]})", "routes[0]"},
-                            std::pair{R"({"routes":[{"name":"a","path_regex":"("}]})",
-                                      "bad path_regex"},
-                            std::pair{R"({"routes":[{"name":"[DEFAULT]","path_regex":"/"}]})",
-                                      "must be non-empty"}}) {
+  for (auto [json, want] :
+       {std::pair{"[]", "not a JSON object"}, std::pair{R"({"routes":{}})", "must be an array"},
+        std::pair{R"({"routes":[{"name":"a"}]})", "routes[0]"},
+        std::pair{R"({"routes":[{"name":"a","path_regex":"("}]})", "bad path_regex"},
+        std::pair{R"({"routes":[{"name":"[DEFAULT]","path_regex":"/"}]})", "must be non-empty"}}) {
     std::string err;
     EXPECT_FALSE(ParseRoutes(json, &err)) << json;
     EXPECT_NE(err.find(want), std::string::npos) << json << " -> " << err;

@@ -63,8 +63,8 @@ class PipelineTest : public ::testing::Test {
 
   Aggregator agg;
   TcpPipeline pipe{&agg, 16, {"app"}, /*capture_payload=*/false};
-  const Labels api_in = {{"direction", "inbound"}, {"namespace", "shop"},
-                         {"pod", "api-5f7c9d8b6-abcde"}};
+  const Labels api_in = {
+      {"direction", "inbound"}, {"namespace", "shop"}, {"pod", "api-5f7c9d8b6-abcde"}};
   const Labels web_out = {{"direction", "outbound"}, {"pod", "web-0"}};
 };
 
@@ -175,8 +175,7 @@ TEST_F(PipelineTest, CloseOfASocketOlderThanTheAgentIsCountedAsUntracked) {
   c.kernel_saw_open = false;
   pipe.OnClose(c);
   auto s = agg.Collect();
-  EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "opened_before_start"}}),
-            1);
+  EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "opened_before_start"}}), 1);
   EXPECT_EQ(Value(s, "tcp_close_total", {}), -1);
 }
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -1031,3 +1032,61 @@ def _failure_report(what, rows, ex, agent, short, context):
                      % (len(raw), "\n".join(raw)))
     parts.append(agent.log_tail())
     return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# The two-pod test case the suites share.
+
+
+class PodPairTest(unittest.TestCase):
+    """A client pod and a server pod (Topology, make_pods) for the class, a
+    fresh agent per test, and exact expectations. Subclasses set ARTIFACTS
+    (where failing cases keep the agent's log and last scrape), and may set
+    TIMEOUT and SETTLE."""
+
+    ARTIFACTS = None
+    TIMEOUT = 15.0  # seconds for the agent's numbers to reach the ground truth
+    SETTLE = 2.0  # seconds the values must stay equal once reached
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root (network namespaces, eBPF)")
+        cleanup_stale_namespaces()
+        cls.topo = Topology()
+        cls.addClassCleanup(cls.topo.destroy)
+        cls.topo.create()
+        cls.client_pod, cls.server_pod = make_pods(cls.topo)
+        cls.C = cls.client_pod.identity()
+        cls.S = cls.server_pod.identity()
+        log("namespaces %s (client pod %s), %s (server pod %s); artifacts in %s"
+            % (cls.topo.client_ns, cls.client_pod.name, cls.topo.server_ns,
+               cls.server_pod.name, cls.ARTIFACTS))
+
+    def start_agent(self, **kwargs):
+        return start_test_agent(self, os.path.join(self.ARTIFACTS, self.id().rsplit(".", 1)[-1]),
+                                [self.client_pod, self.server_pod], **kwargs)
+
+    def labels(self, pod, **extra):
+        base = dict(self.C if pod == "client" else self.S)
+        base.update(extra)
+        return base
+
+    def side(self, direction):
+        """Labels of the pod that measures `direction`: inbound on the server
+        pod; outbound on the client pod, whose remote is the server pod."""
+        if direction == "inbound":
+            return self.labels("server", direction="inbound")
+        return self.labels("client", direction="outbound", dst_pod=self.S["pod"])
+
+    def wait_equal(self, expects, timeout=None, settle=None):
+        return wait_for_expectations(
+            self.agent, expects, self.baseline,
+            timeout=self.TIMEOUT if timeout is None else timeout,
+            settle=self.SETTLE if settle is None else settle,
+            short={'namespace="shop",': "", self.C["pod"]: "web", self.S["pod"]: "api",
+                   ',pod_template_hash="%s",replicaset="%s",deployment="web"'
+                   % (self.C["pod_template_hash"], self.C["replicaset"]): "",
+                   ',pod_template_hash="%s",replicaset="%s",deployment="api"'
+                   % (self.S["pod_template_hash"], self.S["replicaset"]): ""},
+            context=(self.C["pod"], self.S["pod"]))

@@ -41,8 +41,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,9 +50,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from nginx import NGINX, Nginx  # noqa: E402
 from harness import Expect  # noqa: E402
 
-NGINX = "/usr/sbin/nginx"
 CURL = "/usr/bin/curl"
 H2LOAD = "/usr/bin/h2load"
 NGHTTP = "/usr/bin/nghttp"
@@ -141,133 +139,6 @@ FILES = {"tiny.txt": 3, "k3.bin": 3 * 1024, "k10.bin": 10 * 1024, "k100.bin": 10
          "k300.bin": 300 * 1024}
 
 
-class H2Nginx:
-    """nginx in a namespace, in the foreground (`daemon off`) as our child,
-    with its own config, files and logs in `workdir`."""
-
-    def __init__(self, ns, workdir, topo):
-        self.ns = ns
-        self.dir = workdir
-        self.topo = topo
-        self.access_log = os.path.join(workdir, "access.log")
-        self.error_log = os.path.join(workdir, "error.log")
-        self.popen = None
-
-    def _write_files(self):
-        www = os.path.join(self.dir, "www")
-        for d in (www, os.path.join(self.dir, "tmp")):
-            os.makedirs(d)
-        for d in (self.dir, www, os.path.join(self.dir, "tmp")):
-            os.chmod(d, 0o755)  # workers run as nobody, whatever the umask
-        with open("/dev/urandom", "rb") as rnd:
-            for name, size in FILES.items():
-                path = os.path.join(www, name)
-                with open(path, "wb") as f:
-                    f.write(b"ok\n"[:size] if size <= 3 else rnd.read(size))
-                os.chmod(path, 0o644)
-        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF % {"dir": self.dir, "ip4": self.topo.SERVER_IP4,
-                                  "ip6": self.topo.SERVER_IP6, "port": H2_PORT})
-
-    def start(self):
-        self._write_files()
-        self._stderr = open(os.path.join(self.dir, "stderr.log"), "w")
-        cmd = (harness._orphan_guard("TERM")
-               + ["ip", "netns", "exec", self.ns, NGINX, "-p", self.dir + "/",
-                  "-e", self.error_log, "-c", os.path.join(self.dir, "nginx.conf")])
-        harness.log("starting nginx: %s" % " ".join(cmd))
-        # setpriv and `ip netns exec` both exec: the PID is nginx's master.
-        self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                      stderr=subprocess.STDOUT)
-        harness._live_procs[self.popen.pid] = self.popen
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError("nginx exited with %s\n%s" % (self.popen.returncode,
-                                                                 self.logs_tail()))
-            if len(self.listening()) == 2:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("nginx not listening within 15s: %s\n%s"
-                           % (self.listening(), self.logs_tail()))
-
-    def listening(self):
-        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Hltn"]).stdout
-        return [l.split()[3] for l in out.splitlines()
-                if l.split()[3].rsplit(":", 1)[-1] == str(H2_PORT)]
-
-    def connections(self):
-        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Htan",
-                          "sport = :%d" % H2_PORT]).stdout
-        return [l for l in out.splitlines() if l.strip() and not l.startswith("LISTEN")]
-
-    def stop(self):
-        if self.popen is not None:
-            rc = harness._stop_pid(self.popen, signal.SIGTERM)
-            self._stderr.close()
-            self.popen = None
-            return rc
-        return None
-
-    def offset(self):
-        try:
-            return os.path.getsize(self.access_log)
-        except OSError:
-            return 0
-
-    def entries(self, since, count, timeout=20):
-        """The access log entries after byte offset `since`, once there are
-        `count` of them, no more 0.5 s later, and nginx holds no connection
-        any more (every client here closes its connections when done)."""
-        deadline = time.monotonic() + timeout
-        last, stable_since = None, time.monotonic()
-        while True:
-            got = self._read(since)
-            now = time.monotonic()
-            if last is None or len(got) != len(last):
-                last, stable_since = got, now
-            if len(got) >= count and now - stable_since >= 0.5 and not self.connections():
-                break
-            if now >= deadline:
-                raise RuntimeError("nginx access log: %d entries after %ds (expected %d; open "
-                                   "connections: %s)\n%s" % (len(got), timeout, count,
-                                                             self.connections(),
-                                                             self.logs_tail()))
-            time.sleep(0.1)
-        if len(got) != count:
-            raise RuntimeError("nginx logged %d requests, the clients made %d:\n%s"
-                               % (len(got), count, "\n".join(json.dumps(e) for e in got)))
-        bad = [e for e in got if e["protocol"] != "HTTP/2.0" or e["http2"] != "h2c"]
-        if bad:
-            raise RuntimeError("requests nginx did not serve over h2c:\n%s"
-                               % "\n".join(json.dumps(e) for e in bad))
-        return got
-
-    def _read(self, since, until=None):
-        with open(self.access_log, "rb") as f:
-            f.seek(since)
-            data = f.read() if until is None else f.read(until - since)
-        return [json.loads(l) for l in data.split(b"\n")[:-1]]
-
-    def accepted(self, since, entries):
-        """Connections nginx accepted after the last entry before `since`, up
-        to the last of `entries` (its serial $connection counts them all)."""
-        before = [int(e["conn"]) for e in self._read(0, since)]
-        return max(int(e["conn"]) for e in entries) - max(before, default=0)
-
-    def logs_tail(self, lines=20):
-        out = []
-        for path in (self.error_log, os.path.join(self.dir, "stderr.log")):
-            try:
-                with open(path, errors="replace") as f:
-                    text = f.read().splitlines()
-            except OSError:
-                continue
-            out.append("---- %s (last %d lines) ----\n%s"
-                       % (path, lines, "\n".join(text[-lines:])))
-        return "\n".join(out)
-
-
 # --------------------------------------------------------------------------
 # grpc_peer.py in a namespace: harness.PeerProcess' reader, another program.
 
@@ -295,11 +166,13 @@ class GrpcPeer(harness.PeerProcess):
 # The tests.
 
 
-class H2ExactTest(unittest.TestCase):
+class H2ExactTest(harness.PodPairTest):
+    ARTIFACTS = ARTIFACTS
+    TIMEOUT = TIMEOUT
+    SETTLE = SETTLE
+
     @classmethod
     def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, eBPF)")
         missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
         if missing:
             raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
@@ -307,33 +180,32 @@ class H2ExactTest(unittest.TestCase):
         p = subprocess.run([harness.PY, "-c", "import grpc"], capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError("python3-grpcio is missing (make deps): %s" % p.stderr)
-        harness.cleanup_stale_namespaces()
-        cls.topo = harness.Topology()
-        cls.addClassCleanup(cls.topo.destroy)
-        cls.topo.create()
-        cls.client_pod, cls.server_pod = harness.make_pods(cls.topo)
-        cls.C = cls.client_pod.identity()
-        cls.S = cls.server_pod.identity()
-        cls.nginx_dir = tempfile.mkdtemp(prefix="ptE2e-nginx-h2-")
-        cls.nginx = H2Nginx(cls.topo.server_ns, cls.nginx_dir, cls.topo)
-        cls.addClassCleanup(cls._remove_nginx)
+        super().setUpClass()
+        cls.nginx = Nginx(cls.topo.server_ns, NGINX_CONF,
+                          {"ip4": cls.topo.SERVER_IP4, "ip6": cls.topo.SERVER_IP6,
+                           "port": H2_PORT},
+                          FILES, ports=(H2_PORT,), listeners=2, prefix="ptE2e-nginx-h2-")
+        cls.nginx_dir = cls.nginx.dir
+        cls.addClassCleanup(cls.nginx.remove, ARTIFACTS, "nginx-h2-")
         cls.nginx.start()
         harness.log("namespaces %s (client pod %s), %s (server pod %s, nginx in %s); "
                     "artifacts in %s" % (cls.topo.client_ns, cls.client_pod.name,
                                          cls.topo.server_ns, cls.server_pod.name,
                                          cls.nginx_dir, ARTIFACTS))
 
-    @classmethod
-    def _remove_nginx(cls):
-        rc = cls.nginx.stop()
-        if rc not in (0, None):
-            harness.log("WARNING: nginx exited with %s after SIGTERM" % rc)
-        if os.path.isdir(ARTIFACTS) and os.listdir(ARTIFACTS):
-            for name in ("access.log", "error.log", "stderr.log", "nginx.conf"):
-                src = os.path.join(cls.nginx_dir, name)
-                if os.path.exists(src):
-                    shutil.copy(src, os.path.join(ARTIFACTS, "nginx-h2-" + name))
-        shutil.rmtree(cls.nginx_dir, ignore_errors=True)
+    def h2_entries(self, since, count):
+        """nginx's access log entries of `count` requests, once nginx holds no
+        connection any more (every client here closes when done), all served
+        over h2c."""
+        got = self.nginx.entries(since, count)
+        deadline = time.monotonic() + 10
+        while self.nginx.connections() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        bad = [e for e in got if e["protocol"] != "HTTP/2.0" or e["http2"] != "h2c"]
+        if bad:
+            raise RuntimeError("requests nginx did not serve over h2c:\n%s"
+                               % "\n".join(json.dumps(e) for e in bad))
+        return got
 
     # ---- agent -------------------------------------------------------------
 
@@ -341,30 +213,6 @@ class H2ExactTest(unittest.TestCase):
         return harness.start_test_agent(
             self, os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1]),
             [self.client_pod, self.server_pod], **kwargs)
-    def labels(self, pod, **extra):
-        base = dict(self.C if pod == "client" else self.S)
-        base.update(extra)
-        return base
-
-    def side(self, direction):
-        """Labels of the pod that measures `direction`: inbound on the server
-        pod; outbound on the client pod, whose remote is the server pod."""
-        if direction == "inbound":
-            return self.labels("server", direction="inbound")
-        return self.labels("client", direction="outbound", dst_pod=self.S["pod"])
-
-    def wait_equal(self, expects, timeout=TIMEOUT, settle=SETTLE):
-        return harness.wait_for_expectations(
-            self.agent, expects, self.baseline, timeout=timeout, settle=settle,
-            short={'namespace="shop",': "", self.C["pod"]: "web", self.S["pod"]: "api",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="web"'
-                   % (self.C["pod_template_hash"], self.C["replicaset"]): "",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="api"'
-                   % (self.S["pod_template_hash"], self.S["replicaset"]): ""},
-            context=(self.C["pod"], self.S["pod"]))
-
-    # ---- clients -------------------------------------------------------------
-
     def client_cmd(self, args, timeout=CLIENT_TIMEOUT, check=True):
         """Runs a client program in the client pod; subprocess.run stops it by
         PID if it outlives `timeout`."""
@@ -522,7 +370,7 @@ class H2ExactTest(unittest.TestCase):
         self.assertEqual((total, started, done, errored, timeouts), (n, n, n, 0, 0),
                          "h2load output:\n%s" % p.stdout)
         self.assertIn("Application protocol: h2c", p.stdout)
-        entries = self.nginx.entries(since, n)
+        entries = self.h2_entries(since, n)
         conns = len({e["conn"] for e in entries})
         self.assertEqual(conns, c, "h2load -c %d: connections in nginx's log" % c)
         self.assertEqual(self.nginx.accepted(since, entries), c)
@@ -559,7 +407,7 @@ class H2ExactTest(unittest.TestCase):
         transfers += self.nghttp([u(p) for p in mix])
         transfers += self.nghttp([u(p) for p in ("/k300.bin", "/status/503", "/tiny.txt")],
                                  "-H", ":authority: api.shop:8082")
-        entries = self.nginx.entries(since, len(transfers))
+        entries = self.h2_entries(since, len(transfers))
         conns = self.check_against_curl(since, entries, transfers)
         statuses = collections.Counter(e["status"] for e in entries)
         for s in ("200", "204", "404", "500", "503"):
@@ -677,7 +525,7 @@ class H2ExactTest(unittest.TestCase):
         transfers += self.curls([self.url(p, ip6=True) for p in ("/tiny.txt", "/status/503")],
                                 "-H", "Host: api.shop:8082")
         transfers += self.nghttp([self.url(p, ip6=True) for p in mix])
-        entries = self.nginx.entries(since, len(transfers))
+        entries = self.h2_entries(since, len(transfers))
         conns = self.check_against_curl(since, entries, transfers)
         self.assertEqual(conns, 7)
         self.assertEqual({e["remote"] for e in entries}, {self.topo.CLIENT_IP6})
@@ -693,7 +541,7 @@ class H2ExactTest(unittest.TestCase):
         since = self.nginx.offset()
         transfers = self.curls([self.url(p) for p in ("/status/200", "/status/503", "/k10.bin",
                                                       "/status/404")])
-        entries = self.nginx.entries(since, len(transfers))
+        entries = self.h2_entries(since, len(transfers))
         self.check_against_curl(since, entries, transfers)
         server = self.grpc_server(self.topo.SERVER_IP6)
         target = "[%s]:%d" % (self.topo.SERVER_IP6, GRPC_PORT)

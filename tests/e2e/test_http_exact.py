@@ -30,7 +30,6 @@ import email.utils
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,9 +39,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from nginx import NGINX, Nginx  # noqa: E402
 from harness import HEADER_LEN, Expect  # noqa: E402
 
-NGINX = "/usr/sbin/nginx"
 CURL = "/usr/bin/curl"
 AB = "/usr/bin/ab"
 WRK = "/usr/bin/wrk"
@@ -158,195 +157,48 @@ FILES = {"tiny.txt": 3, "k10.bin": 10 * 1024, "k300.bin": 300 * 1024, "cond.txt"
          "upload": 2}
 
 
-class Nginx:
-    """nginx in a namespace, in the foreground (`daemon off`) as our child,
-    with its own config, files, logs and TLS certificate in `workdir`."""
-
-    def __init__(self, ns, workdir, topo):
-        self.ns = ns
-        self.dir = workdir
-        self.topo = topo
-        self.access_log = os.path.join(workdir, "access.log")
-        self.error_log = os.path.join(workdir, "error.log")
-        self.popen = None
-
-    def _write_files(self):
-        # Workers run as nobody: the tree must be readable by others.
-        www = os.path.join(self.dir, "www")
-        for d in (www, os.path.join(self.dir, "tmp")):
-            os.makedirs(d)
-        for d in (self.dir, www, os.path.join(self.dir, "tmp")):
-            os.chmod(d, 0o755)  # whatever the umask
-        rnd = open("/dev/urandom", "rb")
-        for name, size in FILES.items():
-            path = os.path.join(www, name)
-            with open(path, "wb") as f:
-                f.write(b"ok\n"[:size] if size <= 3 else rnd.read(size))
-            os.chmod(path, 0o644)
-        rnd.close()
-        os.utime(os.path.join(www, "cond.txt"), (COND_MTIME, COND_MTIME))
-        params = {"dir": self.dir, "ip4": self.topo.SERVER_IP4, "ip6": self.topo.SERVER_IP6,
-                  "port": HTTP_PORT, "tls_port": TLS_PORT}
-        with open(os.path.join(self.dir, "locations.conf"), "w") as f:
-            f.write(NGINX_LOCATIONS % params)
-        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF % params)
-        harness.sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                    "-subj", "/CN=api.shop", "-keyout", os.path.join(self.dir, "key.pem"),
-                    "-out", os.path.join(self.dir, "cert.pem")])
-
-    def start(self):
-        self._write_files()
-        self._stderr = open(os.path.join(self.dir, "stderr.log"), "w")
-        cmd = (harness._orphan_guard("TERM")
-               + ["ip", "netns", "exec", self.ns, NGINX, "-p", self.dir + "/",
-                  "-e", self.error_log, "-c", os.path.join(self.dir, "nginx.conf")])
-        harness.log("starting nginx: %s" % " ".join(cmd))
-        # setpriv and `ip netns exec` both exec: the PID is nginx's master.
-        self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
-                                      stderr=subprocess.STDOUT)
-        harness._live_procs[self.popen.pid] = self.popen
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError("nginx exited with %s\n%s" % (self.popen.returncode,
-                                                                 self.logs_tail()))
-            if len(self.listening()) == 3:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("nginx not listening within 15s: %s\n%s"
-                           % (self.listening(), self.logs_tail()))
-
-    def listening(self):
-        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Hltn"]).stdout
-        return [l.split()[3] for l in out.splitlines()
-                if l.split()[3].rsplit(":", 1)[-1] in (str(HTTP_PORT), str(TLS_PORT))]
-
-    def listening_all(self):
-        """Every listening TCP address in the namespace."""
-        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Hltn"]).stdout
-        return [l.split()[3] for l in out.splitlines() if l.strip()]
-
-    def connections(self, port=HTTP_PORT):
-        """Sockets of nginx's with `port` as local port, in any state but LISTEN."""
-        out = harness.sh(["ip", "netns", "exec", self.ns, "ss", "-Htan",
-                          "sport = :%d" % port]).stdout
-        return [l for l in out.splitlines() if l.strip() and not l.startswith("LISTEN")]
-
-    def stop(self):
-        if self.popen is not None:
-            # SIGTERM: fast shutdown; the master stops its workers and waits for them.
-            rc = harness._stop_pid(self.popen, signal.SIGTERM)
-            self._stderr.close()
-            self.popen = None
-            return rc
-        return None
-
-    def offset(self):
-        try:
-            return os.path.getsize(self.access_log)
-        except OSError:
-            return 0
-
-    def entries(self, since, count=None, port=HTTP_PORT, timeout=20):
-        """The access log entries after byte offset `since`: once there are
-        `count` of them (and no more 0.5 s later), or, when count is None,
-        once nginx holds no connection on `port` and the log stopped growing."""
-        deadline = time.monotonic() + timeout
-        last = None
-        stable_since = time.monotonic()
-        while True:
-            got = self._read(since)
-            now = time.monotonic()
-            if last is None or len(got) != len(last):
-                last, stable_since = got, now
-            if count is not None:
-                done = len(got) >= count and now - stable_since >= 0.5
-            else:
-                done = not self.connections(port) and now - stable_since >= 0.5
-            if done:
-                break
-            if now >= deadline:
-                raise RuntimeError("nginx access log: %d entries after %ds (expected %s; "
-                                   "open connections: %s)\n%s"
-                                   % (len(got), timeout, count, self.connections(port),
-                                      self.logs_tail()))
-            time.sleep(0.1)
-        if count is not None and len(got) != count:
-            raise RuntimeError("nginx logged %d requests, the clients made %d:\n%s"
-                               % (len(got), count, "\n".join(json.dumps(e) for e in got)))
-        return got
-
-    def _read(self, since, until=None):
-        with open(self.access_log, "rb") as f:
-            f.seek(since)
-            data = f.read() if until is None else f.read(until - since)
-        lines = data.split(b"\n")[:-1]  # only complete lines
-        return [json.loads(l) for l in lines]
-
-    def accepted(self, since, entries):
-        """Connections nginx accepted after the last entry before `since`, up
-        to the last of `entries`: its connection serial ($connection) counts
-        every accepted connection, also those that never carried a request."""
-        before = [int(e["conn"]) for e in self._read(0, since)]
-        return max(int(e["conn"]) for e in entries) - max(before, default=0)
-
-    def logs_tail(self, lines=20):
-        out = []
-        for path in (self.error_log, os.path.join(self.dir, "stderr.log")):
-            try:
-                with open(path, errors="replace") as f:
-                    text = f.read().splitlines()
-            except OSError:
-                continue
-            out.append("---- %s (last %d lines) ----\n%s" % (path, lines,
-                                                             "\n".join(text[-lines:])))
-        return "\n".join(out)
+def prepare_nginx(params):
+    """What NGINX_CONF refers to beyond the files: the locations, a file with
+    a fixed modification time (for 304s) and a self-signed certificate."""
+    www = os.path.join(params["dir"], "www")
+    os.utime(os.path.join(www, "cond.txt"), (COND_MTIME, COND_MTIME))
+    with open(os.path.join(params["dir"], "locations.conf"), "w") as f:
+        f.write(NGINX_LOCATIONS % params)
+    harness.sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", "/CN=api.shop", "-keyout", os.path.join(params["dir"], "key.pem"),
+                "-out", os.path.join(params["dir"], "cert.pem")])
 
 
 # --------------------------------------------------------------------------
 # The tests.
 
 
-class HttpExactTest(unittest.TestCase):
+class HttpExactTest(harness.PodPairTest):
+    ARTIFACTS = ARTIFACTS
+    TIMEOUT = TIMEOUT
+    SETTLE = SETTLE
+
     @classmethod
     def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, eBPF)")
         # Missing peers are an error, not a skip: `make deps` installs them.
         missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
         if missing:
             raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
                                % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
-        harness.cleanup_stale_namespaces()
-        cls.topo = harness.Topology()
-        cls.addClassCleanup(cls.topo.destroy)
-        cls.topo.create()
-        cls.client_pod, cls.server_pod = harness.make_pods(cls.topo)
-        cls.C = cls.client_pod.identity()
-        cls.S = cls.server_pod.identity()
-        cls.nginx_dir = tempfile.mkdtemp(prefix="ptE2e-nginx-")
-        cls.nginx = Nginx(cls.topo.server_ns, cls.nginx_dir, cls.topo)
-        cls.addClassCleanup(cls._remove_nginx)
+        super().setUpClass()
+        cls.nginx = Nginx(cls.topo.server_ns, NGINX_CONF,
+                          {"ip4": cls.topo.SERVER_IP4, "ip6": cls.topo.SERVER_IP6,
+                           "port": HTTP_PORT, "tls_port": TLS_PORT},
+                          FILES, ports=(HTTP_PORT, TLS_PORT), listeners=3,
+                          prepare=prepare_nginx)
+        cls.nginx_dir = cls.nginx.dir
+        cls.addClassCleanup(cls.nginx.remove, ARTIFACTS)
         cls.nginx.start()
         harness.log("namespaces %s (client pod %s), %s (server pod %s, nginx in %s); "
                     "artifacts in %s" % (cls.topo.client_ns, cls.client_pod.name,
                                          cls.topo.server_ns, cls.server_pod.name,
                                          cls.nginx_dir, ARTIFACTS))
-
-    @classmethod
-    def _remove_nginx(cls):
-        rc = cls.nginx.stop()
-        if rc not in (0, None):
-            harness.log("WARNING: nginx exited with %s after SIGTERM" % rc)
-        # Keep nginx's logs next to the agents' when something failed.
-        if os.path.isdir(ARTIFACTS) and os.listdir(ARTIFACTS):
-            for name in ("access.log", "error.log", "stderr.log", "nginx.conf"):
-                src = os.path.join(cls.nginx_dir, name)
-                if os.path.exists(src):
-                    shutil.copy(src, os.path.join(ARTIFACTS, "nginx-" + name))
-        shutil.rmtree(cls.nginx_dir, ignore_errors=True)
 
     # ---- agent -------------------------------------------------------------
 
@@ -361,30 +213,6 @@ class HttpExactTest(unittest.TestCase):
             extra += ["--config", path]
         return harness.start_test_agent(self, workdir, [self.client_pod, self.server_pod],
                                         extra_args=extra, **kwargs)
-    def labels(self, pod, **extra):
-        base = dict(self.C if pod == "client" else self.S)
-        base.update(extra)
-        return base
-
-    def side(self, direction):
-        """Labels of the pod that measures `direction`: inbound on the server
-        pod; outbound on the client pod, whose remote is the server pod."""
-        if direction == "inbound":
-            return self.labels("server", direction="inbound")
-        return self.labels("client", direction="outbound", dst_pod=self.S["pod"])
-
-    def wait_equal(self, expects, timeout=TIMEOUT, settle=SETTLE):
-        return harness.wait_for_expectations(
-            self.agent, expects, self.baseline, timeout=timeout, settle=settle,
-            short={'namespace="shop",': "", self.C["pod"]: "web", self.S["pod"]: "api",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="web"'
-                   % (self.C["pod_template_hash"], self.C["replicaset"]): "",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="api"'
-                   % (self.S["pod_template_hash"], self.S["replicaset"]): ""},
-            context=(self.C["pod"], self.S["pod"]))
-
-    # ---- clients -------------------------------------------------------------
-
     def client_cmd(self, args, timeout=CLIENT_TIMEOUT, check=True):
         """Runs a client program in the client pod; subprocess.run stops it by
         PID if it outlives `timeout`."""

@@ -69,28 +69,13 @@ class Truth:
                                              self.server_written))
 
 
-class TcpExactTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (network namespaces, eBPF)")
-        harness.cleanup_stale_namespaces()
-        cls.topo = harness.Topology()
-        cls.addClassCleanup(cls.topo.destroy)
-        cls.topo.create()
-        cls.client_pod, cls.server_pod = harness.make_pods(cls.topo)
-        cls.C = cls.client_pod.identity()
-        cls.S = cls.server_pod.identity()
-        harness.log("namespaces %s (client pod %s), %s (server pod %s); artifacts in %s"
-                    % (cls.topo.client_ns, cls.client_pod.name, cls.topo.server_ns,
-                       cls.server_pod.name, ARTIFACTS))
+class TcpExactTest(harness.PodPairTest):
+    ARTIFACTS = ARTIFACTS
+    TIMEOUT = TIMEOUT
+    SETTLE = SETTLE
 
     # ---- helpers ---------------------------------------------------------
 
-    def start_agent(self, **kwargs):
-        return harness.start_test_agent(
-            self, os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1]),
-            [self.client_pod, self.server_pod], **kwargs)
     def start_server(self, addr, listen=None):
         server = harness.start_server(self.topo.server_ns, listen or addr, SERVER_PORT)
         self.addCleanup(server.stop)
@@ -174,11 +159,6 @@ class TcpExactTest(unittest.TestCase):
         harness.log("%s: ground truth %s" % (self.id().rsplit(".", 1)[-1], t))
         return t
 
-    def labels(self, pod, **extra):
-        base = dict(self.C if pod == "client" else self.S)
-        base.update(extra)
-        return base
-
     def transport_expects(self, t):
         out = self.labels("client", direction="outbound", peer="dst")
         inb = self.labels("server", direction="inbound", peer="src")
@@ -217,16 +197,6 @@ class TcpExactTest(unittest.TestCase):
             Expect("inbound_tcp_errors_total", self.labels("server"), t.reset),
         ]
         return ex
-
-    def wait_equal(self, expects, timeout=TIMEOUT, settle=SETTLE):
-        return harness.wait_for_expectations(
-            self.agent, expects, self.baseline, timeout=timeout, settle=settle,
-            short={'namespace="shop",': "", self.C["pod"]: "web", self.S["pod"]: "api",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="web"'
-                   % (self.C["pod_template_hash"], self.C["replicaset"]): "",
-                   ',pod_template_hash="%s",replicaset="%s",deployment="api"'
-                   % (self.S["pod_template_hash"], self.S["replicaset"]): ""},
-            context=(self.C["pod"], self.S["pod"]))
 
     def exchange(self, addr, n, seed):
         """Case (a)/(b)/(f): n connections, random sizes in both directions;

@@ -46,7 +46,7 @@ e2e: build
 # Benchmarks (not tests): figures for docs/benchmarks.md. Root, real kernel.
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
-	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5
+	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
 
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)

@@ -5,10 +5,16 @@ in interleaved pairs (baseline, agent, baseline, agent, ...) so drift of the
 machine hits both sides alike. Reports the median ratio per agent mode and the
 added p99 latency wrk measured. Root only; traffic stays on the test's veth.
 
-  /usr/bin/python3 bench/http_overhead.py [--pairs 5] [--seconds 5]
+  /usr/bin/python3 bench/http_overhead.py [--pairs 5] [--seconds 5] [--bpf-stats]
+
+--bpf-stats adds one more run with the agent (HTTP parsing) during which the
+kernel's BPF statistics are on (kernel.bpf_stats_enabled): it reports run
+time per invocation of each of the agent's programs, and the agent's own CPU
+time from /proc/PID/stat.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -67,10 +73,46 @@ def wrk(ns, addr, seconds):
     return rps, p99
 
 
+def cpu_seconds(pid):
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def bpf_stats_run(topo, workdir, pods, seconds):
+    """One wrk run with the agent and kernel.bpf_stats_enabled=1."""
+    agent = harness.Agent(workdir, pods, log_level="warn").start()
+    agent.wait_ready()
+    old = open("/proc/sys/kernel/bpf_stats_enabled").read().strip()
+    try:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("1")
+        cpu0 = cpu_seconds(agent.popen.pid)
+        rps, p99 = wrk(topo.client_ns, topo.SERVER_IP4, seconds)
+        cpu = cpu_seconds(agent.popen.pid) - cpu0
+        progs = harness.attached_programs(agent.popen.pid)
+        shown = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                               text=True, check=True).stdout
+    finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write(old)
+        agent.stop()
+    ids = {int(p["prog_id"]) for p in progs if p.get("prog_id")}
+    print()
+    print("with the agent: %.0f req/s, p99 %.2f ms; agent CPU %.2f s in %d s (%.0f%% of one "
+          "core)" % (rps, p99, cpu, seconds, 100 * cpu / seconds))
+    print()
+    print("| program | runs | ns per run |")
+    print("|---|---|---|")
+    for p in json.loads(shown):
+        if p["id"] in ids and p.get("run_cnt"):
+            print("| %s | %d | %.0f |" % (p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--bpf-stats", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/http_overhead.py: run as root")
@@ -107,6 +149,8 @@ def main():
             ratio = statistics.median(a[0] / b[0] for b, a in pairs)
             added = statistics.median(a[1] - b[1] for b, a in pairs)
             print("| %s | %.3f | %+.2f | %d |" % (mode, ratio, added, len(pairs)))
+        if args.bpf_stats:
+            bpf_stats_run(topo, workdir, [client, server], args.seconds)
     finally:
         if nginx is not None:
             nginx.terminate()

@@ -19,6 +19,7 @@
 #include "exporter/json_format.h"
 #include "exporter/selector.h"
 #include "exporter/text_format.h"
+#include "tests/unit/gunzip.h"
 #include "tests/unit/hostile_snapshot.h"
 
 namespace podtap {
@@ -68,24 +69,7 @@ Response Get(int port, const std::string& target, const std::string& headers = "
   return r;
 }
 
-std::string Gunzip(const std::string& data) {
-  z_stream z{};
-  inflateInit2(&z, 15 + 16);
-  std::string out;
-  char buf[65536];
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  int rc = Z_OK;
-  while (rc == Z_OK) {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof buf;
-    rc = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - z.avail_out);
-  }
-  EXPECT_EQ(rc, Z_STREAM_END);
-  inflateEnd(&z);
-  return out;
-}
+using testing::Gunzip;
 
 // One server for the suite: civetweb 1.15's mg_stop takes about two seconds.
 class MetricsEndpointsTest : public ::testing::Test {

@@ -34,10 +34,6 @@ Direction ToDirection(uint8_t d) {
   return d == PODTAP_DIR_INBOUND ? Direction::kInbound : Direction::kOutbound;
 }
 
-// Counters only grow, but a record below what is subtracted would be a kernel
-// or decoder bug; clamp instead of wrapping to 2^64.
-uint64_t Minus(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
-
 TcpError ConnectError(int err) {
   switch (err) {
     case ECONNREFUSED:
@@ -60,8 +56,8 @@ TcpClose DecodeClose(const podtap_tcp_event& e) {
   c.cgroup_id = e.cgroup_id;
   c.netns_ino = e.netns_ino;
   c.remote = ToAddr(e.family, e.daddr);
-  c.received_total = Minus(e.bytes_received, (e.flags & PODTAP_F_FIN_RECEIVED) ? 1 : 0);
-  c.acked_total = Minus(e.bytes_acked, (e.flags & PODTAP_F_FIN_ACKED) ? 1 : 0);
+  c.received_total = SubClamped(e.bytes_received, (e.flags & PODTAP_F_FIN_RECEIVED) ? 1 : 0);
+  c.acked_total = SubClamped(e.bytes_acked, (e.flags & PODTAP_F_FIN_ACKED) ? 1 : 0);
   c.kernel_saw_open = (e.flags & PODTAP_F_UNTRACKED) == 0;
   if (c.kernel_saw_open) {
     c.open_ns = e.open_ns;

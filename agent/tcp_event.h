@@ -9,6 +9,10 @@
 
 namespace podtap {
 
+// Kernel counters only grow; a value below what is subtracted would be a
+// kernel or decoder bug, so clamp at 0 instead of wrapping to 2^64.
+inline uint64_t SubClamped(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
+
 enum class Direction : uint8_t { kOutbound = 0, kInbound = 1 };
 inline constexpr int kDirectionCount = 2;
 

@@ -6,8 +6,6 @@
 namespace podtap {
 namespace {
 
-uint64_t Minus(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
-
 // A TLS handshake record: content type 22, protocol version 3.x (SSL 3.0 to
 // TLS 1.3, which still says 3.1-3.3 in the record layer).
 bool LooksLikeTls(std::span<const uint8_t> b) {
@@ -112,12 +110,13 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     c = &synthesized;
   }
   if (c->series == nullptr) CountOpen(c);
-  Report(c, Minus(e.received_total, c->base_received), Minus(e.acked_total, c->base_acked));
+  Report(c, SubClamped(e.received_total, c->base_received),
+         SubClamped(e.acked_total, c->base_acked));
   TransportSeries* s = c->series;
   auto cls = static_cast<size_t>(e.failed ? Classification::kFailure : Classification::kSuccess);
   s->open_now--;
   s->close_total[cls]++;
-  s->duration_ms[cls].Observe(static_cast<double>(Minus(e.ts_ns, c->open_ns)) / 1e6);
+  s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   if (c->http) c->http->OnClose(e.ts_ns);
   if (c->verdict_written) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
@@ -168,7 +167,8 @@ void TcpPipeline::OnLive(const LiveCounters& l) {
   // Not ours yet (open event pending), untracked, or its open not counted:
   // the close will count every byte anyway.
   if (c == nullptr || c->series == nullptr) return;
-  Report(c, Minus(l.bytes_received, c->base_received), Minus(l.bytes_acked, c->base_acked));
+  Report(c, SubClamped(l.bytes_received, c->base_received),
+         SubClamped(l.bytes_acked, c->base_acked));
 }
 
 }  // namespace podtap

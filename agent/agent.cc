@@ -155,6 +155,8 @@ void Agent::ApplyBatch() {
     agg_.self().kernel_sockmap_full = drops.sockmap_full;
     agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;
     agg_.self().payload_lost_args = drops.syscall_map_full;
+    agg_.self().h2_capture_full = drops.h2_capture_full;
+    agg_.self().h2_walk_lost = drops.h2_walk_lost;
     agg_.self().connections_tracked = pipeline_.tracked();
     verdicts = pipeline_.TakeVerdicts();
   }
@@ -164,9 +166,6 @@ void Agent::ApplyBatch() {
     switch (v.kind) {
       case TcpPipeline::VerdictOp::Kind::kStop:
         probes_->StopCapture(v.conn_id);
-        break;
-      case TcpPipeline::VerdictOp::Kind::kCapture:
-        probes_->SetCaptureLength(v.conn_id, v.capture_bytes);
         break;
       case TcpPipeline::VerdictOp::Kind::kForget:
         probes_->ClearVerdict(v.conn_id);

@@ -366,6 +366,8 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
            static_cast<double>(self_.payload_lost_ringbuf));
   AddValue(&lost, {{"reason", "syscall_map_full"}}, static_cast<double>(self_.payload_lost_args));
+  AddValue(&lost, {{"reason", "h2_capture_full"}}, static_cast<double>(self_.h2_capture_full));
+  AddValue(&lost, {{"reason", "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
   AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
   snap.families.push_back(std::move(lost));
 

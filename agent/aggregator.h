@@ -69,6 +69,8 @@ struct SelfStats {
   uint64_t payload_events = 0;        // payload records applied
   uint64_t payload_lost_ringbuf = 0;  // kernel: payload ring buffer full
   uint64_t payload_lost_args = 0;     // kernel: syscall argument map full
+  uint64_t h2_capture_full = 0;       // kernel: HTTP/2 record out of room for a syscall's frames
+  uint64_t h2_walk_lost = 0;          // kernel: HTTP/2 frame boundaries lost
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
   // (protocol, error name) -> count; protocol "http1" or "http2".
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;

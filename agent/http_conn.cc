@@ -7,8 +7,7 @@ HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelS
                    Direction direction)
     : agg_(agg), routes_(routes), labels_(labels), direction_(direction) {}
 
-void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t total_len,
-                    uint64_t ts_ns) {
+void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
   // that is what it receives, on one it opened (outbound) what it sends.
   bool request = (direction_ == Direction::kInbound) == (dir == DataDir::kRecv);
@@ -16,13 +15,16 @@ void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t tot
   if (!h1_ && !h2_) {
     if (!request) {
       if (early_.size() < kMaxEarly) {
-        early_.push_back({{captured.begin(), captured.end()}, total_len, ts_ns});
+        early_.push_back({{captured.raw().begin(), captured.raw().end()},
+                          captured.segmented(),
+                          total_len,
+                          ts_ns});
       } else {
         agg_->self().parse_errors[{"http", "server_spoke_first"}]++;
       }
       return;
     }
-    if (LooksLikeHttp2Preface(captured)) {
+    if (LooksLikeHttp2Preface(captured.At(0))) {
       h2_ = std::make_unique<Http2Parser>(this);
       http2_detected_ = true;
     } else {
@@ -30,19 +32,20 @@ void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t tot
     }
     Dispatch(stream, captured, total_len, ts_ns);
     for (const auto& e : std::exchange(early_, {})) {
-      Dispatch(HttpStream::kResponse, e.captured, e.total_len, e.ts_ns);
+      Dispatch(HttpStream::kResponse,
+               e.segmented ? Capture::Segments(e.captured) : Capture(e.captured), e.total_len,
+               e.ts_ns);
     }
     return;
   }
   Dispatch(stream, captured, total_len, ts_ns);
 }
 
-void HttpConn::Dispatch(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
-                        uint64_t ts_ns) {
+void HttpConn::Dispatch(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   if (h2_) {
     h2_->Feed(stream, captured, total_len, ts_ns);
   } else {
-    h1_->Feed(stream, captured, total_len, ts_ns);
+    h1_->Feed(stream, captured.At(0), total_len, ts_ns);
   }
 }
 

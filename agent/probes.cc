@@ -178,14 +178,9 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
 
 void TcpProbes::StopCapture(uint64_t conn_id) {
   if (data_skel_ == nullptr) return;
-  uint32_t value = PODTAP_VERDICT_STOP;
+  podtap_verdict value{};
+  value.verdict = PODTAP_VERDICT_STOP;
   bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value, sizeof(value),
-                       BPF_ANY);
-}
-
-void TcpProbes::SetCaptureLength(uint64_t conn_id, uint32_t bytes) {
-  if (data_skel_ == nullptr) return;
-  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &bytes, sizeof(bytes),
                        BPF_ANY);
 }
 
@@ -230,6 +225,8 @@ TcpProbes::Drops TcpProbes::ReadDrops() const {
   d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);
   d.payload_ringbuf_full = sum(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
   d.syscall_map_full = sum(PODTAP_DROP_SYSCALL_MAP_FULL);
+  d.h2_capture_full = sum(PODTAP_DROP_H2_CAPTURE_FULL);
+  d.h2_walk_lost = sum(PODTAP_DROP_H2_WALK_LOST);
   return d;
 }
 

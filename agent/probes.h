@@ -53,14 +53,14 @@ class TcpProbes {
     uint64_t sockmap_full = 0;
     uint64_t payload_ringbuf_full = 0;
     uint64_t syscall_map_full = 0;
+    uint64_t h2_capture_full = 0;
+    uint64_t h2_walk_lost = 0;
   };
   Drops ReadDrops() const;
 
   // Per-connection capture verdicts, the one thing userspace tells the
   // kernel. No-ops when payload capture is off.
   void StopCapture(uint64_t conn_id);
-  // Bytes to copy per syscall on this connection instead of the default.
-  void SetCaptureLength(uint64_t conn_id, uint32_t bytes);
   void ClearVerdict(uint64_t conn_id);
 
   // "tp_btf" or "tracepoint": which program is attached.

@@ -82,6 +82,7 @@ struct PayloadEvent {
   uint64_t total_len = 0;
   uint32_t offset = 0;
   uint32_t captured = 0;
+  bool segmented = false;  // the captured bytes are segments (agent/capture.h), not a prefix
 };
 
 // Kernel counters of an ESTABLISHED socket, as sock_diag reports them.

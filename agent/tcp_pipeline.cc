@@ -127,8 +127,9 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
   Conn* c = conns_.Find(e.conn_id);
   if (c == nullptr) return false;
   agg_->self().payload_events++;
+  const Capture cap = e.segmented ? Capture::Segments(captured) : Capture(captured);
   if (c->series == nullptr) {
-    c->tls = LooksLikeTls(captured);
+    c->tls = LooksLikeTls(cap.At(0));
     CountOpen(c);
     if (c->tls) {
       // Ciphertext: nothing for the HTTP parser, and no reason to keep
@@ -142,11 +143,10 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
   // Records already in flight when the verdict was written still arrive.
   if (c->http_given_up) return true;
   if (!c->http) c->http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction);
-  c->http->Feed(e.dir, captured, e.total_len, e.ts_ns);
-  if (c->http->TakeHttp2Detected()) {
-    c->verdict_written = true;
-    verdicts_.push_back({VerdictOp::Kind::kCapture, e.conn_id, kHttp2CaptureBytes});
-  }
+  c->http->Feed(e.dir, cap, e.total_len, e.ts_ns);
+  // The kernel wrote an HTTP/2 verdict (it follows the frames) on the preface; it is deleted with
+  // the others at close.
+  if (c->http->TakeHttp2Detected()) c->verdict_written = true;
   if (c->http->gave_up()) {
     agg_->self().given_up[c->http->protocol()]++;
     c->http.reset();

@@ -43,13 +43,11 @@ class TcpPipeline {
   // Capture decisions for the kernel's verdict map, taken after each batch.
   struct VerdictOp {
     enum class Kind : uint8_t {
-      kStop,     // not a protocol we parse: stop copying its bytes
-      kCapture,  // copy `capture_bytes` per syscall (HTTP/2 header blocks)
-      kForget,   // the connection closed: drop its verdict
+      kStop,    // not a protocol we parse: stop copying its bytes
+      kForget,  // the connection closed: drop its verdict (the kernel's HTTP/2 one too)
     };
     Kind kind;
     uint64_t conn_id;
-    uint32_t capture_bytes = 0;
   };
   std::vector<VerdictOp> TakeVerdicts() { return std::exchange(verdicts_, {}); }
 
@@ -57,9 +55,6 @@ class TcpPipeline {
   // kOpenGraceNs (tls="false"). `now_ns` is on the kernel's monotonic clock.
   void FlushPendingOpens(uint64_t now_ns);
   static constexpr uint64_t kOpenGraceNs = 1'000'000'000;
-  // Per-syscall capture on HTTP/2 connections: header blocks must be seen
-  // whole for HPACK, and frames are often written several per syscall.
-  static constexpr uint32_t kHttp2CaptureBytes = 4096;
 
   size_t tracked() const { return conns_.size(); }
 

@@ -11,18 +11,19 @@
 #include "shared_maps.h"
 
 /* Set by the agent before load. */
-const volatile __u32 prefix_len = 256; /* default bytes captured per syscall */
+const volatile __u32 prefix_len = 256; /* bytes captured per syscall (not HTTP/2) */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the agent once this much is queued */
 
-/* Per connection id, written by the agent: PODTAP_VERDICT_STOP, or a capture
- * length other than prefix_len (larger for HTTP/2 header blocks). LRU: a
- * verdict the agent forgot to delete ages out instead of filling the map. */
+/* Per connection id: PODTAP_VERDICT_STOP (written by the agent: not a
+ * protocol we parse), or PODTAP_VERDICT_H2 with the frame walk state
+ * (written here on the client preface). LRU: a verdict the agent forgot to
+ * delete ages out instead of filling the map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, __u64);
-	__type(value, __u32);
+	__type(value, struct podtap_verdict);
 } verdicts SEC(".maps");
 
 /* Payload records; userspace sizes it before load. */
@@ -180,15 +181,213 @@ static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 wan
 	return 0;
 }
 
+#define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+#define H2_FRAME_HEADER 9
+/* Steps of one syscall's frame walk (a step: a frame header, a frame's
+ * bytes within one iovec, or moving to the next iovec). */
+#define H2_WALK_STEPS 4096
+
+/* One syscall's HTTP/2 frame walk: where it is in the syscall's bytes and
+ * in its buffers, and the segments written to the record so far. */
+struct h2_walk_ctx {
+	struct podtap_payload_event *e;
+	struct podtap_h2_walk *st;
+	const struct iovec *uiov; /* BUF_IOVEC, BUF_MSGHDR */
+	__u64 iovcnt;
+	__u64 iov_next;  /* index of the next iovec to read */
+	__u64 iov_start; /* syscall offset of the current buffer's first byte */
+	__u64 iov_len;
+	__u64 iov_base;
+	__u64 off; /* syscall offset walked to */
+	__u64 total;
+	__u32 out;     /* bytes of e->data used */
+	__u32 seg_hdr; /* where the open segment's header goes in e->data */
+	__u64 seg_off; /* syscall offset of the open segment's first byte */
+	__u32 seg_len; /* 0: no open segment */
+	__u8 full;     /* the record ran out of room */
+	__u8 kind;
+};
+
+static __always_inline void h2_close_segment(struct h2_walk_ctx *w)
+{
+	struct podtap_segment seg = {};
+
+	if (!w->seg_len)
+		return;
+	seg.offset = w->seg_off;
+	seg.len = w->seg_len;
+	bpf_probe_read_kernel(w->e->data + (w->seg_hdr & (PODTAP_PAYLOAD_MAX - 1)), sizeof(seg),
+			      &seg);
+	w->seg_len = 0;
+}
+
+/* Appends n bytes the syscall moved at offset `at`, read from src (user
+ * memory, or kernel memory when `kern`), to the record's segments. */
+static __always_inline void h2_capture(struct h2_walk_ctx *w, __u64 at, __u64 src, __u64 n,
+				       bool kern)
+{
+	__u32 out = w->out, room;
+
+	if (!n || w->full)
+		return;
+	if (!w->seg_len || w->seg_off + w->seg_len != at) {
+		h2_close_segment(w);
+		if (out + sizeof(struct podtap_segment) >= PODTAP_PAYLOAD_MAX) {
+			w->full = 1;
+			return;
+		}
+		w->seg_hdr = out;
+		w->seg_off = at;
+		out += sizeof(struct podtap_segment);
+	}
+	room = PODTAP_PAYLOAD_MAX - out;
+	if (n > room) {
+		n = room;
+		w->full = 1;
+	}
+	barrier_var(out);
+	out &= PODTAP_PAYLOAD_MAX - 1;
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (kern ? bpf_probe_read_kernel(w->e->data + out, n, (void *)src)
+		 : bpf_probe_read_user(w->e->data + out, n, (void *)src)) {
+		w->full = 1; /* unreadable: what follows is not contiguous */
+		return;
+	}
+	w->out = out + n;
+	w->seg_len += n;
+}
+
+static __always_inline bool h2_frame_captured(__u8 type)
+{
+	/* HEADERS, SETTINGS, PUSH_PROMISE, GOAWAY, CONTINUATION */
+	return type == 1 || type == 4 || type == 5 || type == 7 || type == 9;
+}
+
+static long h2_walk_step(__u32 i, void *ctx)
+{
+	struct h2_walk_ctx *w = ctx;
+	struct podtap_h2_walk *st = w->st;
+	__u8 head[16] = {};
+	struct iovec iov;
+	__u64 n, src;
+
+	if (w->off >= w->total)
+		return 1;
+	if (w->off >= w->iov_start + w->iov_len) {
+		/* The next buffer of a readv/writev/recvmsg/sendmsg. */
+		if (w->kind != BUF_IOVEC || w->iov_next >= w->iovcnt ||
+		    bpf_probe_read_user(&iov, sizeof(iov), &w->uiov[w->iov_next & 1023])) {
+			st->lost = 1;
+			return 1;
+		}
+		w->iov_next++;
+		w->iov_start += w->iov_len;
+		w->iov_len = iov.iov_len;
+		w->iov_base = (__u64)iov.iov_base;
+		return 0;
+	}
+	n = w->total - w->off;
+	if (n > w->iov_start + w->iov_len - w->off)
+		n = w->iov_start + w->iov_len - w->off;
+	src = w->iov_base + (w->off - w->iov_start);
+	if (st->skip) {
+		if (n > st->skip)
+			n = st->skip;
+		if (st->capture)
+			h2_capture(w, w->off, src, n, false);
+		st->skip -= n;
+		w->off += n;
+		return 0;
+	}
+	/* A frame header, maybe the rest of one split across syscalls. */
+	if (n > H2_FRAME_HEADER - st->head_have)
+		n = H2_FRAME_HEADER - st->head_have;
+	barrier_var(n);
+	n &= 15;
+	if (w->kind == BUF_NONE || !n || bpf_probe_read_user(head, n, (void *)src)) {
+		st->lost = 1;
+		return 1;
+	}
+	h2_capture(w, w->off, (__u64)head, n, true);
+	for (int k = 0; k < H2_FRAME_HEADER; k++) {
+		__u32 at = st->head_have + k;
+
+		if (k >= n)
+			break;
+		if (at < sizeof(st->head))
+			st->head[at & 3] = head[k];
+	}
+	st->head_have += n;
+	w->off += n;
+	if (st->head_have >= H2_FRAME_HEADER) {
+		st->skip = (__u32)st->head[0] << 16 | (__u32)st->head[1] << 8 | st->head[2];
+		st->capture = h2_frame_captured(st->head[3]);
+		st->head_have = 0;
+	}
+	return 0;
+}
+
+/* Fills e->data with segments: every frame header, and the payload of every
+ * frame the agent reads (header blocks above all), wherever they lie in the
+ * syscall's bytes; DATA payloads are skipped by their length. */
+static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podtap_h2_walk *st,
+				     struct io_args *a, __u64 total)
+{
+	struct h2_walk_ctx w = {};
+	struct user_msghdr msg = {};
+	long steps;
+
+	if (st->lost)
+		return 0;
+	w.e = e;
+	w.st = st;
+	w.total = total;
+	w.kind = a->kind;
+	switch (a->kind) {
+	case BUF_PLAIN:
+		w.iov_base = a->buf;
+		w.iov_len = total;
+		break;
+	case BUF_IOVEC:
+		w.uiov = (const struct iovec *)a->buf;
+		w.iovcnt = a->iovcnt;
+		break;
+	case BUF_MSGHDR:
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf)) {
+			st->lost = 1;
+			break;
+		}
+		w.kind = BUF_IOVEC;
+		w.uiov = msg.msg_iov;
+		w.iovcnt = msg.msg_iovlen;
+		break;
+	case BUF_NONE:
+		w.iov_len = total; /* only a frame's payload can be skipped */
+		break;
+	}
+	if (!st->lost) {
+		steps = bpf_loop(H2_WALK_STEPS, h2_walk_step, &w, 0);
+		if (steps >= H2_WALK_STEPS && w.off < w.total)
+			st->lost = 1;
+	}
+	h2_close_segment(&w);
+	if (st->lost)
+		count_drop(PODTAP_DROP_H2_WALK_LOST);
+	else if (w.full)
+		count_drop(PODTAP_DROP_H2_CAPTURE_FULL);
+	return w.out;
+}
+
 static __always_inline int on_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_payload_event *e;
+	struct podtap_verdict *verdict;
 	struct payload_scratch *scr;
 	struct io_args *a;
-	__u32 zero = 0, want;
+	__u32 zero = 0;
 	__u64 n, flags;
-	__u32 *verdict;
 
 	a = bpf_map_lookup_elem(&inflight, &id);
 	if (!a)
@@ -196,40 +395,45 @@ static __always_inline int on_exit(long ret)
 	if (ret <= 0)
 		goto out;
 
-	want = prefix_len;
 	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
-	if (verdict) {
-		if (*verdict == PODTAP_VERDICT_STOP)
-			goto out;
-		want = *verdict;
-	}
+	if (verdict && verdict->verdict == PODTAP_VERDICT_STOP)
+		goto out;
 	scr = bpf_map_lookup_elem(&scratch, &zero);
 	if (!scr)
 		goto out;
 	e = &scr->ev;
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
+	e->flags = 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->conn_id = a->conn_id;
 	e->total_len = ret;
-	n = want;
-	if ((__u64)ret < n)
-		n = ret; /* never more than the syscall moved */
-	if (n > PODTAP_PAYLOAD_MAX)
-		n = PODTAP_PAYLOAD_MAX;
-	n = copy_prefix(e->data, a, n);
-	/* The HTTP/2 client preface: its connection needs whole header blocks
-	 * from this very syscall on (a gRPC client writes preface, SETTINGS and
-	 * its first request in one go), before the agent's verdict could come. */
-	if (!verdict && n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
-	    e->data[3] == ' ') {
-		__u32 h2 = PODTAP_PAYLOAD_MAX;
+	if (!verdict) {
+		n = prefix_len;
+		if ((__u64)ret < n)
+			n = ret; /* never more than the syscall moved */
+		if (n > PODTAP_PAYLOAD_MAX)
+			n = PODTAP_PAYLOAD_MAX;
+		n = copy_prefix(e->data, a, n);
+		/* The HTTP/2 client preface: from this very syscall on (a gRPC
+		 * client writes preface, SETTINGS and its first request in one
+		 * go), the connection's frames are followed here, since its
+		 * header blocks can lie anywhere in a syscall's bytes. */
+		if (n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
+		    e->data[3] == ' ') {
+			struct podtap_verdict h2 = {.verdict = PODTAP_VERDICT_H2};
 
-		bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
-		if ((__u64)ret > n) {
-			n = ret < PODTAP_PAYLOAD_MAX ? ret : PODTAP_PAYLOAD_MAX;
-			n = copy_prefix(e->data, a, n);
+			h2.walk[(a->dir - 1) & 1].skip = H2_PREFACE_LEN;
+			h2.walk[(a->dir - 1) & 1].capture = 1;
+			bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
+			verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
+			if (!verdict)
+				goto out;
 		}
+	}
+	if (verdict) {
+		e->flags = PODTAP_PF_SEGMENTS;
+		n = h2_walk(e, &verdict->walk[(a->dir - 1) & 1], a, ret);
 	}
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;

@@ -279,7 +279,7 @@ TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
             1);
 }
 
-TEST_F(PayloadPipelineTest, Http2PrefaceRaisesTheCaptureAndIsNotGivenUp) {
+TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdictAtClose) {
   live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   // The server's SETTINGS often come before the client's preface is read.
   const std::string settings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
@@ -288,15 +288,13 @@ TEST_F(PayloadPipelineTest, Http2PrefaceRaisesTheCaptureAndIsNotGivenUp) {
   const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings;
   ASSERT_TRUE(
       live.OnPayload(Payload(1, DataDir::kRecv, preface.size(), 3'000'000), Bytes(preface)));
-  auto verdicts = live.TakeVerdicts();
-  ASSERT_EQ(verdicts.size(), 1u);
-  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kCapture);
-  EXPECT_EQ(verdicts[0].capture_bytes, TcpPipeline::kHttp2CaptureBytes);
+  // The kernel wrote the connection's HTTP/2 verdict itself; the agent must not overwrite it.
+  EXPECT_TRUE(live.TakeVerdicts().empty());
   auto s = live_agg.Collect();
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http2"}}), 0);
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 0);
   live.OnClose(Close(1, 1, preface.size()));
-  verdicts = live.TakeVerdicts();
+  auto verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
   EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kForget);
 }

@@ -107,6 +107,7 @@ DecodedEvent DecodePayload(const void* data, size_t size, std::vector<uint8_t>* 
   p.offset = static_cast<uint32_t>(arena->size());
   p.captured = h.captured;
   p.segmented = segmented;
+  p.tls_plaintext = (h.flags & PODTAP_PF_TLS) != 0;
   arena->insert(arena->end(), bytes, bytes + h.captured);
   return p;
 }

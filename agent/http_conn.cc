@@ -4,8 +4,8 @@
 namespace podtap {
 
 HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-                   Direction direction)
-    : agg_(agg), routes_(routes), labels_(labels), direction_(direction) {}
+                   Direction direction, bool tls)
+    : agg_(agg), routes_(routes), labels_(labels), direction_(direction), tls_(tls) {}
 
 void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
@@ -63,7 +63,7 @@ const char* HttpConn::protocol() const { return h2_ ? "http2" : h1_ ? "http1" : 
 
 void HttpConn::CountRequest(const std::string& method, const std::string& authority,
                             const std::string& path) {
-  agg_->Http(labels_, direction_, authority)->requests++;
+  agg_->Http(labels_, direction_, authority, tls_)->requests++;
   agg_->Route(labels_, direction_, authority, routes_->Match(method, path))->requests++;
 }
 
@@ -72,7 +72,7 @@ void HttpConn::CountResponse(const std::string& method, const std::string& autho
                              uint64_t headers_end_ns, uint64_t first_byte_ns) {
   uint64_t latency_ns = first_byte_ns > headers_end_ns ? first_byte_ns - headers_end_ns : 0;
   double latency_ms = static_cast<double>(latency_ns) / 1e6;
-  agg_->Http(labels_, direction_, authority)
+  agg_->Http(labels_, direction_, authority, tls_)
       ->CountResponse(status, grpc_status, failed, latency_ms);
   agg_->Route(labels_, direction_, authority, routes_->Match(method, path))
       ->CountResponse(status, grpc_status, failed, latency_ms);

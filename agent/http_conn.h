@@ -20,8 +20,9 @@ namespace podtap {
 
 class HttpConn : public Http1Sink, public Http2Sink {
  public:
+  // `tls`: fed TLS plaintext from the TLS library's probes (series get tls="true").
   HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-           Direction direction);
+           Direction direction, bool tls = false);
 
   void Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void OnClose(uint64_t ts_ns);
@@ -61,6 +62,7 @@ class HttpConn : public Http1Sink, public Http2Sink {
   const RouteTable* routes_;
   Aggregator::LabelSetId labels_;
   Direction direction_;
+  bool tls_;
   std::unique_ptr<Http1Parser> h1_;
   std::unique_ptr<Http2Parser> h2_;
   std::vector<Early> early_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/aggregator.h"
+#include "agent/capture.h"
 #include "agent/conn_table.h"
 #include "agent/pods.h"
 #include "agent/routes.h"
@@ -50,6 +51,9 @@ class TcpPipeline {
     uint64_t conn_id;
   };
   std::vector<VerdictOp> TakeVerdicts() { return std::exchange(verdicts_, {}); }
+  // Set in a VerdictOp's conn_id: the verdict of the connection's TLS plaintext
+  // (PODTAP_TLS_KEY_BIT), apart from that of its bytes on the wire.
+  static constexpr uint64_t kTlsVerdictBit = uint64_t{1} << 63;
 
   // Counts the opens of connections that sent and received nothing for
   // kOpenGraceNs (tls="false"). `now_ns` is on the kernel's monotonic clock.
@@ -63,6 +67,8 @@ class TcpPipeline {
                                    const IpAddr& remote);
   void Report(Conn* c, uint64_t read, uint64_t written);
   void CountOpen(Conn* c);
+  // Feeds the connection's HTTP parser of its bytes on the wire, or of its TLS plaintext.
+  void FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls);
 
   Aggregator* agg_;
   ConnTable conns_;

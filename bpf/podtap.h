@@ -37,7 +37,10 @@ enum podtap_drop {
 	/* HTTP/2 frame walk: frame boundaries lost (bytes unreadable, or more
 	 * frames in one syscall than the walk's step limit) */
 	PODTAP_DROP_H2_WALK_LOST = 5,
-	PODTAP_DROP__COUNT = 6,
+	/* TLS plaintext whose socket was not known: no syscall on it was seen
+	 * inside an SSL call of that SSL object yet */
+	PODTAP_DROP_TLS_UNMAPPED = 6,
+	PODTAP_DROP__COUNT = 7,
 };
 
 /* One record per TCP lifecycle event. Raw kernel counters are passed as they
@@ -90,6 +93,9 @@ struct podtap_sock_info {
  * a prefix: an HTTP/2 connection's frame headers and header blocks wherever
  * they lie in the syscall's bytes. */
 #define PODTAP_PF_SEGMENTS (1u << 0)
+/* data[] is plaintext from the TLS library's SSL_read/SSL_write on this
+ * connection, not the bytes of a syscall (which are TLS records). */
+#define PODTAP_PF_TLS (1u << 1)
 
 /* One record per read/write-family syscall on a tracked TCP socket. Only
  * `captured` bytes of data follow the header; the record is that long. */
@@ -127,9 +133,13 @@ struct podtap_h2_walk {
 	__u8 head[4];   /* its length and type bytes */
 };
 
-/* verdicts map value, by connection id. Written by the kernel when it sees
- * the HTTP/2 client preface and by the agent (STOP); deleted by the agent
- * when the connection closes. */
+/* The verdicts key of a connection's TLS plaintext: its id with this bit
+ * (socket cookies are counters, far below it). */
+#define PODTAP_TLS_KEY_BIT (1ull << 63)
+
+/* verdicts map value, by connection id (or id | PODTAP_TLS_KEY_BIT).
+ * Written by the kernel when it sees the HTTP/2 client preface and by the
+ * agent (STOP); deleted by the agent when the connection closes. */
 struct podtap_verdict {
 	__u32 verdict; /* PODTAP_VERDICT_* */
 	__u32 pad;

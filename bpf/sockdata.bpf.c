@@ -78,6 +78,41 @@ struct {
 	__type(value, struct io_args);
 } inflight SEC(".maps");
 
+/* An SSL_read/SSL_write (or _ex, or SSL_do_handshake) in progress, by
+ * thread: the plaintext buffer, and the connection once a syscall on a
+ * tracked socket happens inside the call. */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 len_ptr; /* _ex forms: where the byte count is written */
+	__u64 conn_id;
+	__u8 dir; /* enum podtap_data_dir; 0: a handshake, only learns the socket */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps");
+
+/* The connection of an SSL object, learned from the syscalls made inside
+ * its calls: OpenSSL may answer an SSL_read from bytes it already holds,
+ * without a syscall. */
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, __u64);
+} ssl_conns SEC(".maps");
+
 /* The struct sock behind a file descriptor of the current task, or NULL. A
  * file that is not a socket fails the back-pointer check, and a socket that
  * is not tracked is not a key of `socks`, so both cost one lookup. */
@@ -108,6 +143,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_sock_info *info;
 	struct io_args a = {};
+	struct ssl_call *call;
 	struct sock *sk;
 	__u64 key;
 
@@ -120,6 +156,17 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	info = bpf_map_lookup_elem(&socks, &key);
 	if (!info)
 		return 0;
+	call = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (call) {
+		struct ssl_key k = {.ssl = call->ssl, .tgid = id >> 32};
+
+		call->conn_id = info->conn_id;
+		bpf_map_update_elem(&ssl_conns, &k, &info->conn_id, BPF_ANY);
+		/* TLS records of a read or write whose plaintext the
+		 * SSL_read/SSL_write return probe captures. */
+		if (call->dir)
+			return 0;
+	}
 	a.conn_id = info->conn_id;
 	a.buf = buf;
 	a.iovcnt = iovcnt;
@@ -379,34 +426,29 @@ static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podt
 	return w.out;
 }
 
-static __always_inline int on_exit(long ret)
+/* Sends the record of `ret` bytes moved as `a` describes: a prefix, or the
+ * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
+ * PODTAP_TLS_KEY_BIT for TLS plaintext). */
+static __always_inline void emit_payload(struct io_args *a, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_payload_event *e;
 	struct podtap_verdict *verdict;
 	struct payload_scratch *scr;
-	struct io_args *a;
 	__u32 zero = 0;
 	__u64 n, flags;
 
-	a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
-		return 0;
-	if (ret <= 0)
-		goto out;
-
 	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
 	if (verdict && verdict->verdict == PODTAP_VERDICT_STOP)
-		goto out;
+		return;
 	scr = bpf_map_lookup_elem(&scratch, &zero);
 	if (!scr)
-		goto out;
+		return;
 	e = &scr->ev;
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
-	e->flags = 0;
+	e->flags = a->conn_id & PODTAP_TLS_KEY_BIT ? PODTAP_PF_TLS : 0;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->conn_id = a->conn_id;
+	e->conn_id = a->conn_id & ~PODTAP_TLS_KEY_BIT;
 	e->total_len = ret;
 	if (!verdict) {
 		n = prefix_len;
@@ -428,11 +470,11 @@ static __always_inline int on_exit(long ret)
 			bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
 			verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
 			if (!verdict)
-				goto out;
+				return;
 		}
 	}
 	if (verdict) {
-		e->flags = PODTAP_PF_SEGMENTS;
+		e->flags |= PODTAP_PF_SEGMENTS;
 		n = h2_walk(e, &verdict->walk[(a->dir - 1) & 1], a, ret);
 	}
 	barrier_var(n);
@@ -449,7 +491,18 @@ static __always_inline int on_exit(long ret)
 	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
 			       flags))
 		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
-out:
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args *a;
+
+	a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	if (ret > 0)
+		emit_payload(a, ret);
 	bpf_map_delete_elem(&inflight, &id);
 	return 0;
 }
@@ -487,5 +540,81 @@ ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND, -1)
 /* sendfile(out_fd, in_fd, ...): the socket is the first argument; the bytes
  * come from a file, so there is nothing to capture but their number. */
 ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
+
+/* TLS plaintext: OpenSSL's SSL_read/SSL_write and their _ex forms, attached
+ * by the agent to each libssl file the node's processes map. The plaintext
+ * buffer is captured at return, under the connection learned from a
+ * syscall inside this call or an earlier one of the same SSL object. */
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_key k = {.tgid = id >> 32};
+	struct ssl_call c = {};
+	__u64 *conn;
+
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	c.ssl = PT_REGS_PARM1(ctx);
+	c.buf = PT_REGS_PARM2(ctx);
+	c.dir = dir;
+	if (ex)
+		c.len_ptr = PT_REGS_PARM4(ctx);
+	k.ssl = c.ssl;
+	conn = bpf_map_lookup_elem(&ssl_conns, &k);
+	if (conn)
+		c.conn_id = *conn;
+	if (bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY))
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args a = {};
+	struct ssl_call *c;
+	long ret;
+
+	c = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (!c)
+		return 0;
+	ret = PT_REGS_RC(ctx);
+	if (c->dir && ret > 0) {
+		__u64 n = ret;
+
+		/* SSL_read_ex/SSL_write_ex return 1 and write the count. */
+		if (c->len_ptr && bpf_probe_read_user(&n, sizeof(n), (void *)c->len_ptr))
+			n = 0;
+		if (!c->conn_id) {
+			count_drop(PODTAP_DROP_TLS_UNMAPPED);
+		} else if (n > 0 && n < (1ull << 31)) {
+			a.conn_id = c->conn_id | PODTAP_TLS_KEY_BIT;
+			a.buf = c->buf;
+			a.kind = BUF_PLAIN;
+			a.dir = c->dir;
+			emit_payload(&a, n);
+		}
+	}
+	bpf_map_delete_elem(&ssl_calls, &id);
+	return 0;
+}
+
+#define SSL_PROBES(name, dir, ex)                                               \
+	SEC("uprobe")                                                           \
+	int podtap_ssl_enter_##name(struct pt_regs *ctx)                        \
+	{                                                                       \
+		return ssl_enter(ctx, dir, ex);                                 \
+	}                                                                       \
+	SEC("uretprobe")                                                        \
+	int podtap_ssl_exit_##name(struct pt_regs *ctx)                         \
+	{                                                                       \
+		return ssl_exit(ctx);                                           \
+	}
+
+SSL_PROBES(read, PODTAP_DATA_RECV, false)
+SSL_PROBES(write, PODTAP_DATA_SEND, false)
+SSL_PROBES(read_ex, PODTAP_DATA_RECV, true)
+SSL_PROBES(write_ex, PODTAP_DATA_SEND, true)
+SSL_PROBES(do_handshake, 0, false)
 
 char LICENSE[] SEC("license") = "GPL";

@@ -2,9 +2,11 @@
 #include "agent/agent.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <ctime>
+#include <set>
 #include <span>
 
 #include "agent/cri_source.h"
@@ -55,6 +57,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
   auto next_diag = Clock::now() + opts_.diag_interval;
   auto next_expiry = Clock::now() + std::chrono::seconds(5);
   int tls_polls = 0;
+  AdoptOpenConnections();
   while (!stop.load()) {
     // The timeout bounds how stale socket data gets between wakeups.
     int n = probes_->Poll(50);
@@ -221,6 +224,59 @@ void Agent::PollPods() {
   }
   spdlog::info("loaded {} pods from {}", r.pods.size(), pods_->Describe());
   pods_loaded_ = true;
+}
+
+void Agent::AdoptOpenConnections() {
+  std::vector<std::pair<uint32_t, std::string>> netns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    netns = pipeline_.pods().Netns();
+  }
+  struct stat host {};
+  netns.emplace_back(stat("/proc/self/ns/net", &host) == 0 ? host.st_ino : 0, "");
+  std::vector<std::pair<uint32_t, std::vector<DiagSocket>>> dumps;
+  for (const auto& [ino, path] : netns) {
+    auto r = DumpSockets(path);
+    if (auto* err = std::get_if<std::string>(&r)) {
+      spdlog::warn("connections open at start in {}: {}", path.empty() ? "host" : path, *err);
+      continue;
+    }
+    dumps.emplace_back(ino, std::move(std::get<std::vector<DiagSocket>>(r)));
+  }
+  // Every event the kernel emitted before the dump is applied first: a
+  // connection opened since the probes were attached is tracked already.
+  probes_->Poll(0);
+  ApplyBatch();
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
+  const uint64_t now_ns = uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
+  size_t adopted = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [ino, sockets] : dumps) {
+    // Who connected is not in a dump: a connection on a port the namespace
+    // listens on was accepted.
+    std::set<uint16_t> listening;
+    for (const DiagSocket& s : sockets) {
+      if (s.listening) listening.insert(s.local_port);
+    }
+    for (const DiagSocket& s : sockets) {
+      if (s.listening) continue;
+      TcpOpen o;
+      o.conn_id = s.counters.conn_id;
+      o.open_ns = now_ns;
+      o.cgroup_id = s.cgroup_id;
+      o.netns_ino = ino;
+      o.direction = listening.count(s.local_port) > 0 ? Direction::kInbound : Direction::kOutbound;
+      o.local = s.local;
+      o.remote = s.remote;
+      o.local_port = s.local_port;
+      o.remote_port = s.remote_port;
+      o.base_acked = s.counters.bytes_acked;
+      o.base_received = s.counters.bytes_received;
+      if (pipeline_.Adopt(o)) adopted++;
+    }
+  }
+  spdlog::info("tracking {} connections that were open at start", adopted);
 }
 
 void Agent::PollLiveCounters() {

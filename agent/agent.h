@@ -58,6 +58,10 @@ class Agent {
   void ApplyBatch();
   void PollPods();
   void PollLiveCounters();
+  // Tracks the connections already open when the agent started (sock_diag in
+  // every pod namespace and the host's), so that open connections and bytes
+  // after a restart are right.
+  void AdoptOpenConnections();
   void ExpireSeries();
   // Attaches the TLS probes to libssl files that appeared since the last call.
   void PollTlsLibraries(bool all);

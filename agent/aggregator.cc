@@ -409,6 +409,13 @@ Snapshot Aggregator::Collect() const {
            static_cast<double>(self_.closes_without_open));
   snap.families.push_back(std::move(untracked));
 
+  auto adopted = Family("podtap_connections_adopted_total",
+                        "Connections already open when the agent started, found through the "
+                        "kernel's socket diagnostics and tracked from then on.",
+                        MetricType::kCounter);
+  AddValue(&adopted, {}, static_cast<double>(self_.connections_adopted));
+  snap.families.push_back(std::move(adopted));
+
   auto sockmap = Family("podtap_kernel_socket_map_full_total",
                         "Opens the kernel could not remember because its socket map was full "
                         "(the agent's own table still counts them if their open event arrived).",

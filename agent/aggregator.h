@@ -79,6 +79,7 @@ struct SelfStats {
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;
   std::map<std::string, uint64_t> given_up;  // connections no longer parsed, by protocol
   uint64_t closes_without_open = 0;          // sockets that predate the probes
+  uint64_t connections_adopted = 0;          // open at start, found by sock_diag
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
   uint64_t metadata_errors = 0;

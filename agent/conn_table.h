@@ -30,6 +30,7 @@ struct Conn {
   std::unique_ptr<HttpConn> http;
   bool http_given_up = false;
   bool verdict_written = false;  // the kernel holds a verdict to forget at close
+  bool adopted = false;          // open before the agent started (TcpPipeline::Adopt)
   // The same for the TLS plaintext of the connection (SSL_read/SSL_write probes), parsed apart
   // from its bytes on the wire (TLS records, never parsed).
   std::unique_ptr<HttpConn> tls_http;

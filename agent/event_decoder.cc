@@ -16,22 +16,6 @@ extern "C" {
 namespace podtap {
 namespace {
 
-IpAddr ToAddr(uint16_t family, const uint8_t* raw) {
-  IpAddr a;
-  if (family == AF_INET) {
-    std::memcpy(a.bytes.data(), raw, 4);
-    return a;
-  }
-  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(raw, kV4Mapped, sizeof(kV4Mapped)) == 0) {
-    std::memcpy(a.bytes.data(), raw + 12, 4);
-    return a;
-  }
-  a.v6 = true;
-  std::memcpy(a.bytes.data(), raw, 16);
-  return a;
-}
-
 Direction ToDirection(uint8_t d) {
   return d == PODTAP_DIR_INBOUND ? Direction::kInbound : Direction::kOutbound;
 }
@@ -57,7 +41,7 @@ TcpClose DecodeClose(const podtap_tcp_event& e) {
   c.ts_ns = e.ts_ns;
   c.cgroup_id = e.cgroup_id;
   c.netns_ino = e.netns_ino;
-  c.remote = ToAddr(e.family, e.daddr);
+  c.remote = IpAddr::FromKernel(e.family == AF_INET6, e.daddr);
   c.received_total = SubClamped(e.bytes_received, (e.flags & PODTAP_F_FIN_RECEIVED) ? 1 : 0);
   c.acked_total = SubClamped(e.bytes_acked, (e.flags & PODTAP_F_FIN_ACKED) ? 1 : 0);
   c.kernel_saw_open = (e.flags & PODTAP_F_UNTRACKED) == 0;
@@ -130,8 +114,8 @@ DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
       o.cgroup_id = e.cgroup_id;
       o.netns_ino = e.netns_ino;
       o.direction = ToDirection(e.direction);
-      o.local = ToAddr(e.family, e.saddr);
-      o.remote = ToAddr(e.family, e.daddr);
+      o.local = IpAddr::FromKernel(e.family == AF_INET6, e.saddr);
+      o.remote = IpAddr::FromKernel(e.family == AF_INET6, e.daddr);
       o.local_port = e.sport;
       o.remote_port = e.dport;
       o.base_acked = e.base_acked;
@@ -145,7 +129,7 @@ DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
       f.ts_ns = e.ts_ns;
       f.cgroup_id = e.cgroup_id;
       f.netns_ino = e.netns_ino;
-      f.remote = ToAddr(e.family, e.daddr);
+      f.remote = IpAddr::FromKernel(e.family == AF_INET6, e.daddr);
       f.remote_port = e.dport;
       f.error = ConnectError(e.sk_err);
       return f;

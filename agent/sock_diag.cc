@@ -20,6 +20,7 @@ namespace podtap {
 namespace {
 
 constexpr int kTcpEstablished = 1;
+constexpr int kTcpListen = 10;
 
 class Fd {
  public:
@@ -64,7 +65,7 @@ int SocketIn(const std::string& netns_path, std::string* error) {
   return fd;
 }
 
-std::string DumpFamily(int fd, uint8_t family, std::vector<LiveCounters>* out) {
+std::string DumpFamily(int fd, uint8_t family, uint32_t states, std::vector<DiagSocket>* out) {
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
@@ -74,7 +75,7 @@ std::string DumpFamily(int fd, uint8_t family, std::vector<LiveCounters>* out) {
   msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   msg.req.sdiag_family = family;
   msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = 1u << kTcpEstablished;
+  msg.req.idiag_states = states;
   msg.req.idiag_ext = 1u << (INET_DIAG_INFO - 1);
   if (send(fd, &msg, sizeof(msg), 0) < 0) return Errno("sock_diag request");
 
@@ -94,20 +95,32 @@ std::string DumpFamily(int fd, uint8_t family, std::vector<LiveCounters>* out) {
         return std::string("sock_diag error: ") + std::strerror(-err->error);
       }
       auto* diag = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      DiagSocket s;
+      s.counters.conn_id =
+          uint64_t{diag->id.idiag_cookie[0]} | (uint64_t{diag->id.idiag_cookie[1]} << 32);
+      s.listening = diag->idiag_state == kTcpListen;
+      const bool v6 = diag->idiag_family == AF_INET6;
+      s.local = IpAddr::FromKernel(v6, reinterpret_cast<const uint8_t*>(diag->id.idiag_src));
+      s.remote = IpAddr::FromKernel(v6, reinterpret_cast<const uint8_t*>(diag->id.idiag_dst));
+      s.local_port = ntohs(diag->id.idiag_sport);
+      s.remote_port = ntohs(diag->id.idiag_dport);
+      bool have_info = s.listening;
       int attr_len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*diag)));
       for (auto* a = reinterpret_cast<rtattr*>(diag + 1); RTA_OK(a, attr_len);
            a = RTA_NEXT(a, attr_len)) {
+        if (a->rta_type == INET_DIAG_CGROUP_ID && RTA_PAYLOAD(a) >= sizeof(uint64_t)) {
+          std::memcpy(&s.cgroup_id, RTA_DATA(a), sizeof(uint64_t));
+        }
         if (a->rta_type != INET_DIAG_INFO) continue;
         constexpr size_t kNeed = offsetof(tcp_info, tcpi_bytes_received) + sizeof(uint64_t);
-        if (RTA_PAYLOAD(a) < kNeed) break;  // kernel older than the fields
+        if (RTA_PAYLOAD(a) < kNeed) continue;  // kernel older than the fields
         tcp_info info{};
         std::memcpy(&info, RTA_DATA(a), std::min<size_t>(RTA_PAYLOAD(a), sizeof(info)));
-        LiveCounters c;
-        c.conn_id = uint64_t{diag->id.idiag_cookie[0]} | (uint64_t{diag->id.idiag_cookie[1]} << 32);
-        c.bytes_acked = info.tcpi_bytes_acked;
-        c.bytes_received = info.tcpi_bytes_received;
-        out->push_back(c);
+        s.counters.bytes_acked = info.tcpi_bytes_acked;
+        s.counters.bytes_received = info.tcpi_bytes_received;
+        have_info = true;
       }
+      if (have_info) out->push_back(s);
     }
   }
   return "sock_diag dump did not end";
@@ -115,18 +128,35 @@ std::string DumpFamily(int fd, uint8_t family, std::vector<LiveCounters>* out) {
 
 }  // namespace
 
-std::variant<std::vector<LiveCounters>, std::string> DumpEstablished(
-    const std::string& netns_path) {
+namespace {
+
+std::variant<std::vector<DiagSocket>, std::string> Dump(const std::string& netns_path,
+                                                        uint32_t states) {
   std::string error;
   int raw = SocketIn(netns_path, &error);
   if (raw < 0) return error.empty() ? Errno("sock_diag socket") : error;
   Fd fd(raw);
-  std::vector<LiveCounters> out;
+  std::vector<DiagSocket> out;
   for (uint8_t family : {AF_INET, AF_INET6}) {
-    std::string err = DumpFamily(fd.get(), family, &out);
+    std::string err = DumpFamily(fd.get(), family, states, &out);
     if (!err.empty()) return err;
   }
   return out;
+}
+
+}  // namespace
+
+std::variant<std::vector<LiveCounters>, std::string> DumpEstablished(
+    const std::string& netns_path) {
+  auto r = Dump(netns_path, 1u << kTcpEstablished);
+  if (auto* err = std::get_if<std::string>(&r)) return *err;
+  std::vector<LiveCounters> out;
+  for (const DiagSocket& s : std::get<std::vector<DiagSocket>>(r)) out.push_back(s.counters);
+  return out;
+}
+
+std::variant<std::vector<DiagSocket>, std::string> DumpSockets(const std::string& netns_path) {
+  return Dump(netns_path, 1u << kTcpEstablished | 1u << kTcpListen);
 }
 
 }  // namespace podtap

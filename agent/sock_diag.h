@@ -15,4 +15,17 @@ namespace podtap {
 // `netns_path` ("" = the agent's own), or an error message.
 std::variant<std::vector<LiveCounters>, std::string> DumpEstablished(const std::string& netns_path);
 
+// One socket of a full dump: what the agent needs to adopt a connection that
+// was open before it started.
+struct DiagSocket {
+  LiveCounters counters;   // cookie and byte counters
+  bool listening = false;  // LISTEN; otherwise ESTABLISHED
+  IpAddr local, remote;
+  uint16_t local_port = 0, remote_port = 0;
+  uint64_t cgroup_id = 0;  // 0 when the kernel does not say
+};
+
+// ESTABLISHED and LISTEN TCP sockets of a namespace, as DumpEstablished.
+std::variant<std::vector<DiagSocket>, std::string> DumpSockets(const std::string& netns_path);
+
 }  // namespace podtap

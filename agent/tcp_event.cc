@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
+
 namespace podtap {
 
 const char* DirectionName(Direction d) { return d == Direction::kInbound ? "inbound" : "outbound"; }
@@ -31,6 +33,22 @@ std::string IpAddr::ToString() const {
     inet_ntop(AF_INET, bytes.data(), buf, sizeof(buf));
   }
   return buf;
+}
+
+IpAddr IpAddr::FromKernel(bool v6_family, const uint8_t* raw) {
+  IpAddr a;
+  if (!v6_family) {
+    std::memcpy(a.bytes.data(), raw, 4);
+    return a;
+  }
+  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(raw, kV4Mapped, sizeof(kV4Mapped)) == 0) {
+    std::memcpy(a.bytes.data(), raw + 12, 4);
+    return a;
+  }
+  a.v6 = true;
+  std::memcpy(a.bytes.data(), raw, 16);
+  return a;
 }
 
 std::optional<IpAddr> IpAddr::Parse(const std::string& text) {

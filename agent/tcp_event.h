@@ -30,6 +30,8 @@ struct IpAddr {
   std::string ToString() const;
   // Dotted IPv4 or IPv6 text; nullopt when it is neither.
   static std::optional<IpAddr> Parse(const std::string& text);
+  // An address as the kernel stores it: 4 bytes, or 16 for AF_INET6.
+  static IpAddr FromKernel(bool v6_family, const uint8_t* raw);
 };
 
 struct TcpOpen {

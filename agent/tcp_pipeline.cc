@@ -97,6 +97,16 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   }
 }
 
+bool TcpPipeline::Adopt(const TcpOpen& e) {
+  if (conns_.Find(e.conn_id) != nullptr) return false;
+  OnOpen(e);
+  Conn* c = conns_.Find(e.conn_id);
+  if (c == nullptr) return false;  // table full, counted by OnOpen
+  c->adopted = true;
+  agg_->self().connections_adopted++;
+  return true;
+}
+
 void TcpPipeline::OnClose(const TcpClose& e) {
   Conn* c = conns_.Find(e.conn_id);
   Conn synthesized;
@@ -122,7 +132,9 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   auto cls = static_cast<size_t>(e.failed ? Classification::kFailure : Classification::kSuccess);
   s->open_now--;
   s->close_total[cls]++;
-  s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
+  if (!c->adopted) {
+    s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
+  }
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   if (c->http) c->http->OnClose(e.ts_ns);
   if (c->tls_http) c->tls_http->OnClose(e.ts_ns);

@@ -33,6 +33,11 @@ class TcpPipeline {
   const PodIndex& pods() const { return index_; }
 
   void OnOpen(const TcpOpen& e);
+  // A connection that was open before the agent started (found by sock_diag at start; `e` holds
+  // its counters now as base, so its bytes count from now). Handled like a new open, except that
+  // its duration is unknown, so its close observes no tcp_connection_duration_ms. False when the
+  // connection is already tracked (its open event came after all).
+  bool Adopt(const TcpOpen& e);
   void OnClose(const TcpClose& e);
   void OnConnectFail(const TcpConnectFail& e);
   // Counters of an ESTABLISHED socket (so no FIN is in them yet).

@@ -19,8 +19,12 @@ if [ ! -x /usr/bin/python3 ]; then
 fi
 tests=()
 for t in "$@"; do
+  if [ -f "$here/$t.py" ]; then
+    tests+=("$t")  # a suite (module)
+    continue
+  fi
   case "$t" in
-    *.* | test_*_exact) tests+=("$t") ;;
+    *.*) tests+=("$t") ;;
     *) tests+=("test_tcp_exact.TcpExactTest.$t") ;;
   esac
 done

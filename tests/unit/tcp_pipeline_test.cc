@@ -93,6 +93,32 @@ TEST_F(PipelineTest, OpenCloseAndBytesPerPodAndDirection) {
   EXPECT_EQ(pipe.tracked(), 0u);
 }
 
+TEST_F(PipelineTest, AdoptedConnectionCountsBytesFromAdoptionAndNoDuration) {
+  // Open before the agent started: its counters at adoption are the base, and the kernel's close
+  // says it never saw the open.
+  TcpOpen o = Open(7, 100, Direction::kInbound, V4(10, 0, 0, 3));
+  o.base_acked = 90'001;
+  o.base_received = 40'000;
+  EXPECT_TRUE(pipe.Adopt(o));
+  EXPECT_FALSE(pipe.Adopt(o));  // already tracked
+  auto s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 1);
+  EXPECT_EQ(Value(s, "podtap_connections_adopted_total", {}), 1);
+  TcpClose c = Close(7, 90'001 + 300, 40'000 + 200);
+  c.kernel_saw_open = false;
+  pipe.OnClose(c);
+  s = agg.Collect();
+  EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 0);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 300);
+  EXPECT_EQ(Value(s, "tcp_read_bytes_total", api_in), 200);
+  EXPECT_EQ(Value(s, "podtap_connections_untracked_total", {{"reason", "opened_before_start"}}), 0);
+  Labels closed = api_in;
+  closed.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "tcp_close_total", closed), 1);
+  const Sample* h = Find(s, "tcp_connection_duration_ms", closed);
+  EXPECT_TRUE(h == nullptr || h->histogram.count == 0u);  // its age is unknown
+}
+
 TEST_F(PipelineTest, OwnerAndDstLabels) {
   pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   pipe.OnOpen(Open(2, 200, Direction::kOutbound, V4(10, 0, 0, 2)));

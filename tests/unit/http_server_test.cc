@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -227,6 +228,21 @@ TEST(HttpServerStandaloneTest, StopReleasesThePort) {
       "127.0.0.1:" + std::to_string(port), [] { return Snapshot{}; }, [] { return std::string(); });
   EXPECT_EQ(again.Start(), "");
   EXPECT_EQ(again.port(), port);
+}
+
+// civetweb alone would notice the stop only after its 2 s poll of the
+// listening socket; the agent must exit within 2 s of SIGTERM.
+TEST(HttpServerStandaloneTest, StopIsFast) {
+  for (const char* address : {"127.0.0.1:0", ":0"}) {
+    HttpServer server(
+        address, [] { return Snapshot{}; }, [] { return std::string(); });
+    ASSERT_EQ(server.Start(), "");
+    EXPECT_EQ(Request(server.port(), "GET", "/healthz").status, 200);
+    const auto start = std::chrono::steady_clock::now();
+    server.Stop();
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_LT(took, std::chrono::milliseconds(500)) << address;
+  }
 }
 
 TEST(HttpServerStandaloneTest, ProviderExceptionIs500) {

@@ -11,9 +11,9 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl \
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
-	nghttp2-client gnutls-bin
+	nghttp2-client gnutls-bin libclang-rt-14-dev
 
-.PHONY: all deps build test unit e2e bench run fmt lint clean
+.PHONY: all deps build test unit e2e bench run fmt lint clean unit-asan fuzz-build fuzz-smoke fuzz
 
 all: build
 
@@ -33,9 +33,11 @@ $(BUILD_DIR)/Makefile: CMakeLists.txt
 build: deps $(BUILD_DIR)/Makefile
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Unit tests and the real-kernel end-to-end tests (root), all through ctest.
+# Unit tests and the real-kernel end-to-end tests (root), all through ctest;
+# then the unit tests under ASan and UBSan, then each fuzz target for 20 s.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 900
+	$(MAKE) --no-print-directory unit-asan fuzz-smoke
 
 unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L unit
@@ -48,14 +50,43 @@ bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
 
+# The unit test binary alone, built with -fsanitize=address,undefined in its
+# own tree: any report fails the test that caused it.
+ASAN_DIR ?= build-asan
+$(ASAN_DIR)/Makefile: CMakeLists.txt
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPODTAP_SANITIZE=ON
+
+unit-asan: deps $(ASAN_DIR)/Makefile
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target podtap-unit-tests
+	cd $(ASAN_DIR) && ctest --output-on-failure -L unit
+
+# libFuzzer targets (tests/fuzz/), built with clang in their own tree.
+# `make fuzz` runs each for FUZZ_SECONDS; `make test` for 20 s.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 600
+$(FUZZ_DIR)/Makefile: CMakeLists.txt tests/fuzz/CMakeLists.txt
+	cmake -S . -B $(FUZZ_DIR) -DPODTAP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+
+fuzz-build: deps $(FUZZ_DIR)/Makefile
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+fuzz-smoke: fuzz-build
+	cd $(FUZZ_DIR) && ctest --output-on-failure -L fuzz
+
+fuzz: fuzz-build
+	cd $(FUZZ_DIR) && PODTAP_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest -V -L fuzz
+
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)
 
 fmt:
-	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc
+	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
+	  tests/fuzz/*.cc tests/fuzz/*.h
 
 lint:
-	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc
+	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
+	  tests/fuzz/*.cc tests/fuzz/*.h
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -303,6 +303,16 @@ void Agent::DetachProbes() {
   spdlog::info("kernel programs detached");
 }
 
+void Agent::ReloadRoutes(std::optional<RouteTable> routes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!routes) {
+    agg_.self().config_reloads_error++;
+    return;
+  }
+  pipeline_.SetRoutes(std::move(*routes));
+  agg_.self().config_reloads_ok++;
+}
+
 Snapshot Agent::Collect() {
   std::lock_guard<std::mutex> lock(mu_);
   return agg_.Collect();

@@ -50,6 +50,11 @@ class Agent {
   // Detaches the kernel programs (the first thing done on shutdown).
   void DetachProbes();
 
+  // SIGHUP: routes for requests from now on (series counted so far stay);
+  // nullopt when the new config was bad, so the routes stay. Counted in
+  // podtap_config_reloads_total either way.
+  void ReloadRoutes(std::optional<RouteTable> routes);
+
   Snapshot Collect();
   // Empty when ready, otherwise why not.
   std::string NotReadyReason() const;

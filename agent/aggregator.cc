@@ -453,6 +453,14 @@ Snapshot Aggregator::Collect() const {
   AddValue(&md_time, {}, self_.metadata_last_success_unix);
   snap.families.push_back(std::move(md_time));
 
+  auto reloads = Family("podtap_config_reloads_total",
+                        "SIGHUP re-reads of --config, by result (error: the previous config "
+                        "stays).",
+                        MetricType::kCounter);
+  AddValue(&reloads, {{"result", "ok"}}, static_cast<double>(self_.config_reloads_ok));
+  AddValue(&reloads, {{"result", "error"}}, static_cast<double>(self_.config_reloads_error));
+  snap.families.push_back(std::move(reloads));
+
   auto build =
       Family("podtap_build_info", "podtap version and the probe set attached.", MetricType::kGauge);
   AddValue(&build, {{"version", PODTAP_VERSION}, {"probe_mode", self_.probe_mode}}, 1);

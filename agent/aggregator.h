@@ -85,6 +85,8 @@ struct SelfStats {
   uint64_t metadata_errors = 0;
   double metadata_last_success_unix = 0;
   std::string probe_mode;
+  uint64_t config_reloads_ok = 0;  // SIGHUP re-reads of --config
+  uint64_t config_reloads_error = 0;
 };
 
 // Bounds on what clients and pods can make the aggregator hold.

@@ -1,15 +1,19 @@
 // podtap-agent: the node daemon. Parses flags, checks the system, attaches the
-// probes, serves metrics, and runs the event loop until SIGTERM or SIGINT.
+// probes, serves metrics, and runs the event loop until SIGTERM or SIGINT;
+// SIGHUP re-reads --config.
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -28,6 +32,18 @@ std::set<std::string> SplitList(const std::string& s) {
     if (!item.empty()) out.insert(item);
   }
   return out;
+}
+
+// The routes of a --config file; nullopt with *error saying why.
+std::optional<podtap::RouteTable> LoadRoutes(const std::string& path, std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    *error = std::string("cannot read: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return podtap::ParseRoutes(text.str(), error);
 }
 
 }  // namespace
@@ -152,6 +168,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (std::string err = podtap::PrepareSystem(); !err.empty()) {
@@ -161,11 +178,8 @@ int main(int argc, char** argv) {
 
   podtap::AgentOptions opts;
   if (!config_file.empty()) {
-    std::ifstream in(config_file);
-    std::stringstream text;
-    text << in.rdbuf();
     std::string err;
-    auto routes = podtap::ParseRoutes(text.str(), &err);
+    auto routes = LoadRoutes(config_file, &err);
     if (!routes) {
       spdlog::critical("config {}: {}", config_file, err);
       return 1;
@@ -215,11 +229,29 @@ int main(int argc, char** argv) {
   }
 
   std::atomic<bool> stop{false};
-  std::thread waiter([&stop, &signals] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received {}, detaching probes and exiting", strsignal(sig));
-    stop = true;
+  std::thread waiter([&stop, &signals, &agent, &config_file] {
+    for (;;) {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) {
+        spdlog::info("received {}, detaching probes and exiting", strsignal(sig));
+        stop = true;
+        return;
+      }
+      if (config_file.empty()) {
+        spdlog::warn("received SIGHUP, but there is no --config to reload");
+        continue;
+      }
+      // Counts so far stay under the routes they were counted with.
+      std::string err;
+      auto routes = LoadRoutes(config_file, &err);
+      if (routes) {
+        spdlog::info("SIGHUP: reloaded {} routes from {}", routes->size(), config_file);
+      } else {
+        spdlog::error("SIGHUP: config {}: {} (keeping the previous routes)", config_file, err);
+      }
+      agent.ReloadRoutes(std::move(routes));
+    }
   });
   agent.Run(stop);
   waiter.join();

@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "sockdata.skel.h"
@@ -223,8 +225,41 @@ std::string TcpProbes::AttachTls(const std::string& path) {
   return "";
 }
 
+namespace {
+
+// Detaching one tracepoint program waits for the kernel's RCU grace periods
+// (tens of milliseconds); the socket data object alone has 18 of them. Their
+// links are destroyed from a thread each, so the waits overlap and shutdown
+// takes one grace period instead of the sum.
+void DetachAll(std::initializer_list<bpf_object_skeleton*> skeletons,
+               std::vector<bpf_link*>* others) {
+  std::vector<std::thread> threads;
+  for (bpf_link*& link : *others) {
+    threads.emplace_back([&link] {
+      bpf_link__destroy(link);
+      link = nullptr;
+    });
+  }
+  for (bpf_object_skeleton* s : skeletons) {
+    if (s == nullptr) continue;
+    for (int i = 0; i < s->prog_cnt; i++) {
+      bpf_link** link = s->progs[i].link;
+      if (*link == nullptr) continue;
+      threads.emplace_back([link] {
+        bpf_link__destroy(*link);
+        *link = nullptr;
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace
+
 TcpProbes::~TcpProbes() {
-  for (bpf_link* l : tls_links_) bpf_link__destroy(l);
+  DetachAll({skel_ != nullptr ? skel_->skeleton : nullptr,
+             data_skel_ != nullptr ? data_skel_->skeleton : nullptr},
+            &tls_links_);
   if (rb_ != nullptr) ring_buffer__free(rb_);
   if (data_skel_ != nullptr) sockdata_bpf__destroy(data_skel_);
   if (skel_ != nullptr) tcp_bpf__destroy(skel_);

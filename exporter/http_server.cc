@@ -4,15 +4,22 @@
 
 #include <arpa/inet.h>
 #include <civetweb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstring>
 #include <exception>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -37,6 +44,9 @@ constexpr const char* kRequestTimeoutMs = "10000";
 struct ListenSpec {
   std::string civetweb_ports;  // civetweb's "listening_ports" syntax
   std::string error;           // non-empty when the flag cannot be served
+  // An address of the listening socket this process can connect to.
+  std::string local_host = "127.0.0.1";
+  bool local_v6 = false;
 };
 
 // Translates the agent's flag form into civetweb's syntax: ":P" becomes "+P"
@@ -70,7 +80,7 @@ ListenSpec ParseListenAddress(std::string_view flag, bool ipv6_supported) {
     if (!ipv6_supported) {
       return {{}, "the installed civetweb has no IPv6 support; use an IPv4 address or :PORT"};
     }
-    return {std::string(host) + ":" + port_str, {}};
+    return {std::string(host) + ":" + port_str, {}, literal, true};
   }
   const std::string literal(host);
   in_addr addr4;
@@ -80,7 +90,36 @@ ListenSpec ParseListenAddress(std::string_view flag, bool ipv6_supported) {
                 "\" is not an IP address (use e.g. 127.0.0.1:4191, [::1]:4191, or :4191 for "
                 "all interfaces)"};
   }
-  return {literal + ":" + port_str, {}};
+  return {literal + ":" + port_str, {}, literal, false};
+}
+
+// Connects to the server's own listening socket and hangs up at once:
+// civetweb's master thread looks at its stop flag only when its poll on the
+// listening sockets returns, which otherwise takes up to two seconds
+// (civetweb issue #1163). Bounded: non-blocking, waits 100 ms at most.
+void PokeListener(const std::string& host, bool v6, int port) {
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, host.c_str(), &a->sin_addr);
+    len = sizeof(*a);
+  }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    poll(&p, 1, 100);
+  }
+  close(fd);
 }
 
 // civetweb words a failed bind as "cannot bind to X: 98 (Address already in
@@ -183,6 +222,8 @@ std::string HttpServer::Start() {
   }
   context_ = context;
   port_ = ports[0].port;
+  local_host_ = spec.local_host;
+  local_v6_ = spec.local_v6;
   // "/" matches every path, so 404 and 405 come from one place.
   mg_set_request_handler(context_, "/", &HttpServer::HandleRequest, this);
   return {};
@@ -190,7 +231,19 @@ std::string HttpServer::Start() {
 
 void HttpServer::Stop() {
   if (context_ == nullptr) return;
-  mg_stop(context_);
+  // mg_stop() raises civetweb's stop flag, then waits for its threads; the
+  // pokes wake the master thread once the flag is up (one that comes before
+  // it is an empty connection a worker closes at once).
+  std::atomic<bool> stopped{false};
+  std::thread stopper([this, &stopped] {
+    mg_stop(context_);
+    stopped = true;
+  });
+  for (int i = 0; i < 100 && !stopped; i++) {
+    PokeListener(local_host_, local_v6_, port_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  stopper.join();
   context_ = nullptr;
   port_ = 0;
 }

@@ -44,7 +44,8 @@ class HttpServer {
   // operator can act on, e.g. "cannot listen on :4191: address already in use".
   std::string Start();
   // Waits for requests in flight to finish. Safe to call when not started.
-  // With civetweb 1.15 this takes up to two seconds (civetweb issue #1163).
+  // Wakes civetweb's master thread with a connection to itself, so that this
+  // takes milliseconds instead of up to two seconds (civetweb issue #1163).
   void Stop();
   // The bound port (useful with port 0); 0 when not started.
   int port() const { return port_; }
@@ -61,6 +62,8 @@ class HttpServer {
   const ReadinessCheck readiness_;
   mg_context* context_ = nullptr;
   int port_ = 0;
+  std::string local_host_;  // where Stop() connects to wake civetweb
+  bool local_v6_ = false;
 
   struct ScrapeStats {
     uint64_t count = 0;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "exporter/text_format.h"
 
@@ -125,8 +127,7 @@ class Readiness {
   std::string reason_;
 };
 
-// One server for the whole suite: civetweb 1.15's mg_stop takes about two
-// seconds (civetweb issue #1163), which would otherwise add up per test.
+// One server for the whole suite: starting one per test would add up.
 class HttpServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -229,6 +230,21 @@ TEST(HttpServerStandaloneTest, StopReleasesThePort) {
   EXPECT_EQ(again.port(), port);
 }
 
+// civetweb alone would notice the stop only after its 2 s poll of the
+// listening socket; the agent must exit within 2 s of SIGTERM.
+TEST(HttpServerStandaloneTest, StopIsFast) {
+  for (const char* address : {"127.0.0.1:0", ":0"}) {
+    HttpServer server(
+        address, [] { return Snapshot{}; }, [] { return std::string(); });
+    ASSERT_EQ(server.Start(), "");
+    EXPECT_EQ(Request(server.port(), "GET", "/healthz").status, 200);
+    const auto start = std::chrono::steady_clock::now();
+    server.Stop();
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_LT(took, std::chrono::milliseconds(500)) << address;
+  }
+}
+
 TEST(HttpServerStandaloneTest, ProviderExceptionIs500) {
   HttpServer server(
       "127.0.0.1:0", []() -> Snapshot { throw std::runtime_error("aggregator gone"); },
@@ -255,6 +271,69 @@ TEST(HttpServerStandaloneTest, MalformedAddressesAreRejected) {
     EXPECT_EQ(error.rfind(std::string("cannot listen on ") + address + ": ", 0), 0u)
         << address << " -> " << error;
   }
+}
+
+// Sends `bytes` on a fresh connection and returns all the server sends back
+// until it closes (or `timeout_s` passes without a byte).
+std::string Exchange(int port, const std::string& bytes, int timeout_s = 15) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{timeout_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string raw;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) raw.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return raw;
+}
+
+// A connection that sent the start of a request head and then nothing more.
+int StalledClient(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string partial = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+  EXPECT_EQ(send(fd, partial.data(), partial.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(partial.size()));
+  return fd;
+}
+
+// civetweb's max_request_size (16 KB) bounds what one request can make the
+// server buffer; a larger head is refused and the server keeps serving.
+TEST(HttpServerLimitsTest, OversizedRequestHeadIsRefused) {
+  HttpServer server(
+      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  const std::string big =
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
+  const std::string reply = Exchange(server.port(), big);
+  EXPECT_EQ(reply.rfind("HTTP/1.0 400 Bad Request\r\n", 0), 0u) << reply.substr(0, 200);
+  EXPECT_EQ(Request(server.port(), "GET", "/metrics").status, 200);
+}
+
+// Clients that stop in the middle of a request head each hold one of the
+// server's 4 workers until request_timeout_ms (10 s); while fewer than that
+// stall, scrapes are served at once (see docs/security.md for more).
+TEST(HttpServerLimitsTest, StalledClientsBelowTheWorkerCountDoNotDelayScrapes) {
+  HttpServer server(
+      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  std::vector<int> stalled;
+  for (int i = 0; i < 3; i++) stalled.push_back(StalledClient(server.port()));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Request(server.port(), "GET", "/metrics").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  for (int fd : stalled) close(fd);
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
 	nghttp2-client \
-	nodejs kubectl
+	nodejs kubectl python3-yaml
 
 .PHONY: all deps build test unit e2e bench run fmt lint clean
 

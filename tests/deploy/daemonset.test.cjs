@@ -43,8 +43,8 @@ test('read-only root filesystem, and every mount read-only', () => {
   for (const name of hostPaths) assert.ok(mounted.has(name), `hostPath volume ${name} is mounted`);
   // Only the host paths the agent reads; /proc of the host is not among them.
   assert.deepEqual(pod.volumes.filter((v) => v.hostPath).map((v) => v.hostPath.path).sort(), [
-    '/run/containerd/containerd.sock', '/sys/fs/bpf', '/sys/fs/cgroup', '/sys/kernel/btf',
-    '/sys/kernel/tracing', '/var/run/netns',
+    '/run/containerd/containerd.sock', '/run/netns', '/sys/fs/bpf', '/sys/fs/cgroup',
+    '/sys/kernel/btf', '/sys/kernel/tracing',
   ]);
   // Namespaces of pods started after the agent must appear inside it.
   const netns = agent.volumeMounts.find((m) => m.mountPath === '/var/run/netns');

@@ -19,16 +19,17 @@ test('one container, the agent', () => {
   assert.deepEqual(containers.map((c) => c.name), ['agent']);
 });
 
-test('no privileged container, no host PID or IPC namespace', () => {
+test('no privileged container; host PID only for the TLS probes, no host IPC', () => {
   for (const c of containers) assert.equal(c.securityContext.privileged, false, c.name);
-  assert.notEqual(pod.hostPID, true);
+  // The TLS plaintext probes find libssl through every process' /proc.
+  assert.equal(pod.hostPID, !agent.args.includes('--no-tls-probes'));
   assert.notEqual(pod.hostIPC, true);
 });
 
 test('capabilities are listed explicitly over drop ALL', () => {
   const caps = agent.securityContext.capabilities;
   assert.deepEqual(caps.drop, ['ALL']);
-  assert.deepEqual([...caps.add].sort(), ['BPF', 'PERFMON', 'SYS_ADMIN']);
+  assert.deepEqual([...caps.add].sort(), ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE']);
   // Kubernetes refuses allowPrivilegeEscalation=false next to SYS_ADMIN
   // (checked only when it is spelled CAP_SYS_ADMIN, which is no reason to
   // rely on the spelling).
@@ -41,7 +42,7 @@ test('read-only root filesystem, and every mount read-only', () => {
   const hostPaths = pod.volumes.filter((v) => v.hostPath).map((v) => v.name);
   const mounted = new Set(agent.volumeMounts.map((m) => m.name));
   for (const name of hostPaths) assert.ok(mounted.has(name), `hostPath volume ${name} is mounted`);
-  // Only the host paths the agent reads; /proc of the host is not among them.
+  // Only the host paths the agent reads (host processes it sees through hostPID).
   assert.deepEqual(pod.volumes.filter((v) => v.hostPath).map((v) => v.hostPath.path).sort(), [
     '/run/containerd/containerd.sock', '/run/netns', '/sys/fs/bpf', '/sys/fs/cgroup',
     '/sys/kernel/btf', '/sys/kernel/tracing',
@@ -51,7 +52,7 @@ test('read-only root filesystem, and every mount read-only', () => {
   assert.equal(netns.mountPropagation, 'HostToContainer');
 });
 
-test('seccomp RuntimeDefault, root uid (the agent checks it) and nothing else privileged', () => {
+test('seccomp RuntimeDefault, root uid (the agent checks it), host network', () => {
   assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
   assert.equal(agent.securityContext.runAsUser, 0);
   assert.equal(pod.hostNetwork, true);

@@ -12,9 +12,11 @@ exact ground truth, so the traffic cases run unchanged against the agent in
 its pod; the agent's own pod is one more pod the runtime lists. Two cases
 cannot: the runtime absent or restarted under a running agent, since here the
 runtime runs the agent. test_f adds what only the pod can show: the kernel
-sees exactly the DaemonSet's capabilities and seccomp on the agent process,
-and live byte counters, read over sock_diag after entering a pod's network
-namespace (SYS_ADMIN, under seccomp), count a connection before it closes.
+sees exactly the DaemonSet's capabilities and seccomp on the agent process;
+live byte counters, read over sock_diag after entering a pod's network
+namespace (SYS_ADMIN, under seccomp), count a connection before it closes;
+and the TLS probes find the libssl this test's own process maps, a root
+process with every capability, through /proc (hostPID, SYS_PTRACE).
 
 The image holds the agent binary and the shared libraries it loads, from
 this machine's Debian 12 packages: the ones the Dockerfile's runtime stage
@@ -45,7 +47,7 @@ from harness import Expect  # noqa: E402
 AGENT_IMAGE = "podtap.local/podtap:e2e"
 DEPLOY_DIR = os.path.join(harness.REPO, "deploy", "daemonset")
 # Bit numbers in /proc/PID/status CapEff (linux/capability.h).
-CAP_BITS = {"SYS_ADMIN": 21, "PERFMON": 38, "BPF": 39}
+CAP_BITS = {"SYS_PTRACE": 19, "SYS_ADMIN": 21, "PERFMON": 38, "BPF": 39}
 # What kubelet passes for a container with the default procMount.
 KUBELET_MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -300,7 +302,8 @@ class DeployPodTest(test_cri_pods.CriPodsTest):
     def test_f_pod_security_and_live_counters(self):
         """The agent process holds exactly the DaemonSet's capabilities under
         seccomp with a read-only root; it reads a pod's live byte counters
-        from inside that pod's network namespace."""
+        from inside that pod's network namespace, and attaches the TLS probes
+        to the libssl a host process maps."""
         self.ensure_runtime()
         agent = self.start_agent()
         st = agent.status()
@@ -323,6 +326,17 @@ class DeployPodTest(test_cri_pods.CriPodsTest):
             c.sendall(partial)
             self.wait_equal([Expect("tcp_read_bytes_total", inb, len(partial)),
                              Expect("tcp_open_connections", inb, 1, absolute=True)])
+        # This process maps libssl (urllib loads Python's ssl module).
+        with open("/proc/self/maps") as f:
+            libssl = sorted({line.split()[-1] for line in f if "/libssl." in line})
+        self.assertTrue(libssl, "the test process maps no libssl")
+        ex = self.agent.scrape()
+        self.assertGreaterEqual(ex.sum("podtap_tls_libraries", {"state": "attached"}), 1,
+                                self.agent.log_tail())
+        self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0,
+                         self.agent.log_tail())
+        self.assertRegex(self.agent.log_text(), r"TLS plaintext probes attached to /proc/\d+/root"
+                         + re.escape(libssl[0]))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ runtime runs the agent. test_f adds what only the pod can show: the kernel
 sees exactly the DaemonSet's capabilities and seccomp on the agent process;
 live byte counters, read over sock_diag after entering a pod's network
 namespace (SYS_ADMIN, under seccomp), count a connection before it closes;
-and the TLS probes find the libssl this test's own process maps, a root
-process with every capability, through /proc (hostPID, SYS_PTRACE).
+and the TLS probes find a libssl that only a root process with every
+capability maps, through its /proc (hostPID, SYS_PTRACE).
 
 The image holds the agent binary and the shared libraries it loads, from
 this machine's Debian 12 packages: the ones the Dockerfile's runtime stage
@@ -30,6 +30,7 @@ Run as root: tests/e2e/run.sh test_deploy_pod.DeployPodTest.
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -326,17 +327,28 @@ class DeployPodTest(test_cri_pods.CriPodsTest):
             c.sendall(partial)
             self.wait_equal([Expect("tcp_read_bytes_total", inb, len(partial)),
                              Expect("tcp_open_connections", inb, 1, absolute=True)])
-        # This process maps libssl (urllib loads Python's ssl module).
-        with open("/proc/self/maps") as f:
-            libssl = sorted({line.split()[-1] for line in f if "/libssl." in line})
-        self.assertTrue(libssl, "the test process maps no libssl")
-        ex = self.agent.scrape()
-        self.assertGreaterEqual(ex.sum("podtap_tls_libraries", {"state": "attached"}), 1,
-                                self.agent.log_tail())
-        self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0,
-                         self.agent.log_tail())
-        self.assertRegex(self.agent.log_text(), r"TLS plaintext probes attached to /proc/\d+/root"
-                         + re.escape(libssl[0]))
+        # A root process with every capability maps its own copy of libssl
+        # (a file no other process maps): only ptrace read access lets the
+        # agent read its /proc/PID/maps and reach the file.
+        [system_libssl] = re.findall(r"(/\S+/libssl\.so\.\d+) \(0x", harness.sh(
+            ["ldd", "/usr/bin/openssl"]).stdout)
+        copy = os.path.join(agent.workdir, "libssl-copy", os.path.basename(system_libssl))
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        shutil.copy(system_libssl, copy)
+        holder = subprocess.Popen(harness._orphan_guard("TERM") + [
+            harness.PY, "-c", "import ctypes, sys, time; ctypes.CDLL(sys.argv[1]); "
+            "print('mapped', flush=True); time.sleep(60)", copy],
+            stdout=subprocess.PIPE, text=True)
+        harness._live_procs[holder.pid] = holder
+        self.addCleanup(harness._stop_pid, holder)
+        self.assertEqual(holder.stdout.readline().strip(), "mapped")
+        needle = "TLS plaintext probes attached to /proc/%d/root%s" % (holder.pid, copy)
+        deadline = time.monotonic() + 5
+        while needle not in agent.log_text():
+            self.assertLess(time.monotonic(), deadline, "no %r\n%s" % (needle, agent.log_tail()))
+            time.sleep(0.1)
+        ex = agent.scrape()
+        self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0, agent.log_tail())
 
 
 if __name__ == "__main__":

@@ -156,11 +156,40 @@ int main(int argc, char** argv) {
       ->default_str("10s")
       ->transform(CLI::AsNumberWithUnit(kSecondsUnits))
       ->check(CLI::Range(0.01, 3600.0));
-  CLI11_PARSE(app, argc, argv);
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "Check the flags, the listen address and the --config file, print \"config ok\" "
+               "or the error, and exit 0 or 1; needs no root and touches no kernel state");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help exits 0; a bad flag exits 1 like every other reason not to run.
+    return app.exit(e) == 0 ? 0 : 1;
+  }
 
   auto logger = spdlog::stderr_color_mt("podtap");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
+
+  podtap::AgentOptions opts;
+  if (!config_file.empty()) {
+    std::string err;
+    auto routes = LoadRoutes(config_file, &err);
+    if (!routes) {
+      spdlog::critical("config {}: {}", config_file, err);
+      return 1;
+    }
+    spdlog::info("loaded {} routes from {}", routes->size(), config_file);
+    opts.routes = std::move(*routes);
+  }
+  if (check_config) {
+    if (std::string err = podtap::HttpServer::CheckListenAddress(listen); !err.empty()) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+    std::printf("config ok\n");
+    return 0;
+  }
 
   // Signals are taken by one thread with sigwait; block them everywhere else
   // (threads started below inherit the mask).
@@ -176,17 +205,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  podtap::AgentOptions opts;
-  if (!config_file.empty()) {
-    std::string err;
-    auto routes = LoadRoutes(config_file, &err);
-    if (!routes) {
-      spdlog::critical("config {}: {}", config_file, err);
-      return 1;
-    }
-    spdlog::info("loaded {} routes from {}", routes->size(), config_file);
-    opts.routes = std::move(*routes);
-  }
   opts.probes.mode = probe_mode == "tp_btf"       ? podtap::ProbeMode::kTpBtf
                      : probe_mode == "tracepoint" ? podtap::ProbeMode::kTracepoint
                                                   : podtap::ProbeMode::kAuto;

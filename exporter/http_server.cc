@@ -161,6 +161,12 @@ HttpServer::HttpServer(std::string listen_address, SnapshotProvider snapshot,
 
 HttpServer::~HttpServer() { Stop(); }
 
+std::string HttpServer::CheckListenAddress(const std::string& listen_address) {
+  const ListenSpec spec =
+      ParseListenAddress(listen_address, mg_check_feature(MG_FEATURES_IPV6) != 0);
+  return spec.error.empty() ? "" : "cannot listen on " + listen_address + ": " + spec.error;
+}
+
 std::string HttpServer::Start() {
   const std::string prefix = "cannot listen on " + listen_address_ + ": ";
   if (context_ != nullptr) return prefix + "server already started";

@@ -43,6 +43,9 @@ class HttpServer {
   // Binds and starts serving. Empty on success, otherwise a message an
   // operator can act on, e.g. "cannot listen on :4191: address already in use".
   std::string Start();
+  // Why `listen_address` cannot be served (the reason Start() would give
+  // before binding), or empty when it is well-formed; binds nothing.
+  static std::string CheckListenAddress(const std::string& listen_address);
   // Waits for requests in flight to finish. Safe to call when not started.
   // Wakes civetweb's master thread with a connection to itself, so that this
   // takes milliseconds instead of up to two seconds (civetweb issue #1163).

@@ -80,15 +80,20 @@ def build_image_tar(path):
             info = tarfile.TarInfo("www/" + name)
             info.size, info.mode, info.mtime = size, 0o644, 1700000000
             t.addfile(info, io.BytesIO(data))
-    layer_bytes = layer.getvalue()
+    write_docker_archive(path, IMAGE, layer.getvalue(), ["/bin/sleep", "2147483647"])
+
+
+def write_docker_archive(path, tag, layer_bytes, cmd):
+    """An image of one layer (a tar) as a docker-archive that `ctr images
+    import` takes."""
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sleep", "2147483647"]},
+        "config": {"Env": ["PATH=/bin"], "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [IMAGE],
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag],
                             "Layers": ["layer/layer.tar"]}]).encode()
     with tarfile.open(path, "w") as t:
         for name, data in ((config_name, config), ("layer/layer.tar", layer_bytes),

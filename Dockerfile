@@ -1,0 +1,34 @@
+# podtap's container image: the agent (podtap-agent) built on Debian 12 and
+# copied into a slim Debian 12 with only its runtime libraries. Used by
+# deploy/daemonset (docs/deploy.md):
+#   docker build -t podtap:0.1.0 .
+#
+# vmlinux.h is generated from the build machine's /sys/kernel/btf/vmlinux
+# (so build on a Linux host with BTF); the CO-RE programs then run on any
+# kernel with BTF.
+
+FROM debian:bookworm AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
+      libcivetweb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
+      protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY agent agent
+COPY bpf bpf
+COPY bench bench
+COPY exporter exporter
+COPY proto proto
+COPY tests/unit tests/unit
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+ && cmake --build build -j "$(nproc)" --target podtap-agent
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libbpf1 libelf1 zlib1g libcivetweb1 libspdlog1.10 libgrpc++1.51 libprotobuf32 libnghttp2-14 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/build/podtap-agent /usr/local/bin/podtap-agent
+ENTRYPOINT ["/usr/local/bin/podtap-agent"]

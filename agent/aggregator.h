@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/pods.h"
 #include "agent/snapshot.h"
 #include "agent/tcp_event.h"
 
@@ -76,7 +77,8 @@ struct SelfStats {
   uint64_t closes_without_open = 0;          // sockets that predate the probes
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
-  uint64_t metadata_errors = 0;
+  // By source: "pods_file" or "cri" (the local source), "kubernetes".
+  std::map<std::string, MetadataSourceStatus> metadata_sources;
   double metadata_last_success_unix = 0;
   std::string probe_mode;
 };

@@ -40,6 +40,7 @@ struct KubeHttp::Impl {
   // Per-request state the callbacks see.
   size_t limit = 0;
   bool streaming = false;
+  const std::function<void()>* on_open = nullptr;
   const std::function<bool(std::string_view)>* on_line = nullptr;
   std::string buffer;
   bool too_large = false;
@@ -48,6 +49,18 @@ struct KubeHttp::Impl {
   static size_t OnData(char* data, size_t size, size_t n, void* self_ptr) {
     auto* self = static_cast<Impl*>(self_ptr);
     return self->Consume(std::string_view(data, size * n)) ? size * n : 0;
+  }
+
+  // The blank line that ends a response's headers: a 2xx stream is open.
+  static size_t OnHeader(char* data, size_t size, size_t n, void* self_ptr) {
+    auto* self = static_cast<Impl*>(self_ptr);
+    std::string_view line(data, size * n);
+    if (self->on_open != nullptr && (line == "\r\n" || line == "\n")) {
+      long status = 0;
+      curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, &status);
+      if (status >= 200 && status <= 299) (*self->on_open)();
+    }
+    return size * n;
   }
 
   static int OnProgress(void* self_ptr, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -121,6 +134,7 @@ struct KubeHttp::Impl {
   }
 
   HttpResult Perform(const std::string& path, bool stream, size_t max,
+                     const std::function<void()>* opened,
                      const std::function<bool(std::string_view)>* reader) {
     HttpResult r;
     std::string token_error;
@@ -139,6 +153,8 @@ struct KubeHttp::Impl {
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Impl::OnData);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, this);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &Impl::OnHeader);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, this);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &Impl::OnProgress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
@@ -176,6 +192,7 @@ struct KubeHttp::Impl {
 
     limit = max;
     streaming = stream;
+    on_open = opened;
     on_line = reader;
     buffer.clear();
     too_large = false;
@@ -220,12 +237,13 @@ KubeHttp::~KubeHttp() {
 }
 
 HttpResult KubeHttp::Get(const std::string& path, size_t max_body) {
-  return impl_->Perform(path, false, max_body, nullptr);
+  return impl_->Perform(path, false, max_body, nullptr, nullptr);
 }
 
 HttpResult KubeHttp::Stream(const std::string& path, size_t max_line,
+                            const std::function<void()>& on_open,
                             const std::function<bool(std::string_view)>& on_line) {
-  return impl_->Perform(path, true, max_line, &on_line);
+  return impl_->Perform(path, true, max_line, &on_open, &on_line);
 }
 
 }  // namespace podtap

@@ -27,11 +27,13 @@ class KubeTransport {
   virtual ~KubeTransport() = default;
   // GET `path` (with query); a body over `max_body` bytes is an error.
   virtual HttpResult Get(const std::string& path, size_t max_body) = 0;
-  // GET a stream and hand every complete line (without its '\n') to
-  // `on_line`, which returns false to end the stream. A line over `max_line`
-  // bytes ends it with too_large. Returns when the server ends the stream,
-  // on error, or when `on_line` said stop.
+  // GET a stream: `on_open` once a 2xx response's headers are in, then
+  // every complete line (without its '\n') to `on_line`, which returns false
+  // to end the stream. A line over `max_line` bytes ends it with too_large.
+  // Returns when the server ends the stream, on error, or when `on_line`
+  // said stop.
   virtual HttpResult Stream(const std::string& path, size_t max_line,
+                            const std::function<void()>& on_open,
                             const std::function<bool(std::string_view)>& on_line) = 0;
 };
 
@@ -44,7 +46,7 @@ class KubeHttp : public KubeTransport {
            std::chrono::seconds stream_timeout);
   ~KubeHttp() override;
   HttpResult Get(const std::string& path, size_t max_body) override;
-  HttpResult Stream(const std::string& path, size_t max_line,
+  HttpResult Stream(const std::string& path, size_t max_line, const std::function<void()>& on_open,
                     const std::function<bool(std::string_view)>& on_line) override;
 
   // libcurl's process-wide setup; call once before any thread uses a client.

@@ -194,35 +194,34 @@ KubeReflector::WatchEnd KubeReflector::Watch() {
   std::string path = std::string(KubeResourcePath(resource_)) +
                      "?watch=1&allowWatchBookmarks=true&resourceVersion=" + QueryEscape(rv_) +
                      "&timeoutSeconds=" + std::to_string(opts_.watch_timeout.count());
-  bool gone = false, resync = false, connected = false;
-  std::string problem;
-  HttpResult r = transport_->Stream(path, opts_.max_line_bytes, [&](std::string_view line) {
-    if (!connected) {
-      connected = true;
-      state_->SetUp(resource_, true, "watching");
-    }
-    std::string err;
-    auto ev = DecodeKubeWatchEvent(resource_, line, opts_.decode, &err);
-    if (!ev) {
-      Error("decode", err);
-      resync = true;
-      return false;
-    }
-    if (ev->type == KubeWatchEvent::Type::kError) {
-      if (ev->error_code == 410) {
-        gone = true;
-      } else {
-        Error("watch_error",
-              "ERROR event, code " + std::to_string(ev->error_code) + ": " + ev->error_message);
-        resync = true;
-      }
-      return false;
-    }
-    state_->Apply(*ev);
-    if (!ev->resource_version.empty()) rv_ = ev->resource_version;
+  bool gone = false, resync = false;
+  auto on_open = [&] {
     failures_ = 0;
-    return true;
-  });
+    state_->SetUp(resource_, true, "watching from resourceVersion " + rv_);
+  };
+  HttpResult r =
+      transport_->Stream(path, opts_.max_line_bytes, on_open, [&](std::string_view line) {
+        std::string err;
+        auto ev = DecodeKubeWatchEvent(resource_, line, opts_.decode, &err);
+        if (!ev) {
+          Error("decode", err);
+          resync = true;
+          return false;
+        }
+        if (ev->type == KubeWatchEvent::Type::kError) {
+          if (ev->error_code == 410) {
+            gone = true;
+          } else {
+            Error("watch_error",
+                  "ERROR event, code " + std::to_string(ev->error_code) + ": " + ev->error_message);
+            resync = true;
+          }
+          return false;
+        }
+        state_->Apply(*ev);
+        if (!ev->resource_version.empty()) rv_ = ev->resource_version;
+        return true;
+      });
   if (r.too_large) {
     Error("line_too_long", r.error);
     return WatchEnd::kResync;
@@ -240,7 +239,6 @@ KubeReflector::WatchEnd KubeReflector::Watch() {
     Error("http_status", "watch: HTTP " + std::to_string(r.status) + ": " + Short(r.body));
     return WatchEnd::kBroken;
   }
-  if (!connected) state_->SetUp(resource_, true, "watching");
   return WatchEnd::kEnded;
 }
 
@@ -254,7 +252,6 @@ void KubeReflector::Run() {
       }
       failures_ = 0;
       need_list = false;
-      state_->SetUp(resource_, true, "listed at resourceVersion " + rv_);
     }
     WatchEnd end = Watch();
     if (stop_->load()) break;

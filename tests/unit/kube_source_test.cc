@@ -49,10 +49,11 @@ class ScriptedTransport : public KubeTransport {
     Reply r = Next();
     return {r.status, r.body, r.error, r.too_large};
   }
-  HttpResult Stream(const std::string& path, size_t,
+  HttpResult Stream(const std::string& path, size_t, const std::function<void()>& on_open,
                     const std::function<bool(std::string_view)>& on_line) override {
     paths.push_back("WATCH " + path);
     Reply r = Next();
+    if (r.status == 200) on_open();
     for (const auto& line : r.lines) {
       if (!on_line(line)) return {r.status, "", "", false};
     }

@@ -187,7 +187,9 @@ void Agent::PollPods() {
   std::lock_guard<std::mutex> lock(mu_);
   if (kube_ != nullptr) agg_.self().metadata_sources["kubernetes"] = kube_->Status();
   if (!pods_source_name_.empty()) {
-    agg_.self().metadata_sources[pods_source_name_].up = r.error.empty();
+    MetadataSourceStatus& local = agg_.self().metadata_sources[pods_source_name_];
+    local.up = r.error.empty();
+    local.errors.try_emplace("read", 0);
   }
   if (!r.error.empty()) {
     agg_.self().metadata_sources[pods_source_name_].errors["read"]++;

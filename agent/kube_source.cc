@@ -36,6 +36,13 @@ std::string Short(const std::string& body) {
 
 // --- KubeState ----------------------------------------------------------------
 
+KubeState::KubeState() {
+  for (const char* reason : {"connect", "http_status", "gone", "stream_broken", "decode",
+                             "line_too_long", "response_too_large", "watch_error"}) {
+    errors_[reason] = 0;
+  }
+}
+
 void KubeState::Replace(KubeResource r, std::vector<KubeObject> items) {
   std::lock_guard<std::mutex> lock(mu_);
   cache_.Replace(r, std::move(items));

@@ -38,6 +38,8 @@ struct KubeOptions {
 // the agent's.
 class KubeState {
  public:
+  // Every error reason starts at 0, so rate() sees its first increment.
+  KubeState();
   // Every update bumps the version; the agent merges when it moved.
   void Replace(KubeResource r, std::vector<KubeObject> items);
   void Apply(const KubeWatchEvent& ev);

@@ -8,6 +8,7 @@
 #include <span>
 
 #include "agent/cri_source.h"
+#include "agent/proc_pods.h"
 #include "agent/sock_diag.h"
 
 namespace podtap {
@@ -28,7 +29,12 @@ Agent::Agent(AgentOptions opts)
     pods_loaded_ = true;
   }
   if (opts_.kubernetes) {
-    auto kube = std::make_unique<KubePodSource>(std::move(pods_), *opts_.kubernetes);
+    // With the API to name them, pods can be found from /proc while the
+    // runtime cannot be reached.
+    std::unique_ptr<PodSource> fallback;
+    if (opts_.cri_socket) fallback = std::make_unique<ProcPodSource>();
+    auto kube =
+        std::make_unique<KubePodSource>(std::move(pods_), *opts_.kubernetes, std::move(fallback));
     kube_ = kube.get();
     pods_ = std::move(kube);
   }

@@ -395,9 +395,14 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
     } else if (auto it2 = cache.pods.find(lp->ns + "/" + lp->name); it2 != cache.pods.end()) {
       api = &it2->second;
     }
+    // A pod found in /proc has only its uid: without its API pod it is
+    // nobody's (its sockets count as host processes).
+    if (api == nullptr && lp->name.empty()) continue;
     auto m = std::make_shared<PodMeta>(*lp);
     if (api != nullptr) {
       matched.insert(api);
+      m->ns = api->ns;
+      m->name = api->name;
       ApplyOwner(*api, cache, m.get());
       for (const auto& [k, v] : api->labels) m->labels[k] = v;
       if (m->ips.empty()) m->ips = api->ips;

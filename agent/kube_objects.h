@@ -105,7 +105,8 @@ struct KubeCache {
 // source had none); then every other API pod, Service ClusterIP and
 // EndpointSlice address as a remote end only (no socket keys), for dst_*
 // labels. A pod IP listed by exactly one Service's EndpointSlices also names
-// that Service (dst_service).
+// that Service (dst_service). A local pod without a name (ProcPodSource) takes
+// its API pod's, and is left out when the API does not know its uid.
 PodList MergeKubePods(const PodList& local, const KubeCache& cache);
 
 }  // namespace podtap

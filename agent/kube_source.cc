@@ -161,6 +161,7 @@ bool KubeReflector::List() {
         std::string(KubeResourcePath(resource_)) + "?limit=" + std::to_string(opts_.page_limit);
     if (!token.empty()) path += "&continue=" + QueryEscape(token);
     HttpResult r = transport_->Get(path, opts_.max_page_bytes);
+    if (stop_->load()) return false;  // shutting down: not an error
     if (r.too_large) {
       Error("response_too_large", r.error);
       return false;
@@ -238,6 +239,7 @@ KubeReflector::WatchEnd KubeReflector::Watch() {
     return WatchEnd::kGone;
   }
   if (resync) return WatchEnd::kResync;
+  if (stop_->load()) return WatchEnd::kEnded;  // shutting down: not an error
   if (!r.error.empty()) {
     Error(r.status == 0 ? "connect" : "stream_broken", "watch: " + r.error);
     return WatchEnd::kBroken;
@@ -283,8 +285,9 @@ void KubeReflector::Run() {
 
 // --- KubePodSource --------------------------------------------------------------
 
-KubePodSource::KubePodSource(std::unique_ptr<PodSource> local, KubeOptions opts)
-    : local_(std::move(local)), opts_(std::move(opts)) {
+KubePodSource::KubePodSource(std::unique_ptr<PodSource> local, KubeOptions opts,
+                             std::unique_ptr<PodSource> fallback)
+    : local_(std::move(local)), fallback_(std::move(fallback)), opts_(std::move(opts)) {
   KubeHttp::GlobalInit();
   auto sleep = [this](std::chrono::milliseconds d) {
     auto until = std::chrono::steady_clock::now() + d;
@@ -311,21 +314,41 @@ KubePodSource::~KubePodSource() {
 std::string KubePodSource::Describe() const {
   std::string api =
       "the Kubernetes API at " + opts_.config.server + " (" + opts_.config.origin + ")";
-  return local_ ? local_->Describe() + " and " + api : api;
+  std::string local = local_ ? local_->Describe() : "";
+  if (fallback_) local += " (while it fails: " + fallback_->Describe() + ")";
+  return local_ ? local + " and " + api : api;
+}
+
+std::string KubePodSource::Detail() const {
+  std::string d = state_.Detail();
+  if (using_fallback_) d += "; local pods from " + fallback_->Describe();
+  return d;
 }
 
 PodListResult KubePodSource::Poll() {
   PodListResult r;
   if (local_) {
     PodListResult lr = local_->Poll();
-    if (!lr.error.empty()) {
-      r.error = std::move(lr.error);
-    } else {
-      if (lr.changed) {
-        local_pods_ = std::move(lr.pods);
+    if (lr.error.empty()) {
+      if (lr.changed) primary_pods_ = std::move(lr.pods);
+      if (lr.changed || using_fallback_) {
+        local_pods_ = primary_pods_;
         local_changed_ = true;
       }
+      using_fallback_ = false;
       local_loaded_ = true;
+    } else {
+      r.error = std::move(lr.error);
+      PodListResult fr = fallback_ ? fallback_->Poll() : PodListResult{false, {}, "no fallback"};
+      if (fr.error.empty()) {
+        if (fr.changed) fallback_pods_ = std::move(fr.pods);
+        if (fr.changed || !using_fallback_) {
+          local_pods_ = fallback_pods_;
+          local_changed_ = true;
+        }
+        using_fallback_ = true;
+        local_loaded_ = true;
+      }
     }
   } else if (!local_loaded_) {
     local_loaded_ = true;

@@ -97,11 +97,13 @@ class KubeReflector {
 };
 
 // The agent's pod source when the Kubernetes API is on: the local source's
-// pods (may be none) merged with the API's (MergeKubePods).
+// pods (may be none) merged with the API's (MergeKubePods). While the local
+// source fails, the `fallback`'s pods (ProcPodSource) stand in for them.
 class KubePodSource : public PodSource {
  public:
   // Starts one reflector thread per resource.
-  KubePodSource(std::unique_ptr<PodSource> local, KubeOptions opts);
+  KubePodSource(std::unique_ptr<PodSource> local, KubeOptions opts,
+                std::unique_ptr<PodSource> fallback = nullptr);
   // Stops the reflectors (within about a second) and joins them.
   ~KubePodSource() override;
   std::string Describe() const override;
@@ -110,10 +112,15 @@ class KubePodSource : public PodSource {
   // source has answered once, only its error.
   PodListResult Poll() override;
   MetadataSourceStatus Status() const { return state_.Status(); }
-  std::string Detail() const { return state_.Detail(); }
+  // The API's state, and whether the fallback stands in for the local source.
+  std::string Detail() const;
 
  private:
   std::unique_ptr<PodSource> local_;
+  std::unique_ptr<PodSource> fallback_;
+  PodList primary_pods_;   // the local source's last good list
+  PodList fallback_pods_;  // the fallback's last good list
+  std::atomic<bool> using_fallback_{false};
   KubeOptions opts_;
   KubeState state_;
   std::atomic<bool> stop_{false};

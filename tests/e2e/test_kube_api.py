@@ -17,12 +17,16 @@ ReplicaSet's Deployment come from the API alone.
   HTTP 410 (re-list, new Services picked up), without restarting the agent.
 - test_c: the agent started with the API absent gets the labels once it
   appears.
+- test_d: no container runtime answers and there is no pods file: the pods
+  are found from their processes' kubelet-style cgroups (/proc fallback) and
+  named by the API by uid.
 
 Run as root: tests/e2e/run.sh test_kube_api.KubeApiTest, or /usr/bin/python3
 tests/e2e/test_kube_api.py.
 """
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +41,9 @@ PORT = 18080
 TOKEN = "podtap-e2e-token-5b1f0c"
 NODE = "node-e2e"
 WEB = "web-7d4b9c6f5-x2k9p"
+WEB_UID, DB_UID = "7f3c1a52-9b1e-4c1d-8e2a-5a0b6c7d8e01", "7f3c1a52-9b1e-4c1d-8e2a-5a0b6c7d8e02"
+CGROUP_ROOT = "/sys/fs/cgroup/unified"
+CGROUP_PARENT = "/podtap-e2e-kube-%d" % os.getpid()
 # Addresses on the server pod's interface that the API calls Service
 # ClusterIPs (no kube-proxy here: the server answers on them directly, and
 # the client's socket has them as its remote address, as it would under
@@ -70,7 +77,7 @@ def api_objects(topo):
     shows them, trimmed of what podtap never reads only where noted)."""
     web = {
         "metadata": {
-            "name": WEB, "namespace": "shop", "uid": "e2e-uid-web",
+            "name": WEB, "namespace": "shop", "uid": WEB_UID,
             "labels": {"app": "web", "pod-template-hash": "7d4b9c6f5"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
                                  "name": "web-7d4b9c6f5", "uid": "e2e-uid-rs",
@@ -81,7 +88,7 @@ def api_objects(topo):
     }
     db = {
         "metadata": {
-            "name": "db-0", "namespace": "shop", "uid": "e2e-uid-db",
+            "name": "db-0", "namespace": "shop", "uid": DB_UID,
             "labels": {"app": "db", "controller-revision-hash": "db-6c9f8d7b4",
                        "statefulset.kubernetes.io/pod-name": "db-0"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db",
@@ -116,7 +123,7 @@ def api_objects(topo):
               "endpoints": [{"addresses": [topo.SERVER_IP4], "conditions": {"ready": True},
                              "nodeName": NODE,
                              "targetRef": {"kind": "Pod", "namespace": "shop", "name": "db-0",
-                                           "uid": "e2e-uid-db"}}],
+                                           "uid": DB_UID}}],
               "ports": [{"name": "db", "port": PORT, "protocol": "TCP"}]}
     return [("pods", web), ("pods", db), ("pods", elsewhere), ("replicasets", rs),
             ("services", service("db", SVC_DB)), ("endpointslices", slice_)]
@@ -139,10 +146,10 @@ class KubeApiTest(harness.PodPairTest):
         super().setUpClass()
         topo = cls.topo
         # The pods file: socket keys and names only.
-        cls.client_pod = harness.Pod("shop", WEB, "e2e-uid-web", {}, "", "",
+        cls.client_pod = harness.Pod("shop", WEB, WEB_UID, {}, "", "",
                                      [topo.CLIENT_IP4, topo.CLIENT_IP6],
                                      topo.netns_path(topo.client_ns))
-        cls.server_pod = harness.Pod("shop", "db-0", "e2e-uid-db", {}, "", "",
+        cls.server_pod = harness.Pod("shop", "db-0", DB_UID, {}, "", "",
                                      [topo.SERVER_IP4, topo.SERVER_IP6],
                                      topo.netns_path(topo.server_ns))
         for ip in (SVC_DB, SVC_EXTRA):
@@ -160,9 +167,35 @@ class KubeApiTest(harness.PodPairTest):
         self.server = harness.start_server(self.topo.server_ns, "::", PORT)
         self.addCleanup(self.server.stop)
 
-    def start_kube_agent(self):
+    def start_kube_agent(self, **kwargs):
         return self.start_agent(extra_args=["--kubeconfig", self.kubeconfig,
-                                            "--node-name", NODE])
+                                            "--node-name", NODE], **kwargs)
+
+    def pod_process(self, ns, uid):
+        """A process in namespace `ns` and in the cgroup kubelet (cgroupfs
+        driver) would give a container of pod `uid`."""
+        pod = "%s/kubepods/besteffort/pod%s" % (CGROUP_PARENT, uid)
+        leaf = "%s%s/%s" % (CGROUP_ROOT, pod, "e" * 64)
+        os.makedirs(leaf)
+        dirs = [leaf]
+        while dirs[-1] != CGROUP_ROOT + CGROUP_PARENT:
+            dirs.append(os.path.dirname(dirs[-1]))
+        self.addCleanup(self.remove_cgroups, dirs)
+        p = subprocess.Popen(harness._orphan_guard("KILL")
+                             + ["ip", "netns", "exec", ns, "sleep", "300"],
+                             stdin=subprocess.DEVNULL)
+        harness._live_procs[p.pid] = p
+        self.addCleanup(harness._stop_pid, p)
+        with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+            f.write(str(p.pid))
+
+    @staticmethod
+    def remove_cgroups(dirs):
+        for d in dirs:  # leaf first
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # a sibling pod's cgroup is still there
 
     # ---- helpers ---------------------------------------------------------------
 
@@ -368,6 +401,26 @@ class KubeApiTest(harness.PodPairTest):
                   + self.inbound(DB_LABELS, t2)
                   + self.outbound(dict(plain_web, **plain_dst), t1)
                   + self.inbound(plain_db, t1))
+
+
+    def test_d_proc_fallback_without_runtime(self):
+        self.api.start()
+        self.pod_process(self.topo.client_ns, WEB_UID)
+        self.pod_process(self.topo.server_ns, DB_UID)
+        self.start_kube_agent(pods_source=["--cri-socket",
+                                           os.path.join(self.workdir, "no-runtime.sock")])
+        self.wait_synced()
+        self.wait_objects("pods", 3)
+        _, _, body = self.agent.get("/readyz")
+        self.assertIn("local pods from processes' cgroups under /proc", body)
+        self.assertGreater(self.metric("podtap_metadata_errors_total", source="cri",
+                                       reason="read"), 0)
+        self.assertEqual(self.metric("podtap_metadata_pods"), 3)  # 2 found by uid, 1 remote
+        to_pod = self.traffic(self.topo.SERVER_IP4, 3, seed=41)
+        to_svc = self.traffic(SVC_DB, 2, seed=42)
+        self.wait(self.outbound(dict(WEB_LABELS, **DST_DB_POD), to_pod)
+                  + self.outbound(dict(WEB_LABELS, **dst_service("db"), dst_pod=""), to_svc)
+                  + self.inbound(DB_LABELS, to_pod, to_svc))
 
 
 if __name__ == "__main__":

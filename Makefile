@@ -11,7 +11,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl \
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
-	nghttp2-client gnutls-bin libclang-rt-14-dev \
+	nghttp2-client gnutls-bin libclang-rt-14-dev libcurl4-openssl-dev libyaml-cpp-dev \
 	nodejs kubectl python3-yaml
 
 .PHONY: all deps build test unit e2e bench run fmt lint clean unit-asan fuzz-build fuzz-smoke fuzz

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "agent/cri_source.h"
+#include "agent/proc_pods.h"
 #include "agent/sock_diag.h"
 
 namespace podtap {
@@ -22,10 +23,22 @@ Agent::Agent(AgentOptions opts)
   pipeline_.SetRoutes(opts_.routes);
   if (opts_.cri_socket) {
     pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);
+    pods_source_name_ = "cri";
   } else if (!opts_.pods_file.empty()) {
     pods_ = std::make_unique<PodsFileSource>(opts_.pods_file);
-  } else {
+    pods_source_name_ = "pods_file";
+  } else if (!opts_.kubernetes) {
     pods_loaded_ = true;
+  }
+  if (opts_.kubernetes) {
+    // With the API to name them, pods can be found from /proc while the
+    // runtime cannot be reached.
+    std::unique_ptr<PodSource> fallback;
+    if (opts_.cri_socket) fallback = std::make_unique<ProcPodSource>();
+    auto kube =
+        std::make_unique<KubePodSource>(std::move(pods_), *opts_.kubernetes, std::move(fallback));
+    kube_ = kube.get();
+    pods_ = std::move(kube);
   }
 }
 
@@ -204,25 +217,36 @@ void Agent::ApplyBatch() {
 void Agent::PollPods() {
   PodListResult r = pods_->Poll();
   std::lock_guard<std::mutex> lock(mu_);
+  if (kube_ != nullptr) agg_.self().metadata_sources["kubernetes"] = kube_->Status();
+  if (!pods_source_name_.empty()) {
+    MetadataSourceStatus& local = agg_.self().metadata_sources[pods_source_name_];
+    local.up = r.error.empty();
+    local.errors.try_emplace("read", 0);
+  }
   if (!r.error.empty()) {
-    agg_.self().metadata_errors++;
+    agg_.self().metadata_sources[pods_source_name_].errors["read"]++;
     if (r.error != last_pods_error_) {
       spdlog::error("{} (keeping the last good pod list)", r.error);
       last_pods_error_ = r.error;
     }
-    return;
+    // The API's pods may still have changed while the local source is away.
+    if (!r.changed) return;
+  } else {
+    last_pods_error_.clear();
+    agg_.self().metadata_last_success_unix = static_cast<double>(std::time(nullptr));
   }
-  last_pods_error_.clear();
-  agg_.self().metadata_last_success_unix = static_cast<double>(std::time(nullptr));
   if (!r.changed) return;
   pipeline_.SetPods(r.pods);
   live_pods_.clear();
   // Compared with series labels, which hold values as the aggregator cut them.
   const size_t max_bytes = opts_.aggregator.max_label_value_bytes;
   for (const auto& pod : r.pods) {
+    if (pod->name.empty()) continue;  // a Service address
     live_pods_.emplace(CleanLabelValue(pod->ns, max_bytes), CleanLabelValue(pod->name, max_bytes));
   }
-  spdlog::info("loaded {} pods from {}", r.pods.size(), pods_->Describe());
+  // With the API on, the list changes with the cluster: log it at debug.
+  spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
+              "loaded {} pods and remote addresses from {}", r.pods.size(), pods_->Describe());
   pods_loaded_ = true;
 }
 
@@ -322,6 +346,10 @@ std::string Agent::NotReadyReason() const {
   if (!attached_) return "kernel probes not attached yet";
   if (!pods_loaded_) return "pod metadata not loaded yet: " + pods_->Describe();
   return "";
+}
+
+std::string Agent::ReadyDetail() const {
+  return kube_ != nullptr ? "kubernetes: " + kube_->Detail() : "";
 }
 
 }  // namespace podtap

@@ -14,6 +14,7 @@
 
 #include "agent/aggregator.h"
 #include "agent/event_decoder.h"
+#include "agent/kube_source.h"
 #include "agent/pods.h"
 #include "agent/probes.h"
 #include "agent/tcp_pipeline.h"
@@ -27,6 +28,8 @@ struct AgentOptions {
   // Set: pods from the container runtime over CRI at this socket ("": the
   // default sockets); excludes pods_file.
   std::optional<std::string> cri_socket;
+  // Set: the Kubernetes API enriches and extends the pods above.
+  std::optional<KubeOptions> kubernetes;
   RouteTable routes;
   std::set<std::string> pod_label_allowlist;
   std::chrono::milliseconds diag_interval{5000};  // 0: no live byte updates
@@ -58,6 +61,8 @@ class Agent {
   Snapshot Collect();
   // Empty when ready, otherwise why not.
   std::string NotReadyReason() const;
+  // The metadata sources' state, for /readyz.
+  std::string ReadyDetail() const;
 
  private:
   void ApplyBatch();
@@ -73,6 +78,8 @@ class Agent {
 
   AgentOptions opts_;
   std::unique_ptr<PodSource> pods_;
+  std::string pods_source_name_;   // the local source: "cri", "pods_file" or ""
+  KubePodSource* kube_ = nullptr;  // pods_ when the Kubernetes API is on
   std::unique_ptr<TcpProbes> probes_;
   TlsLibraryFinder tls_libs_;
   // Filled by the ring buffer callback (decoded there, outside the lock);

@@ -441,11 +441,43 @@ Snapshot Aggregator::Collect() const {
   AddValue(&pods, {}, static_cast<double>(self_.pods_known));
   snap.families.push_back(std::move(pods));
 
+  auto md_up = Family("podtap_metadata_source_up",
+                      "1 when the metadata source's last read succeeded (kubernetes: every "
+                      "resource listed and its watch running), by source.",
+                      MetricType::kGauge);
   auto md_errors = Family("podtap_metadata_errors_total",
-                          "Failed reads of the pod metadata source (the last good list is kept).",
+                          "Failed reads of a pod metadata source, by source and reason (the last "
+                          "good data is kept).",
                           MetricType::kCounter);
-  AddValue(&md_errors, {}, static_cast<double>(self_.metadata_errors));
-  snap.families.push_back(std::move(md_errors));
+  auto md_relists = Family("podtap_metadata_relists_total",
+                           "Lists of a Kubernetes resource after its first (410 Gone, decode "
+                           "errors), by source and resource.",
+                           MetricType::kCounter);
+  auto md_restarts = Family("podtap_metadata_watch_restarts_total",
+                            "Watches resumed from their last resourceVersion (the stream ended "
+                            "or broke), by source and resource.",
+                            MetricType::kCounter);
+  auto md_objects =
+      Family("podtap_metadata_objects",
+             "Objects held from a metadata source, by source and resource.", MetricType::kGauge);
+  for (const auto& [source, st] : self_.metadata_sources) {
+    AddValue(&md_up, {{"source", source}}, st.up ? 1 : 0);
+    for (const auto& [reason, n] : st.errors) {
+      AddValue(&md_errors, {{"source", source}, {"reason", reason}}, static_cast<double>(n));
+    }
+    for (const auto& [resource, n] : st.relists) {
+      AddValue(&md_relists, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+    }
+    for (const auto& [resource, n] : st.watch_restarts) {
+      AddValue(&md_restarts, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+    }
+    for (const auto& [resource, n] : st.objects) {
+      AddValue(&md_objects, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+    }
+  }
+  for (auto* f : {&md_up, &md_errors, &md_relists, &md_restarts, &md_objects}) {
+    snap.families.push_back(std::move(*f));
+  }
 
   auto md_time = Family("podtap_metadata_last_success_timestamp_seconds",
                         "Unix time of the last successful read of the pod metadata source.",

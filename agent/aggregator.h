@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/pods.h"
 #include "agent/snapshot.h"
 #include "agent/tcp_event.h"
 
@@ -82,7 +83,8 @@ struct SelfStats {
   uint64_t connections_adopted = 0;          // open at start, found by sock_diag
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
-  uint64_t metadata_errors = 0;
+  // By source: "pods_file" or "cri" (the local source), "kubernetes".
+  std::map<std::string, MetadataSourceStatus> metadata_sources;
   double metadata_last_success_unix = 0;
   std::string probe_mode;
   uint64_t config_reloads_ok = 0;  // SIGHUP re-reads of --config

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -156,6 +157,23 @@ int main(int argc, char** argv) {
       ->default_str("10s")
       ->transform(CLI::AsNumberWithUnit(kSecondsUnits))
       ->check(CLI::Range(0.01, 3600.0));
+  // Kubernetes API metadata (owners, dst_* of Services and remote pods).
+  std::string kubernetes_mode = "auto";
+  std::string kubeconfig;
+  const char* node_env = std::getenv("NODE_NAME");
+  std::string node_name = node_env != nullptr ? node_env : "";
+  app.add_option("--kubernetes", kubernetes_mode,
+                 "Read pods, ReplicaSets, Services and EndpointSlices from the Kubernetes API: "
+                 "auto (when KUBERNETES_SERVICE_HOST is set or --kubeconfig given), on, off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--kubeconfig", kubeconfig,
+                 "kubeconfig file for the Kubernetes API (default: the in-cluster service "
+                 "account)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--node-name", node_name,
+                 "This node's name; only its pods keep their allow-listed labels in memory "
+                 "(default: $NODE_NAME)");
   bool check_config = false;
   app.add_flag("--check-config", check_config,
                "Check the flags, the listen address and the --config file, print \"config ok\" "
@@ -224,13 +242,32 @@ int main(int argc, char** argv) {
   statsd_opts.interval = std::chrono::milliseconds(static_cast<int64_t>(statsd_interval_s * 1000));
   opts.diag_interval = std::chrono::milliseconds(static_cast<int64_t>(diag_interval_s * 1000));
 
+  {
+    std::string err, warning;
+    auto kube =
+        podtap::SelectKubeConfig(kubernetes_mode, kubeconfig, std::getenv,
+                                 "/var/run/secrets/kubernetes.io/serviceaccount", &err, &warning);
+    if (!err.empty()) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+    if (!warning.empty()) spdlog::warn("{}", warning);
+    if (kube) {
+      podtap::KubeOptions k;
+      k.config = std::move(*kube);
+      k.decode.node = node_name;
+      k.decode.label_allowlist = opts.pod_label_allowlist;
+      opts.kubernetes = std::move(k);
+    }
+  }
   podtap::Agent agent(opts);
   if (std::string err = agent.Start(); !err.empty()) {
     spdlog::critical("{}", err);
     return 1;
   }
   podtap::HttpServer http(
-      listen, [&agent] { return agent.Collect(); }, [&agent] { return agent.NotReadyReason(); });
+      listen, [&agent] { return agent.Collect(); }, [&agent] { return agent.NotReadyReason(); },
+      [&agent] { return agent.ReadyDetail(); });
   if (std::string err = http.Start(); !err.empty()) {
     spdlog::critical("{}", err);
     return 1;

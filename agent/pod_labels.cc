@@ -39,7 +39,10 @@ void AddOwner(const PodMeta& pod, const std::string& prefix, Labels* out) {
   const std::string& kind = pod.owner_kind;
   const std::string& name = pod.owner_name;
   if (name.empty()) return;
-  if (kind == "ReplicaSet") {
+  if (kind == "ReplicaSet" && pod.deployment) {
+    if (!pod.deployment->empty()) out->emplace_back(prefix + "deployment", *pod.deployment);
+    out->emplace_back(prefix + "replicaset", name);
+  } else if (kind == "ReplicaSet") {
     auto hash = pod.labels.find(kTemplateHashLabel);
     if (hash != pod.labels.end() && name.size() > hash->second.size() + 1 &&
         name.ends_with("-" + hash->second)) {
@@ -103,7 +106,12 @@ Labels PodLabels(const PodMeta* pod, const std::set<std::string>& allowed) {
 
 Labels DstPodLabels(const PodMeta& pod) {
   Labels out;
-  AddIdentity(pod, "dst_", &out);
+  if (pod.name.empty()) {  // a Service address
+    out.emplace_back("dst_namespace", pod.ns);
+  } else {
+    AddIdentity(pod, "dst_", &out);
+  }
+  if (!pod.service.empty()) out.emplace_back("dst_service", pod.service);
   return out;
 }
 

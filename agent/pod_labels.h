@@ -14,7 +14,8 @@ namespace podtap {
 // `allowed` lists the Kubernetes label keys (before sanitising) to copy.
 Labels PodLabels(const PodMeta* pod, const std::set<std::string>& allowed);
 
-// dst_* labels of the pod at the remote end of an outbound connection.
+// dst_* labels of the pod (or Service address) at the remote end of an
+// outbound connection.
 Labels DstPodLabels(const PodMeta& pod);
 
 // "pod-template-hash" -> "pod_template_hash"; a leading digit gets "_".

@@ -30,6 +30,13 @@ struct PodMeta {
   // Host-network pods: the cgroups of the pod's containers (children of
   // cgroup_path), where their sockets are created.
   std::vector<uint64_t> container_cgroup_ids;
+  // From the Kubernetes API: the Deployment owning owner_name (a ReplicaSet),
+  // "" when none; unset: derived from the names (see pod_labels.cc).
+  std::optional<std::string> deployment;
+  // dst_service of this remote end: the Service whose ClusterIP or
+  // EndpointSlice address it is. An entry with a service and no name is a
+  // Service address, not a pod.
+  std::string service;
 };
 
 using PodList = std::vector<std::shared_ptr<const PodMeta>>;
@@ -39,6 +46,15 @@ struct PodListResult {
   bool changed = false;  // false: keep the previous list
   PodList pods;
   std::string error;  // non-empty: the source failed; keep the previous list
+};
+
+// Health of one metadata source, for the podtap_metadata_* self metrics.
+struct MetadataSourceStatus {
+  bool up = false;
+  std::map<std::string, uint64_t> errors;          // reason -> count
+  std::map<std::string, uint64_t> relists;         // resource -> lists after the first
+  std::map<std::string, uint64_t> watch_restarts;  // resource -> watches resumed
+  std::map<std::string, uint64_t> objects;         // resource -> objects held now
 };
 
 class PodSource {

@@ -1,6 +1,8 @@
 // TCP event handling between the decoder and the aggregator.
 #include "agent/tcp_pipeline.h"
 
+#include <algorithm>
+
 #include "agent/pod_labels.h"
 
 extern "C" {
@@ -30,7 +32,9 @@ TcpPipeline::TcpPipeline(Aggregator* agg, size_t max_connections,
 void TcpPipeline::SetPods(const PodList& pods) {
   index_ = PodIndex(pods);
   label_cache_.clear();
-  agg_->self().pods_known = pods.size();
+  // Service addresses (entries without a pod name) are not pods.
+  agg_->self().pods_known = static_cast<uint64_t>(
+      std::count_if(pods.begin(), pods.end(), [](const auto& p) { return !p->name.empty(); }));
 }
 
 Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,

@@ -154,10 +154,11 @@ constexpr const char* kPlainText = "text/plain; charset=utf-8";
 }  // namespace
 
 HttpServer::HttpServer(std::string listen_address, SnapshotProvider snapshot,
-                       ReadinessCheck readiness)
+                       ReadinessCheck readiness, ReadinessDetail detail)
     : listen_address_(std::move(listen_address)),
       snapshot_(std::move(snapshot)),
-      readiness_(std::move(readiness)) {}
+      readiness_(std::move(readiness)),
+      detail_(std::move(detail)) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -356,11 +357,13 @@ int HttpServer::HandleRequest(mg_connection* conn, void* self_ptr) {
       return 200;
     }
     const std::string reason = self->readiness_();
+    std::string detail = self->detail_ ? self->detail_() : "";
+    if (!detail.empty()) detail += "\n";
     if (reason.empty()) {
-      Respond(conn, 200, kPlainText, "ready\n");
+      Respond(conn, 200, kPlainText, "ready\n" + detail);
       return 200;
     }
-    Respond(conn, 503, kPlainText, reason + "\n");
+    Respond(conn, 503, kPlainText, reason + "\n" + detail);
     return 503;
   } catch (const std::exception& e) {
     spdlog::error("http: {} {} failed: {}", method, path, e.what());

@@ -29,12 +29,15 @@ class HttpServer {
   using SnapshotProvider = std::function<Snapshot()>;
   // Empty when ready, otherwise the reason, which /readyz returns with a 503.
   using ReadinessCheck = std::function<std::string()>;
+  // Lines /readyz adds after "ready" or the reason (e.g. metadata sources' state).
+  using ReadinessDetail = std::function<std::string()>;
 
   // `listen_address` in the agent's flag form: ":4191" (all interfaces),
   // "127.0.0.1:4191" or "[::1]:4191"; port 0 picks a free port. ":PORT" is
   // dual-stack only if civetweb was built with IPv6; Debian 12's 1.15 is not,
   // so there it means IPv4 only and an IPv6 address fails Start() saying so.
-  HttpServer(std::string listen_address, SnapshotProvider snapshot, ReadinessCheck readiness);
+  HttpServer(std::string listen_address, SnapshotProvider snapshot, ReadinessCheck readiness,
+             ReadinessDetail detail = nullptr);
   ~HttpServer();
 
   HttpServer(const HttpServer&) = delete;
@@ -63,6 +66,7 @@ class HttpServer {
   const std::string listen_address_;
   const SnapshotProvider snapshot_;
   const ReadinessCheck readiness_;
+  const ReadinessDetail detail_;
   mg_context* context_ = nullptr;
   int port_ = 0;
   std::string local_host_;  // where Stop() connects to wake civetweb

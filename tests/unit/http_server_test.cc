@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -253,6 +254,22 @@ TEST(HttpServerStandaloneTest, ProviderExceptionIs500) {
   const Response r = Request(server.port(), "GET", "/metrics");
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(r.body, "internal error: aggregator gone\n");
+}
+
+TEST(HttpServerStandaloneTest, ReadyzAppendsDetailLines) {
+  std::atomic<bool> ready{false};
+  HttpServer server(
+      "127.0.0.1:0", [] { return Snapshot{}; },
+      [&ready] { return ready ? std::string() : std::string("probes not attached"); },
+      [] { return std::string("kubernetes: pods: connect: refused (0 objects)"); });
+  ASSERT_EQ(server.Start(), "");
+  Response r = Request(server.port(), "GET", "/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "probes not attached\nkubernetes: pods: connect: refused (0 objects)\n");
+  ready = true;
+  r = Request(server.port(), "GET", "/readyz");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ready\nkubernetes: pods: connect: refused (0 objects)\n");
 }
 
 TEST(HttpServerStandaloneTest, AllInterfacesFormServesLoopback) {

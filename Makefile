@@ -52,10 +52,10 @@ run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)
 
 fmt:
-	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc
+	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc cli/*.cc
 
 lint:
-	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc
+	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc cli/*.cc
 
 clean:
 	rm -rf $(BUILD_DIR)

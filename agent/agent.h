@@ -16,6 +16,8 @@
 #include "agent/event_decoder.h"
 #include "agent/pods.h"
 #include "agent/probes.h"
+#include "agent/query_recorder.h"
+#include "agent/tap.h"
 #include "agent/tcp_pipeline.h"
 
 namespace podtap {
@@ -33,6 +35,7 @@ struct AgentOptions {
   AggregatorOptions aggregator;
   // Idle series whose pod is gone are removed after this (Aggregator::Expire).
   std::chrono::milliseconds series_retention{300000};
+  TapOptions taps;  // the query service's live taps
 };
 
 class Agent {
@@ -50,6 +53,16 @@ class Agent {
   Snapshot Collect();
   // Empty when ready, otherwise why not.
   std::string NotReadyReason() const;
+
+  // For the query service: f(const QueryRecorder&, const TcpPipeline&),
+  // called under the event loop's lock (keep it short).
+  template <typename F>
+  auto ReadQueryState(F&& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return f(static_cast<const QueryRecorder&>(recorder_),
+             static_cast<const TcpPipeline&>(pipeline_));
+  }
+  TapHub& taps() { return taps_; }
 
  private:
   void ApplyBatch();
@@ -80,6 +93,8 @@ class Agent {
   std::string last_pods_error_;
   // (namespace, name) of the pods that exist now; guarded by mu_.
   std::set<std::pair<std::string, std::string>> live_pods_;
+  TapHub taps_;
+  QueryRecorder recorder_;  // guarded by mu_
 };
 
 }  // namespace podtap

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/query_service.h"
 #include "exporter/http_server.h"
 #include "exporter/statsd.h"
 
@@ -135,7 +136,35 @@ int main(int argc, char** argv) {
       ->default_str("10s")
       ->transform(CLI::AsNumberWithUnit(kSecondsUnits))
       ->check(CLI::Range(0.01, 3600.0));
+  // Operator query service (the podtap CLI).
+  podtap::QueryServerOptions query_opts;
+  podtap::TapOptions tap_opts;
+  app.add_option("--query-socket", query_opts.socket_path,
+                 "Unix socket of the query service for the podtap CLI; only root may use it "
+                 "(directory 0700, socket 0600, peer uid checked); \"\" serves none")
+      ->capture_default_str();
+  app.add_option("--query-listen", query_opts.listen,
+                 "Also serve the query service on this host:port, with TLS and a bearer token "
+                 "(needs --query-tls-cert, --query-tls-key, --query-token-file)");
+  app.add_option("--query-tls-cert", query_opts.tls_cert, "PEM certificate for --query-listen")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-tls-key", query_opts.tls_key, "PEM private key for --query-listen")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-token-file", query_opts.token_file,
+                 "File holding the bearer token --query-listen callers must present")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-max-taps", tap_opts.max_taps, "Most live taps at once")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  app.add_option("--query-tap-rps", tap_opts.max_rps,
+                 "Most requests a second one tap sends; past it they are skipped and counted")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
   CLI11_PARSE(app, argc, argv);
+  if (std::string err = podtap::CheckQueryOptions(query_opts); !err.empty()) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 1;
+  }
 
   auto logger = spdlog::stderr_color_mt("podtap");
   spdlog::set_default_logger(logger);
@@ -185,6 +214,7 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(static_cast<int64_t>(series_retention_s * 1000));
   statsd_opts.interval = std::chrono::milliseconds(static_cast<int64_t>(statsd_interval_s * 1000));
   opts.diag_interval = std::chrono::milliseconds(static_cast<int64_t>(diag_interval_s * 1000));
+  opts.taps = tap_opts;
 
   podtap::Agent agent(opts);
   if (std::string err = agent.Start(); !err.empty()) {
@@ -208,6 +238,15 @@ int main(int argc, char** argv) {
                  statsd_interval_s);
   }
 
+  podtap::QueryServer query(&agent, query_opts);
+  if (!query_opts.socket_path.empty() || !query_opts.listen.empty()) {
+    if (std::string err = query.Start(); !err.empty()) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+    spdlog::info("query service on {}", query.Describe());
+  }
+
   std::atomic<bool> stop{false};
   std::thread waiter([&stop, &signals] {
     int sig = 0;
@@ -218,6 +257,7 @@ int main(int argc, char** argv) {
   agent.Run(stop);
   waiter.join();
   agent.DetachProbes();
+  query.Stop();
   statsd.Stop();
   http.Stop();
   return 0;

@@ -574,6 +574,9 @@ class Agent:
             write_pods_file(self.pods_file, pods)
             pods_source = ["--pods-file", self.pods_file]
         self.args = [AGENT, "--listen", "127.0.0.1:%d" % self.port, "--log-level", log_level]
+        # Each test agent serves its own query socket, never the node's default.
+        self.query_socket = os.path.join(workdir, "query", "podtap.sock")
+        self.args += ["--query-socket", self.query_socket]
         self.args += pods_source
         if diag_interval is not None:
             self.args += ["--diag-interval", str(diag_interval)]

@@ -50,6 +50,7 @@ void Fill(const Endpoint& e, pb::Endpoint* out) {
   out->set_pod(e.pod);
   out->set_workload_kind(e.workload_kind);
   out->set_workload(e.workload);
+  out->set_host(e.host);
 }
 
 std::string Address(const IpAddr& ip, uint16_t port) {
@@ -200,7 +201,7 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
   const pb::Selector& sel = req->selector();
   auto resource = [by_workload](const Endpoint& local) {
     if (!by_workload || local.workload.empty()) return local;
-    return Endpoint{local.ns, "", local.workload_kind, local.workload, local.on_node};
+    return Endpoint{local.ns, "", local.workload_kind, local.workload, local.on_node, false};
   };
   std::map<std::pair<Endpoint, Direction>, Acc> rows;
   bool known = agent_->ReadQueryState([&](const QueryRecorder& rec, const TcpPipeline& pipe) {

@@ -38,6 +38,7 @@ EndpointTable::Id EndpointTable::Intern(const PodMeta* local, const PodMeta* rem
   auto key = std::make_pair(local, remote);
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   EndpointPair pair{EndpointOf(local), EndpointOf(remote)};
+  pair.local.host = local == nullptr;
   auto [it, inserted] = ids_.emplace(pair, static_cast<Id>(pairs_.size()));
   if (inserted) pairs_.push_back(std::move(pair));
   cache_.emplace(key, it->second);

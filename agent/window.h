@@ -29,6 +29,7 @@ struct Endpoint {
   // The pod's sockets are on this node (its network namespace or cgroup is
   // known), so its side of a connection is observed here too.
   bool on_node = false;
+  bool host = false;  // a process outside any pod on this node (local ends only)
   auto operator<=>(const Endpoint&) const = default;
 };
 

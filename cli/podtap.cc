@@ -157,7 +157,8 @@ std::string Fmt(const char* f, double v) {
 std::string Ms(double ms) {
   if (ms >= 1000) return Fmt("%.2fs", ms / 1000);
   if (ms >= 10) return Fmt("%.0fms", ms);
-  return Fmt("%.1fms", ms);
+  if (ms >= 1) return Fmt("%.1fms", ms);
+  return Fmt("%.0fus", ms * 1000);
 }
 
 std::string Bytes(uint64_t b) {
@@ -186,12 +187,13 @@ const char* Dir(pb::Direction d) {
   return d == pb::INBOUND ? "inbound" : d == pb::OUTBOUND ? "outbound" : "-";
 }
 
-// "ns/pod", "ns/deploy/name" or "-" (no pod: a host process or an address
-// no known pod has).
+// "ns/pod", "ns/kind/workload", "(host)" for a process outside any pod on
+// the node, else the address no known pod has (or "(unknown)").
 std::string Name(const pb::Endpoint& e) {
   if (!e.pod().empty()) return e.namespace_() + "/" + e.pod();
   if (!e.workload().empty()) return e.namespace_() + "/" + e.workload_kind() + "/" + e.workload();
-  return e.address().empty() ? "-" : e.address();
+  if (e.host()) return "(host)";
+  return e.address().empty() ? "(unknown)" : e.address();
 }
 
 // Prints rows as columns padded to their widest cell.

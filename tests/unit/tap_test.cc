@@ -13,7 +13,7 @@ constexpr uint64_t kSec = 1'000'000'000;
 
 TapRecord R(std::string pod, Direction dir, std::string path, int status) {
   TapRecord r;
-  r.local = {"shop", std::move(pod), "deployment", "api", true};
+  r.local = {"shop", std::move(pod), "deployment", "api", true, false};
   r.direction = dir;
   r.method = "GET";
   r.authority = "api.shop";

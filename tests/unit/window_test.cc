@@ -145,6 +145,11 @@ TEST(EndpointTable, InternsPairsOnceAndSurvivesNewPodLists) {
   auto a2 = Pod("a", "", "");  // the same pod in a new list
   EXPECT_EQ(t.Intern(a2.get(), b.get()), id);
   EXPECT_EQ(t.size(), 2u);
+  // A socket of no pod is a host process; a remote of no pod is not.
+  const EndpointPair& host = t.Get(t.Intern(nullptr, b.get()));
+  EXPECT_TRUE(host.local.host);
+  EXPECT_FALSE(t.Get(id).local.host);
+  EXPECT_FALSE(t.Get(t.Intern(a.get(), nullptr)).remote.host);
 }
 
 IpAddr V4(uint8_t last) {

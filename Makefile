@@ -13,7 +13,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
 	nghttp2-client
 
-.PHONY: all deps build test unit e2e bench run fmt lint clean
+.PHONY: all deps build test unit e2e bench run demo fmt lint clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench: build
 
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)
+
+# Two pods, real nginx and load between them, the agent, and what the podtap
+# CLI says about them; cleans up and exits by itself (root, ~20 s).
+demo: build
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent PODTAP_CLI=$(abspath $(BUILD_DIR))/podtap \
+	  /usr/bin/python3 -B tests/e2e/demo.py
 
 fmt:
 	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc cli/*.cc

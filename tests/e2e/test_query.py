@@ -21,12 +21,12 @@ folder where failing cases leave the agent's log.
 import collections
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -415,6 +415,50 @@ class QueryTest(harness.PodPairTest):
         self.assertIn("the agent refused this call: the podtap query socket answers root only; "
                       "this caller is uid 65534", p.stderr)
         self.podtap("stat")  # root still may
+
+    def test_g_tcp_needs_tls_and_a_token(self):
+        # Without TLS and a token the agent refuses to start, before it attaches.
+        p = subprocess.run([harness.AGENT, "--query-listen", "127.0.0.1:1"],
+                           capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--query-listen 127.0.0.1:1 serves the query service over TCP, which needs "
+                      "TLS and a bearer token", p.stdout + p.stderr)
+        d = tempfile.mkdtemp(prefix="ptE2e-query-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cert, key, token = (os.path.join(d, n) for n in ("cert.pem", "key.pem", "token"))
+        harness.sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=podtap-agent", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert])
+        with open(token, "w") as f:
+            f.write(secrets.token_hex(16) + "\n")
+        wrong = os.path.join(d, "wrong")
+        with open(wrong, "w") as f:
+            f.write("not-the-token\n")
+        port = harness.free_port()
+        self.start_agent(extra_args=["--query-listen", "127.0.0.1:%d" % port,
+                                     "--query-tls-cert", cert, "--query-tls-key", key,
+                                     "--query-token-file", token])
+        addr = "127.0.0.1:%d" % port
+        since = self.nginx.offset()
+        self.curl(["/ok/tls-1", "/fail/tls-2", "/ok/tls-3"])
+        self.logged(since, 3)
+
+        def stat():
+            p = self.podtap("--ca", cert, "--token-file", token, "-o", "json", "stat",
+                            "pod/" + self.S["pod"], "-n", "shop", agent=addr)
+            return numbers(json.loads(p.stdout))["rows"]
+        rows = self.poll("stat over TCP", stat,
+                         lambda rows: rows and rows[0]["requests"] == 3)
+        self.assertEqual([(r["direction"], r["requests"], r["successes"]) for r in rows],
+                         [("INBOUND", 3, 2)])
+        p = self.podtap("--ca", cert, "--token-file", wrong, "stat", agent=addr, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("the agent refused this call: wrong bearer token", p.stderr)
+        p = self.podtap("stat", agent=addr, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("is a TCP address: the agent serves it with TLS and a bearer token, so "
+                      "pass --ca", p.stderr)
 
     def test_f_unreachable_agent_is_a_clear_error(self):
         missing = os.path.join(tempfile.gettempdir(), "ptE2e-no-agent-%d.sock" % os.getpid())

@@ -1,6 +1,8 @@
 // Exchanges to the window and to live taps.
 #include "agent/query_recorder.h"
 
+#include "agent/aggregator.h"
+
 namespace podtap {
 
 void QueryRecorder::OnExchange(const Exchange& x) {
@@ -12,11 +14,11 @@ void QueryRecorder::OnExchange(const Exchange& x) {
   r.direction = x.direction;
   r.local = pair.local;
   r.remote = pair.remote;
-  r.method = x.method;
-  r.authority = x.authority;
-  // Parsers already cut the query string; cut again so no parser change can
-  // ever leak one into a tap.
-  r.path = x.path.substr(0, x.path.find_first_of("?#"));
+  // Cut and valid UTF-8, as gRPC can send them. Parsers already cut the
+  // query string; cut again so no parser change can ever leak one to a tap.
+  r.method = CleanLabelValue(x.method, kMaxTapValueBytes);
+  r.authority = CleanLabelValue(x.authority, kMaxTapValueBytes);
+  r.path = CleanLabelValue(x.path.substr(0, x.path.find_first_of("?#")), kMaxTapValueBytes);
   r.status = x.status;
   r.grpc_status = x.grpc_status;
   r.latency_ms = x.latency_ms;

@@ -13,6 +13,9 @@ namespace podtap {
 
 class QueryRecorder {
  public:
+  // Tapped method, authority and path are cut to this many bytes.
+  static constexpr size_t kMaxTapValueBytes = 1024;
+
   explicit QueryRecorder(TapHub* taps, size_t max_top_keys = 10000)
       : window_(max_top_keys), taps_(taps) {}
 

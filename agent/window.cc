@@ -75,7 +75,8 @@ double LatencyCounts::Quantile(double q) const {
   return kLatencyBoundsMs.back();
 }
 
-Window::Window(size_t max_top_keys) : max_top_keys_(max_top_keys), ring_(kBuckets) {}
+Window::Window(size_t max_top_keys, size_t max_value_bytes)
+    : max_top_keys_(max_top_keys), max_value_bytes_(max_value_bytes), ring_(kBuckets) {}
 
 Window::Bucket* Window::At(uint64_t ts_ns) {
   uint64_t index = ts_ns / kBucketNs;
@@ -99,15 +100,21 @@ void Window::OnExchange(const Exchange& x) {
   TopKeyView view{x.endpoints, x.direction, x.method, x.authority, x.path};
   auto it = b->top.find(view);
   if (it == b->top.end()) {
-    if (b->top.size() >= max_top_keys_) {
-      b->top_dropped++;
-      top_dropped_++;
-      return;
+    // Kept as the service can send them: cut and valid UTF-8 (a long or
+    // invalid path may then match a kind already kept).
+    TopKey key{x.endpoints, x.direction, CleanLabelValue(x.method, max_value_bytes_),
+               CleanLabelValue(x.authority, max_value_bytes_),
+               CleanLabelValue(x.path, max_value_bytes_)};
+    it = b->top.find(key);
+    if (it == b->top.end()) {
+      if (b->top.size() >= max_top_keys_) {
+        b->top_dropped++;
+        top_dropped_++;
+        return;
+      }
+      it = b->top.emplace(std::move(key), TopCounts{}).first;
+      it->second.route = x.route;
     }
-    TopKey key{x.endpoints, x.direction, std::string(x.method), std::string(x.authority),
-               std::string(x.path)};
-    it = b->top.emplace(std::move(key), TopCounts{}).first;
-    it->second.route = x.route;
   }
   it->second.requests++;
   if (x.failed) it->second.failures++;

@@ -102,7 +102,8 @@ class Window {
 
   // `max_top_keys` bounds the distinct (pair, direction, method, authority,
   // path) kinds one bucket keeps for Top; past it they are counted as dropped.
-  explicit Window(size_t max_top_keys = 10000);
+  // Kept strings are cut to `max_value_bytes` and made valid UTF-8.
+  explicit Window(size_t max_top_keys = 10000, size_t max_value_bytes = 256);
 
   void OnExchange(const Exchange& x);
   // Payload bytes newly counted on a connection (live reads and the close).
@@ -172,6 +173,7 @@ class Window {
   void ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const;
 
   size_t max_top_keys_;
+  size_t max_value_bytes_;
   std::vector<Bucket> ring_;
   uint64_t top_dropped_ = 0;
 };

@@ -145,5 +145,30 @@ TEST(QueryRecorder, PublishesOnlyWhenSomeoneTapsAndNeverAQueryString) {
   EXPECT_EQ(rec.window().Sum(2 * kSec, 60 * kSec).begin()->second.requests, 2u);
 }
 
+TEST(QueryRecorder, TapsAndTopKeepValidUtf8OfBoundedLength) {
+  TapHub hub;
+  QueryRecorder rec(&hub);
+  std::string err;
+  auto s = hub.Subscribe({}, 0, &err);
+  std::string long_path = "/" + std::string(5000, 'a');
+  std::string bad_authority = "api\xff\xfe";
+  Exchange x;
+  x.endpoints = rec.Endpoints(nullptr, nullptr);
+  x.method = "GET";
+  x.authority = bad_authority;
+  x.path = long_path;
+  x.ts_ns = kSec;
+  rec.OnExchange(x);
+  rec.OnExchange(x);
+  auto got = s->Next(0);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->record.path.size(), QueryRecorder::kMaxTapValueBytes);
+  EXPECT_EQ(got->record.authority, "api\xEF\xBF\xBD\xEF\xBF\xBD");  // U+FFFD each
+  auto top = rec.window().SumTop(kSec, 60 * kSec);
+  ASSERT_EQ(top.size(), 1u);  // both exchanges in one kind, as cut
+  EXPECT_EQ(top.begin()->first.path.size(), 256u);
+  EXPECT_EQ(top.begin()->second.requests, 2u);
+}
+
 }  // namespace
 }  // namespace podtap

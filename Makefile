@@ -11,7 +11,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl \
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
-	nghttp2-client
+	nghttp2-client gnutls-bin
 
 .PHONY: all deps build test unit e2e bench run demo fmt lint clean
 

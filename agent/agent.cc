@@ -46,6 +46,7 @@ std::string Agent::Start() {
     std::lock_guard<std::mutex> lock(mu_);
     agg_.self().probe_mode = probes_->mode();
   }
+  PollTlsLibraries(true);
   attached_ = true;
   return "";
 }
@@ -53,8 +54,10 @@ std::string Agent::Start() {
 void Agent::Run(const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   auto next_pods = Clock::now() + std::chrono::seconds(1);
+  auto next_tls = Clock::now() + std::chrono::seconds(1);
   auto next_diag = Clock::now() + opts_.diag_interval;
   auto next_expiry = Clock::now() + std::chrono::seconds(5);
+  int tls_polls = 0;
   while (!stop.load()) {
     // The timeout bounds how stale socket data gets between wakeups.
     int n = probes_->Poll(50);
@@ -67,6 +70,11 @@ void Agent::Run(const std::atomic<bool>& stop) {
       PollPods();
       next_pods = now + std::chrono::seconds(1);
     }
+    if (now >= next_tls) {
+      // New processes every second; every process's maps every 30 s (dlopen'd libraries).
+      PollTlsLibraries(++tls_polls % 30 == 0);
+      next_tls = now + std::chrono::seconds(1);
+    }
     if (opts_.diag_interval.count() > 0 && now >= next_diag) {
       PollLiveCounters();
       next_diag = now + opts_.diag_interval;
@@ -74,6 +82,21 @@ void Agent::Run(const std::atomic<bool>& stop) {
     if (now >= next_expiry) {
       ExpireSeries();
       next_expiry = now + std::chrono::seconds(5);
+    }
+  }
+}
+
+void Agent::PollTlsLibraries(bool all) {
+  if (!opts_.tls_probes || !opts_.probes.capture_payload) return;
+  for (const std::string& path : tls_libs_.FindNew(all)) {
+    std::string err = probes_->AttachTls(path);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (err.empty()) {
+      agg_.self().tls_libraries++;
+      spdlog::info("TLS plaintext probes attached to {}", path);
+    } else {
+      agg_.self().tls_attach_errors++;
+      spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
 }
@@ -163,6 +186,9 @@ void Agent::ApplyBatch() {
     agg_.self().kernel_sockmap_full = drops.sockmap_full;
     agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;
     agg_.self().payload_lost_args = drops.syscall_map_full;
+    agg_.self().h2_capture_full = drops.h2_capture_full;
+    agg_.self().h2_walk_lost = drops.h2_walk_lost;
+    agg_.self().tls_unmapped = drops.tls_unmapped;
     agg_.self().connections_tracked = pipeline_.tracked();
     verdicts = pipeline_.TakeVerdicts();
   }
@@ -172,9 +198,6 @@ void Agent::ApplyBatch() {
     switch (v.kind) {
       case TcpPipeline::VerdictOp::Kind::kStop:
         probes_->StopCapture(v.conn_id);
-        break;
-      case TcpPipeline::VerdictOp::Kind::kCapture:
-        probes_->SetCaptureLength(v.conn_id, v.capture_bytes);
         break;
       case TcpPipeline::VerdictOp::Kind::kForget:
         probes_->ClearVerdict(v.conn_id);

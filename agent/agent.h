@@ -19,6 +19,7 @@
 #include "agent/query_recorder.h"
 #include "agent/tap.h"
 #include "agent/tcp_pipeline.h"
+#include "agent/tls_libs.h"
 
 namespace podtap {
 
@@ -36,6 +37,8 @@ struct AgentOptions {
   // Idle series whose pod is gone are removed after this (Aggregator::Expire).
   std::chrono::milliseconds series_retention{300000};
   TapOptions taps;  // the query service's live taps
+  // TLS plaintext through uprobes on the libssl files the node's processes map.
+  bool tls_probes = true;
 };
 
 class Agent {
@@ -69,10 +72,13 @@ class Agent {
   void PollPods();
   void PollLiveCounters();
   void ExpireSeries();
+  // Attaches the TLS probes to libssl files that appeared since the last call.
+  void PollTlsLibraries(bool all);
 
   AgentOptions opts_;
   std::unique_ptr<PodSource> pods_;
   std::unique_ptr<TcpProbes> probes_;
+  TlsLibraryFinder tls_libs_;
   // Filled by the ring buffer callback (decoded there, outside the lock);
   // captured payload bytes live in arena_.
   struct BatchItem {

@@ -130,9 +130,10 @@ void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double 
   latency_ms[status].Observe(latency);
 }
 
-HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority) {
-  return FindOrCreate(http_, {Key{id, direction}, Clean(authority)},
-                      {Key{overflow_id_, direction}, std::string()},
+HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority,
+                             bool tls) {
+  return FindOrCreate(http_, {Key{id, direction}, Clean(authority), tls},
+                      {Key{overflow_id_, direction}, std::string(), false},
                       [this] { return Admit(SeriesGroup::kHttp); });
 }
 
@@ -194,7 +195,7 @@ size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
       [](const auto& k) -> const Key& { return k.first; });
   sweep(
       http_, SeriesGroup::kHttp, [](const HttpSeries&) { return false; },
-      [](const auto& k) -> const Key& { return k.first; });
+      [](const auto& k) -> const Key& { return std::get<0>(k); });
   sweep(
       routes_, SeriesGroup::kRoute, [](const HttpSeries&) { return false; },
       [](const auto& k) -> const Key& { return std::get<0>(k); });
@@ -312,11 +313,12 @@ Snapshot Aggregator::Collect() const {
                         "response, in milliseconds.",
                         MetricType::kHistogram, "ms");
   for (const auto& [key, entry] : http_) {
-    const auto& [tkey, authority] = key;
+    const auto& [tkey, authority, tls] = key;
     const HttpSeries* s = entry.series.get();
     entry.idle.activity_at_collect = Activity(*s);
-    Labels head = {
-        {"direction", DirectionName(tkey.direction)}, {"authority", authority}, {"tls", "false"}};
+    Labels head = {{"direction", DirectionName(tkey.direction)},
+                   {"authority", authority},
+                   {"tls", tls ? "true" : "false"}};
     AddHttp(*s, With(head, label_sets_[tkey.id]), &requests, &responses, &latency);
   }
   auto route_requests = Family("route_request_total", "Total count of HTTP requests, per route.",
@@ -366,6 +368,9 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
            static_cast<double>(self_.payload_lost_ringbuf));
   AddValue(&lost, {{"reason", "syscall_map_full"}}, static_cast<double>(self_.payload_lost_args));
+  AddValue(&lost, {{"reason", "h2_capture_full"}}, static_cast<double>(self_.h2_capture_full));
+  AddValue(&lost, {{"reason", "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
+  AddValue(&lost, {{"reason", "tls_unmapped"}}, static_cast<double>(self_.tls_unmapped));
   AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
   snap.families.push_back(std::move(lost));
 
@@ -410,6 +415,14 @@ Snapshot Aggregator::Collect() const {
                         MetricType::kCounter);
   AddValue(&sockmap, {}, static_cast<double>(self_.kernel_sockmap_full));
   snap.families.push_back(std::move(sockmap));
+
+  auto tls_libs = Family("podtap_tls_libraries",
+                         "OpenSSL libssl files found in the node's processes, by whether the TLS "
+                         "plaintext probes are attached to them.",
+                         MetricType::kGauge);
+  AddValue(&tls_libs, {{"state", "attached"}}, static_cast<double>(self_.tls_libraries));
+  AddValue(&tls_libs, {{"state", "failed"}}, static_cast<double>(self_.tls_attach_errors));
+  snap.families.push_back(std::move(tls_libs));
 
   auto tracked = Family("podtap_connections_tracked", "Open connections the agent tracks now.",
                         MetricType::kGauge);

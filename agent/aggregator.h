@@ -69,6 +69,11 @@ struct SelfStats {
   uint64_t payload_events = 0;        // payload records applied
   uint64_t payload_lost_ringbuf = 0;  // kernel: payload ring buffer full
   uint64_t payload_lost_args = 0;     // kernel: syscall argument map full
+  uint64_t h2_capture_full = 0;       // kernel: HTTP/2 record out of room for a syscall's frames
+  uint64_t h2_walk_lost = 0;          // kernel: HTTP/2 frame boundaries lost
+  uint64_t tls_unmapped = 0;          // kernel: TLS plaintext of an SSL object with no socket yet
+  uint64_t tls_libraries = 0;         // libssl files the TLS probes are attached to
+  uint64_t tls_attach_errors = 0;     // libssl files they could not be attached to
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
   // (protocol, error name) -> count; protocol "http1" or "http2".
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;
@@ -128,7 +133,9 @@ class Aggregator {
   // never expired.
   // `tls`: the connection's first bytes were a TLS record.
   TransportSeries* Transport(LabelSetId id, Direction direction, bool tls);
-  HttpSeries* Http(LabelSetId id, Direction direction, const std::string& authority);
+  // `tls`: the exchange was read as TLS plaintext (the TLS library's probes).
+  HttpSeries* Http(LabelSetId id, Direction direction, const std::string& authority,
+                   bool tls = false);
   // Per route: `dst` is the request's authority, `route` a RouteTable name.
   HttpSeries* Route(LabelSetId id, Direction direction, const std::string& dst,
                     const std::string& route);
@@ -180,7 +187,7 @@ class Aggregator {
   // Names the overflow series: {podtap_overflow="true"}.
   LabelSetId overflow_id_;
   std::map<std::pair<Key, bool>, Entry<TransportSeries>> transport_;
-  std::map<std::pair<Key, std::string>, Entry<HttpSeries>> http_;
+  std::map<std::tuple<Key, std::string, bool>, Entry<HttpSeries>> http_;
   std::map<std::tuple<Key, std::string, std::string>, Entry<HttpSeries>> routes_;
   std::array<size_t, kSeriesGroupCount> keys_{};  // regular (not overflow) keys
   std::array<uint64_t, kSeriesGroupCount> dropped_{};

@@ -30,6 +30,11 @@ struct Conn {
   std::unique_ptr<HttpConn> http;
   bool http_given_up = false;
   bool verdict_written = false;  // the kernel holds a verdict to forget at close
+  // The same for the TLS plaintext of the connection (SSL_read/SSL_write probes), parsed apart
+  // from its bytes on the wire (TLS records, never parsed).
+  std::unique_ptr<HttpConn> tls_http;
+  bool tls_http_given_up = false;
+  bool tls_verdict_written = false;
   // For the query service (Conns, Stat, Edges): both ends.
   EndpointTable::Id endpoints = 0;
   IpAddr local, remote;

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/capture.h"
+
 extern "C" {
 #include "bpf/podtap.h"
 }
@@ -87,12 +89,15 @@ DecodedEvent DecodePayload(const void* data, size_t size, std::vector<uint8_t>* 
   }
   podtap_payload_event h;
   std::memcpy(&h, data, kHeader);
+  const bool segmented = (h.flags & PODTAP_PF_SEGMENTS) != 0;
+  const auto* bytes = static_cast<const uint8_t*>(data) + kHeader;
   if (h.captured > size - kHeader || h.captured > PODTAP_PAYLOAD_MAX || h.total_len <= 0 ||
-      static_cast<uint64_t>(h.total_len) < h.captured ||
+      (!segmented && static_cast<uint64_t>(h.total_len) < h.captured) ||
+      (segmented && !Capture::Valid({bytes, h.captured}, static_cast<uint64_t>(h.total_len))) ||
       (h.dir != PODTAP_DATA_SEND && h.dir != PODTAP_DATA_RECV)) {
     return DecodeError{"inconsistent payload event: captured " + std::to_string(h.captured) +
                        " of " + std::to_string(h.total_len) + " in a " + std::to_string(size) +
-                       "-byte record"};
+                       "-byte record" + (segmented ? " (segments)" : "")};
   }
   PayloadEvent p;
   p.conn_id = h.conn_id;
@@ -101,7 +106,8 @@ DecodedEvent DecodePayload(const void* data, size_t size, std::vector<uint8_t>* 
   p.total_len = static_cast<uint64_t>(h.total_len);
   p.offset = static_cast<uint32_t>(arena->size());
   p.captured = h.captured;
-  const auto* bytes = static_cast<const uint8_t*>(data) + kHeader;
+  p.segmented = segmented;
+  p.tls_plaintext = (h.flags & PODTAP_PF_TLS) != 0;
   arena->insert(arena->end(), bytes, bytes + h.captured);
   return p;
 }

@@ -332,11 +332,12 @@ Http2Parser::Http2Parser(Http2Sink* sink, Limits limits) : sink_(sink), limits_(
 
 Http2Parser::~Http2Parser() = default;
 
-void Http2Parser::Feed(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
-                       uint64_t ts_ns) {
+void Http2Parser::Feed(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   if (state_ == State::kGaveUp || closed_) return;
   Direction& d = direction(stream);
-  if (captured.size() > total_len) captured = captured.first(total_len);
+  if (!captured.segmented() && captured.raw().size() > total_len) {
+    captured = Capture(captured.raw().first(total_len));
+  }
   uint64_t pos = 0;
   while (pos < total_len && state_ == State::kActive) {
     if (d.preface_left > 0) {
@@ -349,12 +350,13 @@ void Http2Parser::Feed(HttpStream stream, std::span<const uint8_t> captured, uin
   }
 }
 
-uint64_t Http2Parser::ConsumePreface(Direction& d, std::span<const uint8_t> cap, uint64_t pos,
+uint64_t Http2Parser::ConsumePreface(Direction& d, const Capture& captured, uint64_t pos,
                                      uint64_t total) {
   const uint64_t n = std::min<uint64_t>(d.preface_left, total - pos);
   const size_t at = kPreface.size() - d.preface_left;
-  for (uint64_t i = 0; i < n && pos + i < cap.size(); ++i) {
-    if (cap[pos + i] != static_cast<uint8_t>(kPreface[at + i])) {
+  const std::span<const uint8_t> cap = captured.At(pos);
+  for (uint64_t i = 0; i < n && i < cap.size(); ++i) {
+    if (cap[i] != static_cast<uint8_t>(kPreface[at + i])) {
       Fail(Http2Error::kBadPreface);
       return n;
     }
@@ -363,26 +365,28 @@ uint64_t Http2Parser::ConsumePreface(Direction& d, std::span<const uint8_t> cap,
   return n;
 }
 
-uint64_t Http2Parser::ConsumeFrameHeader(Direction& d, std::span<const uint8_t> cap, uint64_t pos,
+uint64_t Http2Parser::ConsumeFrameHeader(Direction& d, const Capture& captured, uint64_t pos,
                                          uint64_t total, uint64_t ts) {
-  if (pos >= cap.size()) {
+  const std::span<const uint8_t> cap = captured.At(pos);
+  if (cap.empty()) {
     Fail(Http2Error::kLostSync);
     return total - pos;
   }
-  const size_t n = std::min<uint64_t>(kFrameHeaderBytes - d.head_have, cap.size() - pos);
-  std::memcpy(d.head.data() + d.head_have, cap.data() + pos, n);
+  const size_t n = std::min<uint64_t>({kFrameHeaderBytes - d.head_have, cap.size(), total - pos});
+  std::memcpy(d.head.data() + d.head_have, cap.data(), n);
   d.head_have += n;
   if (d.head_have == kFrameHeaderBytes) BeginFrame(d, ts);
   return n;
 }
 
-uint64_t Http2Parser::ConsumePayload(Direction& d, std::span<const uint8_t> cap, uint64_t pos,
+uint64_t Http2Parser::ConsumePayload(Direction& d, const Capture& captured, uint64_t pos,
                                      uint64_t total, uint64_t ts) {
   const uint64_t n = std::min(d.remaining, total - pos);
   if (!d.payload_gap) {
-    const uint64_t have = pos < cap.size() ? std::min<uint64_t>(n, cap.size() - pos) : 0;
+    const std::span<const uint8_t> cap = captured.At(pos);
+    const uint64_t have = std::min<uint64_t>(n, cap.size());
     const size_t keep = std::min<uint64_t>(have, d.want - d.payload.size());
-    d.payload.append(reinterpret_cast<const char*>(cap.data() + pos), keep);
+    d.payload.append(reinterpret_cast<const char*>(cap.data()), keep);
     d.payload_gap = keep < n;
   }
   d.remaining -= n;

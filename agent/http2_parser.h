@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "agent/capture.h"
 #include "agent/http1_parser.h"
 
 namespace podtap {
@@ -82,10 +83,12 @@ struct Http2Fields;  // the fields of one decoded header block, private to http2
 // boundaries nor the HPACK tables can be recovered there. Not thread-safe. Every transition to
 // kGaveUp is reported through OnError first; streams still open then are dropped, not reported.
 //
-// Prefix rule. Frames are followed by their 9-byte headers and lengths, so payload bytes past a
-// Feed's captured prefix (a 100 KB DATA frame of which 256 bytes were captured) are skipped by
-// count. A frame header that itself lies past the prefix is kLostSync: HTTP/2 has no resync point
-// (a frame can start anywhere in a write). A header block not captured whole is decoded as far as
+// Capture rule. Frames are followed by their 9-byte headers and lengths, so payload bytes that
+// were not captured (a 100 KB DATA frame of which only the header was) are skipped by count. The
+// kernel follows the frames too and captures every frame header and header block as segments
+// wherever they lie in a syscall; a frame header that was nevertheless not captured (a record out
+// of room, a connection seen only by its prefix) is kLostSync: HTTP/2 has no resync point (a frame
+// can start anywhere in a write). A header block not captured whole is decoded as far as
 // captured; its stream is still counted from the frame header (stream id, END_STREAM), and the
 // direction's HPACK table is then rebuilt from empty: it holds exactly the entries inserted since,
 // which are the newest ones and therefore at the same indexes as in the real table, so what it
@@ -116,9 +119,9 @@ class Http2Parser {
   Http2Parser(const Http2Parser&) = delete;
   Http2Parser& operator=(const Http2Parser&) = delete;
 
-  // captured is the first bytes of a read or write of total_len bytes.
-  void Feed(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
-            uint64_t ts_ns);
+  // captured: what the kernel captured of a read or write of total_len bytes, its first bytes or
+  // segments wherever frame headers and header blocks lie (Capture).
+  void Feed(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns);
   // Every stream with a request and no finished response becomes a cut_off response. Later Feeds
   // are ignored.
   void OnClose(uint64_t ts_ns);
@@ -166,10 +169,10 @@ class Http2Parser {
   Direction& opposite(const Direction& d) {
     return d.which == HttpStream::kRequest ? response_ : request_;
   }
-  uint64_t ConsumePreface(Direction& d, std::span<const uint8_t> cap, uint64_t pos, uint64_t total);
-  uint64_t ConsumeFrameHeader(Direction& d, std::span<const uint8_t> cap, uint64_t pos,
-                              uint64_t total, uint64_t ts);
-  uint64_t ConsumePayload(Direction& d, std::span<const uint8_t> cap, uint64_t pos, uint64_t total,
+  uint64_t ConsumePreface(Direction& d, const Capture& cap, uint64_t pos, uint64_t total);
+  uint64_t ConsumeFrameHeader(Direction& d, const Capture& cap, uint64_t pos, uint64_t total,
+                              uint64_t ts);
+  uint64_t ConsumePayload(Direction& d, const Capture& cap, uint64_t pos, uint64_t total,
                           uint64_t ts);
   void BeginFrame(Direction& d, uint64_t ts);
   void EndFrame(Direction& d, uint64_t ts);

@@ -4,11 +4,10 @@
 namespace podtap {
 
 HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-                   Direction direction)
-    : agg_(agg), routes_(routes), labels_(labels), direction_(direction) {}
+                   Direction direction, bool tls)
+    : agg_(agg), routes_(routes), labels_(labels), direction_(direction), tls_(tls) {}
 
-void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t total_len,
-                    uint64_t ts_ns) {
+void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
   // that is what it receives, on one it opened (outbound) what it sends.
   bool request = (direction_ == Direction::kInbound) == (dir == DataDir::kRecv);
@@ -16,13 +15,16 @@ void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t tot
   if (!h1_ && !h2_) {
     if (!request) {
       if (early_.size() < kMaxEarly) {
-        early_.push_back({{captured.begin(), captured.end()}, total_len, ts_ns});
+        early_.push_back({{captured.raw().begin(), captured.raw().end()},
+                          captured.segmented(),
+                          total_len,
+                          ts_ns});
       } else {
         agg_->self().parse_errors[{"http", "server_spoke_first"}]++;
       }
       return;
     }
-    if (LooksLikeHttp2Preface(captured)) {
+    if (LooksLikeHttp2Preface(captured.At(0))) {
       h2_ = std::make_unique<Http2Parser>(this);
       http2_detected_ = true;
     } else {
@@ -30,19 +32,20 @@ void HttpConn::Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t tot
     }
     Dispatch(stream, captured, total_len, ts_ns);
     for (const auto& e : std::exchange(early_, {})) {
-      Dispatch(HttpStream::kResponse, e.captured, e.total_len, e.ts_ns);
+      Dispatch(HttpStream::kResponse,
+               e.segmented ? Capture::Segments(e.captured) : Capture(e.captured), e.total_len,
+               e.ts_ns);
     }
     return;
   }
   Dispatch(stream, captured, total_len, ts_ns);
 }
 
-void HttpConn::Dispatch(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
-                        uint64_t ts_ns) {
+void HttpConn::Dispatch(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   if (h2_) {
     h2_->Feed(stream, captured, total_len, ts_ns);
   } else {
-    h1_->Feed(stream, captured, total_len, ts_ns);
+    h1_->Feed(stream, captured.At(0), total_len, ts_ns);
   }
 }
 
@@ -60,7 +63,7 @@ const char* HttpConn::protocol() const { return h2_ ? "http2" : h1_ ? "http1" : 
 
 void HttpConn::CountRequest(const std::string& method, const std::string& authority,
                             const std::string& path) {
-  agg_->Http(labels_, direction_, authority)->requests++;
+  agg_->Http(labels_, direction_, authority, tls_)->requests++;
   agg_->Route(labels_, direction_, authority, routes_->Match(method, path))->requests++;
 }
 
@@ -69,7 +72,7 @@ void HttpConn::CountResponse(const std::string& method, const std::string& autho
                              uint64_t headers_end_ns, uint64_t first_byte_ns) {
   uint64_t latency_ns = first_byte_ns > headers_end_ns ? first_byte_ns - headers_end_ns : 0;
   double latency_ms = static_cast<double>(latency_ns) / 1e6;
-  agg_->Http(labels_, direction_, authority)
+  agg_->Http(labels_, direction_, authority, tls_)
       ->CountResponse(status, grpc_status, failed, latency_ms);
   const std::string& route = routes_->Match(method, path);
   agg_->Route(labels_, direction_, authority, route)

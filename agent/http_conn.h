@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agent/aggregator.h"
+#include "agent/capture.h"
 #include "agent/http1_parser.h"
 #include "agent/http2_parser.h"
 #include "agent/query_recorder.h"
@@ -20,16 +21,17 @@ namespace podtap {
 
 class HttpConn : public Http1Sink, public Http2Sink {
  public:
+  // `tls`: fed TLS plaintext from the TLS library's probes (series get tls="true").
   HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-           Direction direction);
+           Direction direction, bool tls = false);
 
-  void Feed(DataDir dir, std::span<const uint8_t> captured, uint64_t total_len, uint64_t ts_ns);
+  void Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void OnClose(uint64_t ts_ns);
   bool gave_up() const;
   // "http1", "http2", or "http" while undecided.
   const char* protocol() const;
-  // True once, right after the connection turned out to be HTTP/2: its
-  // header blocks need a larger capture than the default prefix.
+  // True once, right after the connection turned out to be HTTP/2 (the
+  // kernel follows its frames from the preface on, under a verdict of its own).
   bool TakeHttp2Detected() { return std::exchange(http2_detected_, false); }
   // Also reports each completed exchange to the query service's recorder.
   void RecordTo(QueryRecorder* recorder, EndpointTable::Id endpoints) {
@@ -49,13 +51,13 @@ class HttpConn : public Http1Sink, public Http2Sink {
   // SETTINGS at once), replayed once the protocol is known.
   struct Early {
     std::vector<uint8_t> captured;
+    bool segmented;
     uint64_t total_len;
     uint64_t ts_ns;
   };
   static constexpr size_t kMaxEarly = 4;
 
-  void Dispatch(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
-                uint64_t ts_ns);
+  void Dispatch(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void CountRequest(const std::string& method, const std::string& authority,
                     const std::string& path);
   void CountResponse(const std::string& method, const std::string& authority,
@@ -66,6 +68,7 @@ class HttpConn : public Http1Sink, public Http2Sink {
   const RouteTable* routes_;
   Aggregator::LabelSetId labels_;
   Direction direction_;
+  bool tls_;
   std::unique_ptr<Http1Parser> h1_;
   std::unique_ptr<Http2Parser> h2_;
   std::vector<Early> early_;

@@ -97,6 +97,11 @@ int main(int argc, char** argv) {
                  "Ring buffer for socket data, in bytes (a power of two, >= 4096)")
       ->capture_default_str()
       ->check(power_of_two);
+  bool tls_probes = true;
+  app.add_flag("--tls-probes,!--no-tls-probes", tls_probes,
+               "Read TLS plaintext through uprobes on the OpenSSL (libssl) files the node's "
+               "processes map")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -207,6 +212,7 @@ int main(int argc, char** argv) {
   opts.probes.payload_ringbuf_bytes = payload_ringbuf_bytes;
   opts.max_connections = max_connections;
   opts.pods_file = pods_file;
+  opts.tls_probes = tls_probes;
   if (cri_opt->count() > 0) opts.cri_socket = cri_socket == "auto" ? "" : cri_socket;
   opts.pod_label_allowlist = SplitList(allowlist);
   opts.aggregator = agg_opts;

@@ -178,14 +178,9 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
 
 void TcpProbes::StopCapture(uint64_t conn_id) {
   if (data_skel_ == nullptr) return;
-  uint32_t value = PODTAP_VERDICT_STOP;
+  podtap_verdict value{};
+  value.verdict = PODTAP_VERDICT_STOP;
   bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value, sizeof(value),
-                       BPF_ANY);
-}
-
-void TcpProbes::SetCaptureLength(uint64_t conn_id, uint32_t bytes) {
-  if (data_skel_ == nullptr) return;
-  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &bytes, sizeof(bytes),
                        BPF_ANY);
 }
 
@@ -194,7 +189,42 @@ void TcpProbes::ClearVerdict(uint64_t conn_id) {
   bpf_map__delete_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), 0);
 }
 
+std::string TcpProbes::AttachTls(const std::string& path) {
+  if (data_skel_ == nullptr) return "payload capture is off";
+  struct Probe {
+    const char* func;
+    bpf_program* enter;
+    bpf_program* exit;
+  };
+  auto& p = data_skel_->progs;
+  const Probe probes[] = {
+      {"SSL_read", p.podtap_ssl_enter_read, p.podtap_ssl_exit_read},
+      {"SSL_write", p.podtap_ssl_enter_write, p.podtap_ssl_exit_write},
+      {"SSL_read_ex", p.podtap_ssl_enter_read_ex, p.podtap_ssl_exit_read_ex},
+      {"SSL_write_ex", p.podtap_ssl_enter_write_ex, p.podtap_ssl_exit_write_ex},
+      {"SSL_do_handshake", p.podtap_ssl_enter_do_handshake, p.podtap_ssl_exit_do_handshake},
+  };
+  std::vector<bpf_link*> links;
+  for (const Probe& probe : probes) {
+    for (bool ret : {false, true}) {
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .func_name = probe.func);
+      bpf_link* l =
+          bpf_program__attach_uprobe_opts(ret ? probe.exit : probe.enter, -1, path.c_str(), 0, &o);
+      if (l == nullptr) {
+        std::string err = path + ": cannot attach " + (ret ? "uretprobe" : "uprobe") + " on " +
+                          probe.func + ": " + std::strerror(errno) + " — " + LastLibbpfWarning();
+        for (bpf_link* done : links) bpf_link__destroy(done);
+        return err;
+      }
+      links.push_back(l);
+    }
+  }
+  tls_links_.insert(tls_links_.end(), links.begin(), links.end());
+  return "";
+}
+
 TcpProbes::~TcpProbes() {
+  for (bpf_link* l : tls_links_) bpf_link__destroy(l);
   if (rb_ != nullptr) ring_buffer__free(rb_);
   if (data_skel_ != nullptr) sockdata_bpf__destroy(data_skel_);
   if (skel_ != nullptr) tcp_bpf__destroy(skel_);
@@ -230,6 +260,9 @@ TcpProbes::Drops TcpProbes::ReadDrops() const {
   d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);
   d.payload_ringbuf_full = sum(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
   d.syscall_map_full = sum(PODTAP_DROP_SYSCALL_MAP_FULL);
+  d.h2_capture_full = sum(PODTAP_DROP_H2_CAPTURE_FULL);
+  d.h2_walk_lost = sum(PODTAP_DROP_H2_WALK_LOST);
+  d.tls_unmapped = sum(PODTAP_DROP_TLS_UNMAPPED);
   return d;
 }
 

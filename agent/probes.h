@@ -8,10 +8,12 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 struct tcp_bpf;
 struct sockdata_bpf;
 struct ring_buffer;
+struct bpf_link;
 
 namespace podtap {
 
@@ -53,15 +55,21 @@ class TcpProbes {
     uint64_t sockmap_full = 0;
     uint64_t payload_ringbuf_full = 0;
     uint64_t syscall_map_full = 0;
+    uint64_t h2_capture_full = 0;
+    uint64_t h2_walk_lost = 0;
+    uint64_t tls_unmapped = 0;
   };
   Drops ReadDrops() const;
 
   // Per-connection capture verdicts, the one thing userspace tells the
   // kernel. No-ops when payload capture is off.
   void StopCapture(uint64_t conn_id);
-  // Bytes to copy per syscall on this connection instead of the default.
-  void SetCaptureLength(uint64_t conn_id, uint32_t bytes);
   void ClearVerdict(uint64_t conn_id);
+
+  // Attaches the TLS plaintext probes (uprobes on SSL_read, SSL_write, their _ex forms and
+  // SSL_do_handshake) to one OpenSSL libssl file; every process that maps it is covered. An
+  // error names the file and the function. Fails when payload capture is off.
+  std::string AttachTls(const std::string& path);
 
   // "tp_btf" or "tracepoint": which program is attached.
   const std::string& mode() const { return mode_; }
@@ -76,6 +84,7 @@ class TcpProbes {
   tcp_bpf* skel_ = nullptr;
   sockdata_bpf* data_skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
+  std::vector<bpf_link*> tls_links_;
   EventFn on_event_;
   std::string mode_;
 };

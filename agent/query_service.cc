@@ -117,8 +117,9 @@ struct Acc {
   LatencyCounts latency;
 };
 
-const char* Protocol(const Conn& c) {
-  if (c.tls) return "tls";
+std::string Protocol(const Conn& c) {
+  // TLS whose plaintext the SSL probes see is parsed too: "tls/http1".
+  if (c.tls) return c.tls_http ? std::string("tls/") + c.tls_http->protocol() : "tls";
   if (c.http) return c.http->protocol();
   if (c.http_given_up) return "opaque";
   return "silent";

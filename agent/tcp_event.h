@@ -82,6 +82,8 @@ struct PayloadEvent {
   uint64_t total_len = 0;
   uint32_t offset = 0;
   uint32_t captured = 0;
+  bool segmented = false;      // the captured bytes are segments (agent/capture.h), not a prefix
+  bool tls_plaintext = false;  // bytes of SSL_read/SSL_write on the connection, not of a syscall
 };
 
 // Kernel counters of an ESTABLISHED socket, as sock_diag reports them.

@@ -3,7 +3,13 @@
 
 #include "agent/pod_labels.h"
 
+extern "C" {
+#include "bpf/podtap.h"
+}
+
 namespace podtap {
+
+static_assert(TcpPipeline::kTlsVerdictBit == PODTAP_TLS_KEY_BIT);
 namespace {
 
 // A TLS handshake record: content type 22, protocol version 3.x (SSL 3.0 to
@@ -135,7 +141,11 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   if (c->http) c->http->OnClose(e.ts_ns);
+  if (c->tls_http) c->tls_http->OnClose(e.ts_ns);
   if (c->verdict_written) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
+  if (c->tls_verdict_written) {
+    verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id | kTlsVerdictBit});
+  }
   if (c != &synthesized) conns_.Erase(e.conn_id);
 }
 
@@ -143,37 +153,47 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
   Conn* c = conns_.Find(e.conn_id);
   if (c == nullptr) return false;
   agg_->self().payload_events++;
+  const Capture cap = e.segmented ? Capture::Segments(captured) : Capture(captured);
   if (c->series == nullptr) {
-    c->tls = LooksLikeTls(captured);
+    c->tls = e.tls_plaintext || LooksLikeTls(cap.At(0));
     CountOpen(c);
-    if (c->tls) {
-      // Ciphertext: nothing for the HTTP parser, and no reason to keep
-      // copying it out of the kernel.
+  }
+  if (e.tls_plaintext) {
+    FeedHttp(c, e, cap, true);
+  } else if (c->tls) {
+    // Ciphertext: nothing for the HTTP parser, and no reason to keep copying it out of the
+    // kernel. (Records already in flight when the verdict was written still arrive.)
+    if (!c->http_given_up) {
       c->http_given_up = true;
       c->verdict_written = true;
       verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
-      return true;
     }
-  }
-  // Records already in flight when the verdict was written still arrive.
-  if (c->http_given_up) return true;
-  if (!c->http) {
-    c->http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction);
-    if (recorder_ != nullptr) c->http->RecordTo(recorder_, c->endpoints);
-  }
-  c->http->Feed(e.dir, captured, e.total_len, e.ts_ns);
-  if (c->http->TakeHttp2Detected()) {
-    c->verdict_written = true;
-    verdicts_.push_back({VerdictOp::Kind::kCapture, e.conn_id, kHttp2CaptureBytes});
-  }
-  if (c->http->gave_up()) {
-    agg_->self().given_up[c->http->protocol()]++;
-    c->http.reset();
-    c->http_given_up = true;
-    c->verdict_written = true;
-    verdicts_.push_back({VerdictOp::Kind::kStop, e.conn_id});
+  } else {
+    FeedHttp(c, e, cap, false);
   }
   return true;
+}
+
+void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls) {
+  std::unique_ptr<HttpConn>& http = tls ? c->tls_http : c->http;
+  bool& given_up = tls ? c->tls_http_given_up : c->http_given_up;
+  bool& verdict_written = tls ? c->tls_verdict_written : c->verdict_written;
+  if (given_up) return;  // records already in flight when the verdict was written
+  if (!http) {
+    http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction, tls);
+    if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints);
+  }
+  http->Feed(e.dir, cap, e.total_len, e.ts_ns);
+  // The kernel wrote an HTTP/2 verdict (it follows the frames) on the preface; it is deleted with
+  // the others at close.
+  if (http->TakeHttp2Detected()) verdict_written = true;
+  if (http->gave_up()) {
+    agg_->self().given_up[http->protocol()]++;
+    http.reset();
+    given_up = true;
+    verdict_written = true;
+    verdicts_.push_back({VerdictOp::Kind::kStop, tls ? e.conn_id | kTlsVerdictBit : e.conn_id});
+  }
 }
 
 void TcpPipeline::OnConnectFail(const TcpConnectFail& e) {

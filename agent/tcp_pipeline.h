@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/aggregator.h"
+#include "agent/capture.h"
 #include "agent/conn_table.h"
 #include "agent/pods.h"
 #include "agent/query_recorder.h"
@@ -48,23 +49,21 @@ class TcpPipeline {
   // Capture decisions for the kernel's verdict map, taken after each batch.
   struct VerdictOp {
     enum class Kind : uint8_t {
-      kStop,     // not a protocol we parse: stop copying its bytes
-      kCapture,  // copy `capture_bytes` per syscall (HTTP/2 header blocks)
-      kForget,   // the connection closed: drop its verdict
+      kStop,    // not a protocol we parse: stop copying its bytes
+      kForget,  // the connection closed: drop its verdict (the kernel's HTTP/2 one too)
     };
     Kind kind;
     uint64_t conn_id;
-    uint32_t capture_bytes = 0;
   };
   std::vector<VerdictOp> TakeVerdicts() { return std::exchange(verdicts_, {}); }
+  // Set in a VerdictOp's conn_id: the verdict of the connection's TLS plaintext
+  // (PODTAP_TLS_KEY_BIT), apart from that of its bytes on the wire.
+  static constexpr uint64_t kTlsVerdictBit = uint64_t{1} << 63;
 
   // Counts the opens of connections that sent and received nothing for
   // kOpenGraceNs (tls="false"). `now_ns` is on the kernel's monotonic clock.
   void FlushPendingOpens(uint64_t now_ns);
   static constexpr uint64_t kOpenGraceNs = 1'000'000'000;
-  // Per-syscall capture on HTTP/2 connections: header blocks must be seen
-  // whole for HPACK, and frames are often written several per syscall.
-  static constexpr uint32_t kHttp2CaptureBytes = 4096;
 
   size_t tracked() const { return conns_.size(); }
 
@@ -73,6 +72,8 @@ class TcpPipeline {
                                    const IpAddr& remote);
   void Report(Conn* c, uint64_t read, uint64_t written, uint64_t ts_ns);
   void CountOpen(Conn* c);
+  // Feeds the connection's HTTP parser of its bytes on the wire, or of its TLS plaintext.
+  void FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls);
 
   Aggregator* agg_;
   ConnTable conns_;

@@ -31,7 +31,16 @@ enum podtap_drop {
 	PODTAP_DROP_SOCKMAP_FULL = 1, /* open not remembered: socket map full */
 	PODTAP_DROP_PAYLOAD_RINGBUF_FULL = 2, /* payload event not delivered */
 	PODTAP_DROP_SYSCALL_MAP_FULL = 3,     /* syscall arguments not remembered */
-	PODTAP_DROP__COUNT = 4,
+	/* HTTP/2 frame walk: a record's room ran out before every frame header
+	 * and header block byte of the syscall was captured */
+	PODTAP_DROP_H2_CAPTURE_FULL = 4,
+	/* HTTP/2 frame walk: frame boundaries lost (bytes unreadable, or more
+	 * frames in one syscall than the walk's step limit) */
+	PODTAP_DROP_H2_WALK_LOST = 5,
+	/* TLS plaintext whose socket was not known: no syscall on it was seen
+	 * inside an SSL call of that SSL object yet */
+	PODTAP_DROP_TLS_UNMAPPED = 6,
+	PODTAP_DROP__COUNT = 7,
 };
 
 /* One record per TCP lifecycle event. Raw kernel counters are passed as they
@@ -79,12 +88,21 @@ struct podtap_sock_info {
 	__u8 pad[7];
 };
 
+/* podtap_payload_event.flags */
+/* data[] is a list of segments (struct podtap_segment, then its bytes), not
+ * a prefix: an HTTP/2 connection's frame headers and header blocks wherever
+ * they lie in the syscall's bytes. */
+#define PODTAP_PF_SEGMENTS (1u << 0)
+/* data[] is plaintext from the TLS library's SSL_read/SSL_write on this
+ * connection, not the bytes of a syscall (which are TLS records). */
+#define PODTAP_PF_TLS (1u << 1)
+
 /* One record per read/write-family syscall on a tracked TCP socket. Only
  * `captured` bytes of data follow the header; the record is that long. */
 struct podtap_payload_event {
 	__u32 kind;     /* PODTAP_EV_PAYLOAD */
 	__u8 dir;       /* enum podtap_data_dir */
-	__u8 pad;
+	__u8 flags;     /* PODTAP_PF_* */
 	__u16 captured; /* bytes of data[] present */
 	__u64 ts_ns;
 	__u64 conn_id;
@@ -92,7 +110,40 @@ struct podtap_payload_event {
 	__u8 data[PODTAP_PAYLOAD_MAX];
 };
 
-/* verdicts map values, written by the agent per connection id. */
+/* Header of one segment in a PODTAP_PF_SEGMENTS record: `len` bytes that
+ * the syscall moved starting at `offset` follow it. Segments are in offset
+ * order and do not overlap. */
+struct podtap_segment {
+	__u32 offset;
+	__u16 len;
+	__u16 pad;
+};
+
+/* podtap_verdict.verdict */
 #define PODTAP_VERDICT_STOP 0xffffffffu /* not a protocol we parse: no more payload */
+#define PODTAP_VERDICT_H2 0xfffffffeu   /* HTTP/2: follow frames, capture segments */
+
+/* Where the kernel is in one direction of an HTTP/2 connection's frames. */
+struct podtap_h2_walk {
+	__u32 skip;     /* bytes of the current frame (or preface) still to come */
+	__u8 capture;   /* 1: capture them (header blocks, SETTINGS, GOAWAY, preface) */
+	__u8 head_have; /* bytes of a frame header split across syscalls, so far */
+	__u8 lost;      /* 1: frame boundaries lost; nothing more is captured */
+	__u8 pad;
+	__u8 head[4];   /* its length and type bytes */
+};
+
+/* The verdicts key of a connection's TLS plaintext: its id with this bit
+ * (socket cookies are counters, far below it). */
+#define PODTAP_TLS_KEY_BIT (1ull << 63)
+
+/* verdicts map value, by connection id (or id | PODTAP_TLS_KEY_BIT).
+ * Written by the kernel when it sees the HTTP/2 client preface and by the
+ * agent (STOP); deleted by the agent when the connection closes. */
+struct podtap_verdict {
+	__u32 verdict; /* PODTAP_VERDICT_* */
+	__u32 pad;
+	struct podtap_h2_walk walk[2]; /* by enum podtap_data_dir - 1 */
+};
 
 #endif /* PODTAP_BPF_PODTAP_H */

@@ -11,18 +11,19 @@
 #include "shared_maps.h"
 
 /* Set by the agent before load. */
-const volatile __u32 prefix_len = 256; /* default bytes captured per syscall */
+const volatile __u32 prefix_len = 256; /* bytes captured per syscall (not HTTP/2) */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the agent once this much is queued */
 
-/* Per connection id, written by the agent: PODTAP_VERDICT_STOP, or a capture
- * length other than prefix_len (larger for HTTP/2 header blocks). LRU: a
- * verdict the agent forgot to delete ages out instead of filling the map. */
+/* Per connection id: PODTAP_VERDICT_STOP (written by the agent: not a
+ * protocol we parse), or PODTAP_VERDICT_H2 with the frame walk state
+ * (written here on the client preface). LRU: a verdict the agent forgot to
+ * delete ages out instead of filling the map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
 	__type(key, __u64);
-	__type(value, __u32);
+	__type(value, struct podtap_verdict);
 } verdicts SEC(".maps");
 
 /* Payload records; userspace sizes it before load. */
@@ -77,6 +78,41 @@ struct {
 	__type(value, struct io_args);
 } inflight SEC(".maps");
 
+/* An SSL_read/SSL_write (or _ex, or SSL_do_handshake) in progress, by
+ * thread: the plaintext buffer, and the connection once a syscall on a
+ * tracked socket happens inside the call. */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 len_ptr; /* _ex forms: where the byte count is written */
+	__u64 conn_id;
+	__u8 dir; /* enum podtap_data_dir; 0: a handshake, only learns the socket */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps");
+
+/* The connection of an SSL object, learned from the syscalls made inside
+ * its calls: OpenSSL may answer an SSL_read from bytes it already holds,
+ * without a syscall. */
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, __u64);
+} ssl_conns SEC(".maps");
+
 /* The struct sock behind a file descriptor of the current task, or NULL. A
  * file that is not a socket fails the back-pointer check, and a socket that
  * is not tracked is not a key of `socks`, so both cost one lookup. */
@@ -107,6 +143,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	__u64 id = bpf_get_current_pid_tgid();
 	struct podtap_sock_info *info;
 	struct io_args a = {};
+	struct ssl_call *call;
 	struct sock *sk;
 	__u64 key;
 
@@ -119,6 +156,17 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	info = bpf_map_lookup_elem(&socks, &key);
 	if (!info)
 		return 0;
+	call = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (call) {
+		struct ssl_key k = {.ssl = call->ssl, .tgid = id >> 32};
+
+		call->conn_id = info->conn_id;
+		bpf_map_update_elem(&ssl_conns, &k, &info->conn_id, BPF_ANY);
+		/* TLS records of a read or write whose plaintext the
+		 * SSL_read/SSL_write return probe captures. */
+		if (call->dir)
+			return 0;
+	}
 	a.conn_id = info->conn_id;
 	a.buf = buf;
 	a.iovcnt = iovcnt;
@@ -180,56 +228,254 @@ static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 wan
 	return 0;
 }
 
-static __always_inline int on_exit(long ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
+#define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+#define H2_FRAME_HEADER 9
+/* Steps of one syscall's frame walk (a step: a frame header, a frame's
+ * bytes within one iovec, or moving to the next iovec). */
+#define H2_WALK_STEPS 4096
+
+/* One syscall's HTTP/2 frame walk: where it is in the syscall's bytes and
+ * in its buffers, and the segments written to the record so far. */
+struct h2_walk_ctx {
 	struct podtap_payload_event *e;
-	struct payload_scratch *scr;
-	struct io_args *a;
-	__u32 zero = 0, want;
-	__u64 n, flags;
-	__u32 *verdict;
+	struct podtap_h2_walk *st;
+	const struct iovec *uiov; /* BUF_IOVEC, BUF_MSGHDR */
+	__u64 iovcnt;
+	__u64 iov_next;  /* index of the next iovec to read */
+	__u64 iov_start; /* syscall offset of the current buffer's first byte */
+	__u64 iov_len;
+	__u64 iov_base;
+	__u64 off; /* syscall offset walked to */
+	__u64 total;
+	__u32 out;     /* bytes of e->data used */
+	__u32 seg_hdr; /* where the open segment's header goes in e->data */
+	__u64 seg_off; /* syscall offset of the open segment's first byte */
+	__u32 seg_len; /* 0: no open segment */
+	__u8 full;     /* the record ran out of room */
+	__u8 kind;
+};
 
-	a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
-		return 0;
-	if (ret <= 0)
-		goto out;
+static __always_inline void h2_close_segment(struct h2_walk_ctx *w)
+{
+	struct podtap_segment seg = {};
 
-	want = prefix_len;
-	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
-	if (verdict) {
-		if (*verdict == PODTAP_VERDICT_STOP)
-			goto out;
-		want = *verdict;
+	if (!w->seg_len)
+		return;
+	seg.offset = w->seg_off;
+	seg.len = w->seg_len;
+	bpf_probe_read_kernel(w->e->data + (w->seg_hdr & (PODTAP_PAYLOAD_MAX - 1)), sizeof(seg),
+			      &seg);
+	w->seg_len = 0;
+}
+
+/* Appends n bytes the syscall moved at offset `at`, read from src (user
+ * memory, or kernel memory when `kern`), to the record's segments. */
+static __always_inline void h2_capture(struct h2_walk_ctx *w, __u64 at, __u64 src, __u64 n,
+				       bool kern)
+{
+	__u32 out = w->out, room;
+
+	if (!n || w->full)
+		return;
+	if (!w->seg_len || w->seg_off + w->seg_len != at) {
+		h2_close_segment(w);
+		if (out + sizeof(struct podtap_segment) >= PODTAP_PAYLOAD_MAX) {
+			w->full = 1;
+			return;
+		}
+		w->seg_hdr = out;
+		w->seg_off = at;
+		out += sizeof(struct podtap_segment);
 	}
+	room = PODTAP_PAYLOAD_MAX - out;
+	if (n > room) {
+		n = room;
+		w->full = 1;
+	}
+	barrier_var(out);
+	out &= PODTAP_PAYLOAD_MAX - 1;
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (kern ? bpf_probe_read_kernel(w->e->data + out, n, (void *)src)
+		 : bpf_probe_read_user(w->e->data + out, n, (void *)src)) {
+		w->full = 1; /* unreadable: what follows is not contiguous */
+		return;
+	}
+	w->out = out + n;
+	w->seg_len += n;
+}
+
+static __always_inline bool h2_frame_captured(__u8 type)
+{
+	/* HEADERS, SETTINGS, PUSH_PROMISE, GOAWAY, CONTINUATION */
+	return type == 1 || type == 4 || type == 5 || type == 7 || type == 9;
+}
+
+static long h2_walk_step(__u32 i, void *ctx)
+{
+	struct h2_walk_ctx *w = ctx;
+	struct podtap_h2_walk *st = w->st;
+	__u8 head[16] = {};
+	struct iovec iov;
+	__u64 n, src;
+
+	if (w->off >= w->total)
+		return 1;
+	if (w->off >= w->iov_start + w->iov_len) {
+		/* The next buffer of a readv/writev/recvmsg/sendmsg. */
+		if (w->kind != BUF_IOVEC || w->iov_next >= w->iovcnt ||
+		    bpf_probe_read_user(&iov, sizeof(iov), &w->uiov[w->iov_next & 1023])) {
+			st->lost = 1;
+			return 1;
+		}
+		w->iov_next++;
+		w->iov_start += w->iov_len;
+		w->iov_len = iov.iov_len;
+		w->iov_base = (__u64)iov.iov_base;
+		return 0;
+	}
+	n = w->total - w->off;
+	if (n > w->iov_start + w->iov_len - w->off)
+		n = w->iov_start + w->iov_len - w->off;
+	src = w->iov_base + (w->off - w->iov_start);
+	if (st->skip) {
+		if (n > st->skip)
+			n = st->skip;
+		if (st->capture)
+			h2_capture(w, w->off, src, n, false);
+		st->skip -= n;
+		w->off += n;
+		return 0;
+	}
+	/* A frame header, maybe the rest of one split across syscalls. */
+	if (n > H2_FRAME_HEADER - st->head_have)
+		n = H2_FRAME_HEADER - st->head_have;
+	barrier_var(n);
+	n &= 15;
+	if (w->kind == BUF_NONE || !n || bpf_probe_read_user(head, n, (void *)src)) {
+		st->lost = 1;
+		return 1;
+	}
+	h2_capture(w, w->off, (__u64)head, n, true);
+	for (int k = 0; k < H2_FRAME_HEADER; k++) {
+		__u32 at = st->head_have + k;
+
+		if (k >= n)
+			break;
+		if (at < sizeof(st->head))
+			st->head[at & 3] = head[k];
+	}
+	st->head_have += n;
+	w->off += n;
+	if (st->head_have >= H2_FRAME_HEADER) {
+		st->skip = (__u32)st->head[0] << 16 | (__u32)st->head[1] << 8 | st->head[2];
+		st->capture = h2_frame_captured(st->head[3]);
+		st->head_have = 0;
+	}
+	return 0;
+}
+
+/* Fills e->data with segments: every frame header, and the payload of every
+ * frame the agent reads (header blocks above all), wherever they lie in the
+ * syscall's bytes; DATA payloads are skipped by their length. */
+static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podtap_h2_walk *st,
+				     struct io_args *a, __u64 total)
+{
+	struct h2_walk_ctx w = {};
+	struct user_msghdr msg = {};
+	long steps;
+
+	if (st->lost)
+		return 0;
+	w.e = e;
+	w.st = st;
+	w.total = total;
+	w.kind = a->kind;
+	switch (a->kind) {
+	case BUF_PLAIN:
+		w.iov_base = a->buf;
+		w.iov_len = total;
+		break;
+	case BUF_IOVEC:
+		w.uiov = (const struct iovec *)a->buf;
+		w.iovcnt = a->iovcnt;
+		break;
+	case BUF_MSGHDR:
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf)) {
+			st->lost = 1;
+			break;
+		}
+		w.kind = BUF_IOVEC;
+		w.uiov = msg.msg_iov;
+		w.iovcnt = msg.msg_iovlen;
+		break;
+	case BUF_NONE:
+		w.iov_len = total; /* only a frame's payload can be skipped */
+		break;
+	}
+	if (!st->lost) {
+		steps = bpf_loop(H2_WALK_STEPS, h2_walk_step, &w, 0);
+		if (steps >= H2_WALK_STEPS && w.off < w.total)
+			st->lost = 1;
+	}
+	h2_close_segment(&w);
+	if (st->lost)
+		count_drop(PODTAP_DROP_H2_WALK_LOST);
+	else if (w.full)
+		count_drop(PODTAP_DROP_H2_CAPTURE_FULL);
+	return w.out;
+}
+
+/* Sends the record of `ret` bytes moved as `a` describes: a prefix, or the
+ * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
+ * PODTAP_TLS_KEY_BIT for TLS plaintext). */
+static __always_inline void emit_payload(struct io_args *a, long ret)
+{
+	struct podtap_payload_event *e;
+	struct podtap_verdict *verdict;
+	struct payload_scratch *scr;
+	__u32 zero = 0;
+	__u64 n, flags;
+
+	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
+	if (verdict && verdict->verdict == PODTAP_VERDICT_STOP)
+		return;
 	scr = bpf_map_lookup_elem(&scratch, &zero);
 	if (!scr)
-		goto out;
+		return;
 	e = &scr->ev;
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
+	e->flags = a->conn_id & PODTAP_TLS_KEY_BIT ? PODTAP_PF_TLS : 0;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->conn_id = a->conn_id;
+	e->conn_id = a->conn_id & ~PODTAP_TLS_KEY_BIT;
 	e->total_len = ret;
-	n = want;
-	if ((__u64)ret < n)
-		n = ret; /* never more than the syscall moved */
-	if (n > PODTAP_PAYLOAD_MAX)
-		n = PODTAP_PAYLOAD_MAX;
-	n = copy_prefix(e->data, a, n);
-	/* The HTTP/2 client preface: its connection needs whole header blocks
-	 * from this very syscall on (a gRPC client writes preface, SETTINGS and
-	 * its first request in one go), before the agent's verdict could come. */
-	if (!verdict && n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
-	    e->data[3] == ' ') {
-		__u32 h2 = PODTAP_PAYLOAD_MAX;
+	if (!verdict) {
+		n = prefix_len;
+		if ((__u64)ret < n)
+			n = ret; /* never more than the syscall moved */
+		if (n > PODTAP_PAYLOAD_MAX)
+			n = PODTAP_PAYLOAD_MAX;
+		n = copy_prefix(e->data, a, n);
+		/* The HTTP/2 client preface: from this very syscall on (a gRPC
+		 * client writes preface, SETTINGS and its first request in one
+		 * go), the connection's frames are followed here, since its
+		 * header blocks can lie anywhere in a syscall's bytes. */
+		if (n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
+		    e->data[3] == ' ') {
+			struct podtap_verdict h2 = {.verdict = PODTAP_VERDICT_H2};
 
-		bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
-		if ((__u64)ret > n) {
-			n = ret < PODTAP_PAYLOAD_MAX ? ret : PODTAP_PAYLOAD_MAX;
-			n = copy_prefix(e->data, a, n);
+			h2.walk[(a->dir - 1) & 1].skip = H2_PREFACE_LEN;
+			h2.walk[(a->dir - 1) & 1].capture = 1;
+			bpf_map_update_elem(&verdicts, &a->conn_id, &h2, BPF_ANY);
+			verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
+			if (!verdict)
+				return;
 		}
+	}
+	if (verdict) {
+		e->flags |= PODTAP_PF_SEGMENTS;
+		n = h2_walk(e, &verdict->walk[(a->dir - 1) & 1], a, ret);
 	}
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
@@ -245,7 +491,18 @@ static __always_inline int on_exit(long ret)
 	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
 			       flags))
 		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
-out:
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args *a;
+
+	a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	if (ret > 0)
+		emit_payload(a, ret);
 	bpf_map_delete_elem(&inflight, &id);
 	return 0;
 }
@@ -283,5 +540,81 @@ ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND, -1)
 /* sendfile(out_fd, in_fd, ...): the socket is the first argument; the bytes
  * come from a file, so there is nothing to capture but their number. */
 ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
+
+/* TLS plaintext: OpenSSL's SSL_read/SSL_write and their _ex forms, attached
+ * by the agent to each libssl file the node's processes map. The plaintext
+ * buffer is captured at return, under the connection learned from a
+ * syscall inside this call or an earlier one of the same SSL object. */
+static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_key k = {.tgid = id >> 32};
+	struct ssl_call c = {};
+	__u64 *conn;
+
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	c.ssl = PT_REGS_PARM1(ctx);
+	c.buf = PT_REGS_PARM2(ctx);
+	c.dir = dir;
+	if (ex)
+		c.len_ptr = PT_REGS_PARM4(ctx);
+	k.ssl = c.ssl;
+	conn = bpf_map_lookup_elem(&ssl_conns, &k);
+	if (conn)
+		c.conn_id = *conn;
+	if (bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY))
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int ssl_exit(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct io_args a = {};
+	struct ssl_call *c;
+	long ret;
+
+	c = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (!c)
+		return 0;
+	ret = PT_REGS_RC(ctx);
+	if (c->dir && ret > 0) {
+		__u64 n = ret;
+
+		/* SSL_read_ex/SSL_write_ex return 1 and write the count. */
+		if (c->len_ptr && bpf_probe_read_user(&n, sizeof(n), (void *)c->len_ptr))
+			n = 0;
+		if (!c->conn_id) {
+			count_drop(PODTAP_DROP_TLS_UNMAPPED);
+		} else if (n > 0 && n < (1ull << 31)) {
+			a.conn_id = c->conn_id | PODTAP_TLS_KEY_BIT;
+			a.buf = c->buf;
+			a.kind = BUF_PLAIN;
+			a.dir = c->dir;
+			emit_payload(&a, n);
+		}
+	}
+	bpf_map_delete_elem(&ssl_calls, &id);
+	return 0;
+}
+
+#define SSL_PROBES(name, dir, ex)                                               \
+	SEC("uprobe")                                                           \
+	int podtap_ssl_enter_##name(struct pt_regs *ctx)                        \
+	{                                                                       \
+		return ssl_enter(ctx, dir, ex);                                 \
+	}                                                                       \
+	SEC("uretprobe")                                                        \
+	int podtap_ssl_exit_##name(struct pt_regs *ctx)                         \
+	{                                                                       \
+		return ssl_exit(ctx);                                           \
+	}
+
+SSL_PROBES(read, PODTAP_DATA_RECV, false)
+SSL_PROBES(write, PODTAP_DATA_SEND, false)
+SSL_PROBES(read_ex, PODTAP_DATA_RECV, true)
+SSL_PROBES(write_ex, PODTAP_DATA_SEND, true)
+SSL_PROBES(do_handshake, 0, false)
 
 char LICENSE[] SEC("license") = "GPL";

@@ -46,7 +46,9 @@ CURL = "/usr/bin/curl"
 AB = "/usr/bin/ab"
 WRK = "/usr/bin/wrk"
 OPENSSL = "/usr/bin/openssl"
-TOOLS = {NGINX: "nginx", CURL: "curl", AB: "apache2-utils", WRK: "wrk", OPENSSL: "openssl"}
+GNUTLS_CLI = "/usr/bin/gnutls-cli"
+TOOLS = {NGINX: "nginx", CURL: "curl", AB: "apache2-utils", WRK: "wrk", OPENSSL: "openssl",
+         GNUTLS_CLI: "gnutls-bin"}
 
 HTTP_PORT = 8080
 TLS_PORT = 8443
@@ -534,11 +536,16 @@ class HttpExactTest(harness.PodPairTest):
         self.wait_equal(route_exp + self.http_expects(entries) + self.tcp_open_expects(conns)
                         + self.clean_expects())
 
-    def tls_expects(self, conns):
+    def tls_expects(self, conns, directions=("inbound", "outbound")):
         """conns TLS connections between the pods: tls="true" on both sides,
-        no plaintext series and no HTTP request counted."""
+        no plaintext series, and no HTTP request counted on `directions`
+        (the sides whose TLS plaintext the agent cannot read)."""
         out = []
         for d in ("inbound", "outbound"):
+            if d not in directions:
+                out += [Expect("tcp_open_total", dict(self.side(d), tls="true"), conns),
+                        Expect("tcp_open_total", dict(self.side(d), tls="false"), 0)]
+                continue
             base = self.side(d)
             out += [Expect("tcp_open_total", dict(base, tls="true"), conns),
                     Expect("tcp_open_total", dict(base, tls="false"), 0),
@@ -553,7 +560,8 @@ class HttpExactTest(harness.PodPairTest):
         # A TLS server that reads the record layer as it comes (5-byte record
         # header first): `openssl s_server -www` answers `GET /` inside TLS
         # and closes (HTTP/1.0); -naccept bounds it to the connections made.
-        self.start_agent()
+        # Without the TLS probes: ciphertext is never parsed.
+        self.start_agent(extra_args=["--no-tls-probes"])
         port = TLS_PORT + 1
         cmd = (harness._orphan_guard("TERM")
                + ["ip", "netns", "exec", self.topo.server_ns, OPENSSL, "s_server", "-quiet",
@@ -583,7 +591,7 @@ class HttpExactTest(harness.PodPairTest):
         # The same through nginx, the most common TLS server: before its
         # handshake nginx peeks at the first byte of a connection
         # (recv(fd, buf, 1, MSG_PEEK)) to tell TLS from plain HTTP.
-        self.start_agent()
+        self.start_agent(extra_args=["--no-tls-probes"])
         since = self.nginx.offset()
         tls_url = lambda p: self.url(p, scheme="https", port=TLS_PORT)  # noqa: E731
         transfers = self.curl([tls_url(p) for p in ("/tiny.txt", "/status/404", "/k300.bin",
@@ -594,6 +602,68 @@ class HttpExactTest(harness.PodPairTest):
         self.assertEqual({e["scheme"] for e in entries}, {"https"})
         self.assertEqual(conns, 2)
         self.wait_equal(self.tls_expects(conns))
+
+    def tls_libraries_attached(self):
+        """The agent found and probed the libssl that nginx, curl and openssl
+        share (one file: the pods share the host's filesystem)."""
+        sample = self.agent.scrape().sum("podtap_tls_libraries", {"state": "attached"})
+        self.assertGreaterEqual(sample, 1, "no libssl probed: %s" % sample)
+        self.assertEqual(self.agent.scrape().sum("podtap_tls_libraries", {"state": "failed"}),
+                         0)
+
+    def test_k_tls_plaintext_exact(self):
+        # With the TLS probes (the default), nginx's and curl's SSL_read and
+        # SSL_write give the plaintext: the same exact counts as cleartext,
+        # on both sides, under tls="true"; and openssl s_client too.
+        self.start_agent()
+        self.tls_libraries_attached()
+        since = self.nginx.offset()
+        tls_url = lambda p: self.url(p, scheme="https", port=TLS_PORT)  # noqa: E731
+        transfers = self.curl([tls_url(p) for p in ("/tiny.txt", "/status/404", "/k300.bin",
+                                                    "/status/500", "/k10.bin", "/status/204")])
+        transfers += self.curl([tls_url(p) for p in ("/k10.bin", "/status/503")],
+                               "--tlsv1.2", "--tls-max", "1.2", "-H", "Host: api.shop")
+        for path in ("/tiny.txt", "/status/201"):
+            req = "GET %s HTTP/1.1\r\nHost: api.shop\r\nConnection: close\r\n\r\n" % path
+            p = subprocess.run(
+                harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns,
+                                                 OPENSSL, "s_client", "-quiet", "-connect",
+                                                 "%s:%d" % (self.topo.SERVER_IP4, TLS_PORT)],
+                input=req, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+            status = path.rsplit("/", 1)[-1] if path.startswith("/status/") else "200"
+            self.assertIn("HTTP/1.1 %s" % status, p.stdout, "openssl s_client: %s" % p.stderr)
+            transfers.append(("GET", status, 1))
+        entries = self.nginx.entries(since, len(transfers), port=TLS_PORT)
+        conns = self.check_against_curl(since, entries, transfers)
+        self.assertEqual(conns, 4)
+        self.wait_equal(self.http_expects(entries, tls="true")
+                        + self.tcp_open_expects(conns, tls="true")
+                        + [Expect("tcp_open_total", dict(self.side(d), tls="false"), 0)
+                           for d in ("inbound", "outbound")]
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def test_l_tls_client_not_probed(self):
+        # GnuTLS (gnutls-cli) is not OpenSSL: its plaintext is not seen, so
+        # the client pod's outbound side counts its connection with
+        # tls="true" and no request; nginx's inbound side still reads the
+        # exchange through OpenSSL, exactly.
+        self.start_agent()
+        self.tls_libraries_attached()
+        since = self.nginx.offset()
+        for path in ("/tiny.txt", "/status/404", "/status/500"):
+            req = "GET %s HTTP/1.1\r\nHost: api.shop\r\nConnection: close\r\n\r\n" % path
+            p = subprocess.run(
+                harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns,
+                                                 GNUTLS_CLI, "--insecure", "--logfile",
+                                                 "/dev/null", "-p", str(TLS_PORT),
+                                                 self.topo.SERVER_IP4],
+                input=req, capture_output=True, text=True, timeout=CLIENT_TIMEOUT)
+            self.assertIn("HTTP/1.1 ", p.stdout, "gnutls-cli: %s" % p.stderr)
+        entries = self.nginx.entries(since, 3, port=TLS_PORT)
+        self.assertEqual([e["status"] for e in entries], ["200", "404", "500"])
+        self.wait_equal(self.http_expects(entries, directions=("inbound",), tls="true")
+                        + self.tls_expects(3, directions=("outbound",)))
 
     def test_h_not_http(self):
         self.start_agent()

@@ -183,5 +183,29 @@ TEST(EventDecoder, PayloadRecordsThatContradictThemselvesAreRejected) {
   EXPECT_TRUE(arena.empty());
 }
 
+TEST(EventDecoder, SegmentRecordsAreCheckedAndMarked) {
+  podtap_payload_event e{};
+  e.kind = PODTAP_EV_PAYLOAD;
+  e.dir = PODTAP_DATA_SEND;
+  e.flags = PODTAP_PF_SEGMENTS;
+  e.total_len = 20000;
+  // One segment: a 9-byte frame header at offset 16393 (more captured than a short syscall moves
+  // is fine for segments: their headers take room too).
+  podtap_segment seg{16393, 9, 0};
+  std::memcpy(e.data, &seg, sizeof(seg));
+  std::memcpy(e.data + sizeof(seg), "\0\0\5\0\1\0\0\0\1", 9);
+  e.captured = sizeof(seg) + 9;
+  std::vector<uint8_t> arena;
+  const size_t size = offsetof(podtap_payload_event, data) + e.captured;
+  auto d = DecodeEvent(&e, size, &arena);
+  auto* p = std::get_if<PayloadEvent>(&d);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->segmented);
+  EXPECT_EQ(p->captured, 17u);
+  // A segment reaching past the syscall's bytes.
+  e.total_len = 16400;
+  EXPECT_TRUE(std::holds_alternative<DecodeError>(DecodeEvent(&e, size, &arena)));
+}
+
 }  // namespace
 }  // namespace podtap

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <string>
@@ -416,6 +417,105 @@ TEST_F(Http2ParserTest, DataFrameEndingPastThePrefixEndsTheResponse) {
   Feed(p_, kResp, c_.Response(1, Status(200)) + Data(1, std::string(5000, 'x'), true), 20, 64);
   ASSERT_EQ(rec_.responses.size(), 1u);
   EXPECT_EQ(rec_.responses[0].end_ns, 20u);
+}
+
+// What bpf/sockdata.bpf.c captures of one syscall on an HTTP/2 connection whose bytes begin at
+// a frame boundary (or at the preface) and end at one or inside a frame header: every frame
+// header, and the payload of HEADERS, SETTINGS,
+// PUSH_PROMISE, GOAWAY and CONTINUATION frames, as podtap_segment-encoded segments, adjacent
+// captures merged into one segment.
+std::string KernelSegments(std::string_view bytes, bool preface = false) {
+  std::vector<std::pair<size_t, size_t>> runs;  // (offset, length)
+  auto keep = [&runs](size_t off, size_t len) {
+    if (len == 0) return;
+    if (!runs.empty() && runs.back().first + runs.back().second == off) {
+      runs.back().second += len;
+    } else {
+      runs.emplace_back(off, len);
+    }
+  };
+  size_t off = 0;
+  if (preface) {
+    keep(0, kPreface.size());
+    off = kPreface.size();
+  }
+  while (off + 9 <= bytes.size()) {
+    const auto* h = reinterpret_cast<const uint8_t*>(bytes.data() + off);
+    const size_t len = size_t{h[0]} << 16 | size_t{h[1]} << 8 | h[2];
+    const uint8_t type = h[3];
+    const bool captured = type == kHeaders || type == kSettings || type == kPushPromise ||
+                          type == kGoaway || type == kContinuation;
+    keep(off, 9 + (captured ? len : 0));
+    off += 9 + len;
+  }
+  if (off < bytes.size()) keep(off, bytes.size() - off);  // a frame header split by the syscall
+  std::string out;
+  for (auto [at, len] : runs) {
+    char seg[8] = {};
+    const uint32_t at32 = static_cast<uint32_t>(at);
+    const uint16_t len16 = static_cast<uint16_t>(len);
+    std::memcpy(seg, &at32, 4);
+    std::memcpy(seg + 4, &len16, 2);
+    out.append(seg, sizeof(seg));
+    out.append(bytes.substr(at, len));
+  }
+  return out;
+}
+
+void FeedSegments(Http2Parser& p, HttpStream s, std::string_view bytes, uint64_t ts,
+                  bool preface = false) {
+  const std::string segs = KernelSegments(bytes, preface);
+  ASSERT_TRUE(Capture::Valid(Bytes(segs), bytes.size()));
+  p.Feed(s, Capture::Segments(Bytes(segs)), bytes.size(), ts);
+}
+
+// nginx writes several responses in one writev: later HEADERS frames lie past 8 KB DATA frames,
+// far beyond any prefix; the kernel's segments carry them, and the dynamic table stays right.
+TEST_F(Http2ParserTest, KernelSegmentsCarryHeaderBlocksPastLargeDataFrames) {
+  FeedSegments(p_, kReq, ClientOpen(), 1, true);
+  FeedSegments(p_, kResp, ServerOpen(), 2);
+  FeedSegments(p_, kReq,
+               Join({c_.Request(1, Get("/a")), c_.Request(3, Get("/b")), c_.Request(5, Get("/c"))}),
+               10);
+  const std::string body(8192, 'x');
+  FeedSegments(p_, kResp,
+               Join({c_.Response(1, Status(200)), Data(1, body, false), Data(1, body, true),
+                     c_.Response(3, Status(404)), Data(3, body, true), c_.Response(5, Status(200)),
+                     Data(5, body, false)}),
+               20);
+  // The last DATA frame arrives in two reads split inside its header.
+  const std::string last = Data(5, body, true);
+  FeedSegments(p_, kResp, std::string_view(last).substr(0, 4), 30);
+  ASSERT_EQ(rec_.responses.size(), 2u);
+  p_.Feed(kResp, Bytes(std::string_view(last).substr(4, 5)), last.size() - 4, 31);
+  ASSERT_EQ(rec_.responses.size(), 3u);
+  EXPECT_EQ(rec_.responses[0].request.path, "/a");
+  EXPECT_EQ(rec_.responses[0].status, 200);
+  EXPECT_EQ(rec_.responses[1].request.path, "/b");
+  EXPECT_EQ(rec_.responses[1].status, 404);
+  EXPECT_EQ(rec_.responses[2].request.path, "/c");
+  EXPECT_EQ(rec_.responses[2].end_ns, 31u);
+  EXPECT_TRUE(rec_.errors.empty());
+  EXPECT_EQ(p_.state(), State::kActive);
+}
+
+TEST_F(Http2ParserTest, SegmentsMissingAFrameHeaderLoseSync) {
+  Open();
+  Feed(p_, kReq, c_.Request(1, Get("/a")), 10);
+  const std::string bytes =
+      Join({c_.Response(1, Status(200)), Data(1, std::string(5000, 'x'), true)});
+  // One segment: the HEADERS frame and the DATA frame's header next to it. Cut the DATA frame's
+  // header off, as a record out of room would.
+  std::string segs = KernelSegments(bytes);
+  const size_t headers_frame = bytes.size() - 5000 - 9;
+  ASSERT_EQ(segs.size(), 8 + headers_frame + 9);
+  segs.resize(8 + headers_frame);
+  const uint16_t len16 = static_cast<uint16_t>(headers_frame);
+  std::memcpy(segs.data() + 4, &len16, 2);
+  ASSERT_TRUE(Capture::Valid(Bytes(segs), bytes.size()));
+  p_.Feed(kResp, Capture::Segments(Bytes(segs)), bytes.size(), 20);
+  EXPECT_EQ(rec_.Count(Http2Error::kLostSync), 1u);
+  EXPECT_EQ(p_.state(), State::kGaveUp);
 }
 
 TEST_F(Http2ParserTest, HeaderBlockLargerThanThePrefix) {

@@ -234,6 +234,57 @@ TEST_F(PayloadPipelineTest, OpenWaitsForTheFirstBytesThenCarriesTls) {
   EXPECT_EQ(Value(live_agg.Collect(), "tcp_read_bytes_total", tls), hello.size());
 }
 
+TEST_F(PayloadPipelineTest, TlsPlaintextIsParsedUnderTlsTrueAndCiphertextIsNot) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  const std::string hello = std::string("\x16\x03\x01\x02\x00", 5) + "client hello";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, hello.size(), 2'000'000), Bytes(hello)));
+  const std::string req = "GET /a HTTP/1.1\r\nHost: api.shop\r\n\r\n";
+  const std::string resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+  PayloadEvent in = Payload(1, DataDir::kRecv, req.size(), 3'000'000);
+  in.tls_plaintext = true;
+  PayloadEvent out = Payload(1, DataDir::kSend, resp.size(), 4'000'000);
+  out.tls_plaintext = true;
+  ASSERT_TRUE(live.OnPayload(in, Bytes(req)));
+  // A TLS record in flight before the kernel read the STOP verdict: ignored.
+  const std::string record = std::string("\x17\x03\x03\x00\x10", 5) + "0123456789abcdef";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kSend, record.size(), 3'500'000), Bytes(record)));
+  ASSERT_TRUE(live.OnPayload(out, Bytes(resp)));
+  auto s = live_agg.Collect();
+  Labels http = api_in;
+  http.emplace_back("authority", "api.shop");
+  http.emplace_back("tls", "true");
+  EXPECT_EQ(Value(s, "request_total", http), 1);
+  http.emplace_back("status_code", "404");
+  http.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "response_total", http), 1);
+  EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 0);
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);  // the ciphertext's
+  EXPECT_EQ(verdicts[0].conn_id, 1u);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
+
+  // Plaintext that is not HTTP stops the plaintext capture under its own key; both verdicts are
+  // forgotten at close.
+  const std::string pg = std::string("\x00\x00\x00\x08\x04\xd2\x16\x2f", 8);
+  live.OnOpen(Open(2, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  PayloadEvent odd = Payload(2, DataDir::kRecv, pg.size(), 5'000'000);
+  odd.tls_plaintext = true;
+  ASSERT_TRUE(live.OnPayload(odd, Bytes(pg)));
+  verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 1u);
+  EXPECT_EQ(verdicts[0].conn_id, 2u | TcpPipeline::kTlsVerdictBit);
+  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
+  live.OnClose(Close(1, 1, hello.size()));
+  live.OnClose(Close(2, 1, 0));
+  verdicts = live.TakeVerdicts();
+  std::vector<uint64_t> forgotten;
+  for (const auto& v : verdicts) {
+    EXPECT_EQ(v.kind, TcpPipeline::VerdictOp::Kind::kForget);
+    forgotten.push_back(v.conn_id);
+  }
+  EXPECT_EQ(forgotten, (std::vector<uint64_t>{1u, 2u | TcpPipeline::kTlsVerdictBit}));
+}
+
 TEST_F(PayloadPipelineTest, SilentConnectionIsCountedAfterTheGrace) {
   live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   live.FlushPendingOpens(1'000'000 + TcpPipeline::kOpenGraceNs - 1);
@@ -279,7 +330,7 @@ TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
             1);
 }
 
-TEST_F(PayloadPipelineTest, Http2PrefaceRaisesTheCaptureAndIsNotGivenUp) {
+TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdictAtClose) {
   live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   // The server's SETTINGS often come before the client's preface is read.
   const std::string settings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
@@ -288,15 +339,13 @@ TEST_F(PayloadPipelineTest, Http2PrefaceRaisesTheCaptureAndIsNotGivenUp) {
   const std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings;
   ASSERT_TRUE(
       live.OnPayload(Payload(1, DataDir::kRecv, preface.size(), 3'000'000), Bytes(preface)));
-  auto verdicts = live.TakeVerdicts();
-  ASSERT_EQ(verdicts.size(), 1u);
-  EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kCapture);
-  EXPECT_EQ(verdicts[0].capture_bytes, TcpPipeline::kHttp2CaptureBytes);
+  // The kernel wrote the connection's HTTP/2 verdict itself; the agent must not overwrite it.
+  EXPECT_TRUE(live.TakeVerdicts().empty());
   auto s = live_agg.Collect();
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http2"}}), 0);
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 0);
   live.OnClose(Close(1, 1, preface.size()));
-  verdicts = live.TakeVerdicts();
+  auto verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
   EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kForget);
 }

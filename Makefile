@@ -14,7 +14,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	nghttp2-client gnutls-bin libclang-rt-14-dev libcurl4-openssl-dev libyaml-cpp-dev \
 	nodejs kubectl python3-yaml
 
-.PHONY: all deps build test unit e2e bench run fmt lint clean unit-asan fuzz-build fuzz-smoke fuzz
+.PHONY: all deps build test unit e2e bench run demo fmt lint clean unit-asan fuzz-build fuzz-smoke fuzz
 
 all: build
 
@@ -81,13 +81,19 @@ fuzz: fuzz-build
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)
 
+# Two pods, real nginx and load between them, the agent, and what the podtap
+# CLI says about them; cleans up and exits by itself (root, ~20 s).
+demo: build
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent PODTAP_CLI=$(abspath $(BUILD_DIR))/podtap \
+	  /usr/bin/python3 -B tests/e2e/demo.py
+
 fmt:
 	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
 
 lint:
 	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

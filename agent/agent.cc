@@ -19,8 +19,11 @@ Agent::Agent(AgentOptions opts)
     : opts_(std::move(opts)),
       agg_(opts_.aggregator),
       pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
-                opts_.probes.capture_payload) {
+                opts_.probes.capture_payload),
+      taps_(opts_.taps),
+      recorder_(&taps_) {
   pipeline_.SetRoutes(opts_.routes);
+  pipeline_.SetRecorder(&recorder_);
   if (opts_.cri_socket) {
     pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);
     pods_source_name_ = "cri";
@@ -132,6 +135,13 @@ void Agent::ExpireSeries() {
 
 namespace {
 
+// bpf_ktime_get_ns()'s clock.
+uint64_t MonotonicNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
+}
+
 uint64_t Timestamp(const DecodedEvent& ev) {
   if (const auto* o = std::get_if<TcpOpen>(&ev)) return o->open_ns;
   if (const auto* c = std::get_if<TcpClose>(&ev)) return c->ts_ns;
@@ -187,9 +197,7 @@ void Agent::ApplyBatch() {
         spdlog::debug("dropped an event: {}", std::get<DecodeError>(ev).message);
       }
     }
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
-    pipeline_.FlushPendingOpens(uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec));
+    pipeline_.FlushPendingOpens(MonotonicNs());
     agg_.self().events_lost_ringbuf = drops.ringbuf_full;
     agg_.self().kernel_sockmap_full = drops.sockmap_full;
     agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;
@@ -317,7 +325,7 @@ void Agent::PollLiveCounters() {
       continue;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& c : std::get<std::vector<LiveCounters>>(r)) pipeline_.OnLive(c);
+    for (const auto& c : std::get<std::vector<LiveCounters>>(r)) pipeline_.OnLive(c, MonotonicNs());
   }
 }
 
@@ -339,7 +347,9 @@ void Agent::ReloadRoutes(std::optional<RouteTable> routes) {
 
 Snapshot Agent::Collect() {
   std::lock_guard<std::mutex> lock(mu_);
-  return agg_.Collect();
+  Snapshot s = agg_.Collect();
+  AppendQueryMetrics(recorder_, taps_, &s);
+  return s;
 }
 
 std::string Agent::NotReadyReason() const {

@@ -17,6 +17,8 @@
 #include "agent/kube_source.h"
 #include "agent/pods.h"
 #include "agent/probes.h"
+#include "agent/query_recorder.h"
+#include "agent/tap.h"
 #include "agent/tcp_pipeline.h"
 #include "agent/tls_libs.h"
 
@@ -37,6 +39,7 @@ struct AgentOptions {
   AggregatorOptions aggregator;
   // Idle series whose pod is gone are removed after this (Aggregator::Expire).
   std::chrono::milliseconds series_retention{300000};
+  TapOptions taps;  // the query service's live taps
   // TLS plaintext through uprobes on the libssl files the node's processes map.
   bool tls_probes = true;
 };
@@ -63,6 +66,16 @@ class Agent {
   std::string NotReadyReason() const;
   // The metadata sources' state, for /readyz.
   std::string ReadyDetail() const;
+
+  // For the query service: f(const QueryRecorder&, const TcpPipeline&),
+  // called under the event loop's lock (keep it short).
+  template <typename F>
+  auto ReadQueryState(F&& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return f(static_cast<const QueryRecorder&>(recorder_),
+             static_cast<const TcpPipeline&>(pipeline_));
+  }
+  TapHub& taps() { return taps_; }
 
  private:
   void ApplyBatch();
@@ -102,6 +115,8 @@ class Agent {
   std::string last_pods_error_;
   // (namespace, name) of the pods that exist now; guarded by mu_.
   std::set<std::pair<std::string, std::string>> live_pods_;
+  TapHub taps_;
+  QueryRecorder recorder_;  // guarded by mu_
 };
 
 }  // namespace podtap

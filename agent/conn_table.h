@@ -36,6 +36,10 @@ struct Conn {
   std::unique_ptr<HttpConn> tls_http;
   bool tls_http_given_up = false;
   bool tls_verdict_written = false;
+  // For the query service (Conns, Stat, Edges): both ends.
+  EndpointTable::Id endpoints = 0;
+  IpAddr local, remote;
+  uint16_t local_port = 0, remote_port = 0;
 };
 
 class ConnTable {
@@ -48,6 +52,10 @@ class ConnTable {
   void Erase(uint64_t conn_id) { conns_.erase(conn_id); }
   size_t size() const { return conns_.size(); }
   size_t capacity() const { return max_; }
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (const auto& [id, conn] : conns_) f(conn);
+  }
 
  private:
   size_t max_;

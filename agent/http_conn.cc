@@ -74,8 +74,13 @@ void HttpConn::CountResponse(const std::string& method, const std::string& autho
   double latency_ms = static_cast<double>(latency_ns) / 1e6;
   agg_->Http(labels_, direction_, authority, tls_)
       ->CountResponse(status, grpc_status, failed, latency_ms);
-  agg_->Route(labels_, direction_, authority, routes_->Match(method, path))
+  const std::string& route = routes_->Match(method, path);
+  agg_->Route(labels_, direction_, authority, route)
       ->CountResponse(status, grpc_status, failed, latency_ms);
+  if (recorder_ != nullptr) {
+    recorder_->OnExchange({endpoints_, direction_, method, authority, path, route, status,
+                           grpc_status, failed, latency_ms, headers_end_ns});
+  }
 }
 
 void HttpConn::OnRequest(const Http1Request& r) { CountRequest(r.method, r.authority, r.path); }

@@ -13,6 +13,7 @@
 #include "agent/capture.h"
 #include "agent/http1_parser.h"
 #include "agent/http2_parser.h"
+#include "agent/query_recorder.h"
 #include "agent/routes.h"
 #include "agent/tcp_event.h"
 
@@ -32,6 +33,11 @@ class HttpConn : public Http1Sink, public Http2Sink {
   // True once, right after the connection turned out to be HTTP/2 (the
   // kernel follows its frames from the preface on, under a verdict of its own).
   bool TakeHttp2Detected() { return std::exchange(http2_detected_, false); }
+  // Also reports each completed exchange to the query service's recorder.
+  void RecordTo(QueryRecorder* recorder, EndpointTable::Id endpoints) {
+    recorder_ = recorder;
+    endpoints_ = endpoints;
+  }
 
   void OnRequest(const Http1Request& r) override;
   void OnResponse(const Http1Response& r) override;
@@ -67,6 +73,8 @@ class HttpConn : public Http1Sink, public Http2Sink {
   std::unique_ptr<Http2Parser> h2_;
   std::vector<Early> early_;
   bool http2_detected_ = false;
+  QueryRecorder* recorder_ = nullptr;
+  EndpointTable::Id endpoints_ = 0;
 };
 
 }  // namespace podtap

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/query_service.h"
 #include "exporter/http_server.h"
 #include "exporter/statsd.h"
 
@@ -178,11 +179,39 @@ int main(int argc, char** argv) {
   app.add_flag("--check-config", check_config,
                "Check the flags, the listen address and the --config file, print \"config ok\" "
                "or the error, and exit 0 or 1; needs no root and touches no kernel state");
+  // Operator query service (the podtap CLI).
+  podtap::QueryServerOptions query_opts;
+  podtap::TapOptions tap_opts;
+  app.add_option("--query-socket", query_opts.socket_path,
+                 "Unix socket of the query service for the podtap CLI; only root may use it "
+                 "(directory 0700, socket 0600, peer uid checked); \"\" serves none")
+      ->capture_default_str();
+  app.add_option("--query-listen", query_opts.listen,
+                 "Also serve the query service on this host:port, with TLS and a bearer token "
+                 "(needs --query-tls-cert, --query-tls-key, --query-token-file)");
+  app.add_option("--query-tls-cert", query_opts.tls_cert, "PEM certificate for --query-listen")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-tls-key", query_opts.tls_key, "PEM private key for --query-listen")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-token-file", query_opts.token_file,
+                 "File holding the bearer token --query-listen callers must present")
+      ->check(CLI::ExistingFile);
+  app.add_option("--query-max-taps", tap_opts.max_taps, "Most live taps at once")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  app.add_option("--query-tap-rps", tap_opts.max_rps,
+                 "Most requests a second one tap sends; past it they are skipped and counted")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000000u));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help exits 0; a bad flag exits 1 like every other reason not to run.
     return app.exit(e) == 0 ? 0 : 1;
+  }
+  if (std::string err = podtap::CheckQueryOptions(query_opts); !err.empty()) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 1;
   }
 
   auto logger = spdlog::stderr_color_mt("podtap");
@@ -241,6 +270,7 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(static_cast<int64_t>(series_retention_s * 1000));
   statsd_opts.interval = std::chrono::milliseconds(static_cast<int64_t>(statsd_interval_s * 1000));
   opts.diag_interval = std::chrono::milliseconds(static_cast<int64_t>(diag_interval_s * 1000));
+  opts.taps = tap_opts;
 
   {
     std::string err, warning;
@@ -283,6 +313,15 @@ int main(int argc, char** argv) {
                  statsd_interval_s);
   }
 
+  podtap::QueryServer query(&agent, query_opts);
+  if (!query_opts.socket_path.empty() || !query_opts.listen.empty()) {
+    if (std::string err = query.Start(); !err.empty()) {
+      spdlog::critical("{}", err);
+      return 1;
+    }
+    spdlog::info("query service on {}", query.Describe());
+  }
+
   std::atomic<bool> stop{false};
   std::thread waiter([&stop, &signals, &agent, &config_file] {
     for (;;) {
@@ -311,6 +350,7 @@ int main(int argc, char** argv) {
   agent.Run(stop);
   waiter.join();
   agent.DetachProbes();
+  query.Stop();
   statsd.Stop();
   http.Stop();
   return 0;

@@ -94,6 +94,7 @@ class PodIndex {
   // Paths of every pod network namespace, by inode.
   std::vector<std::pair<uint32_t, std::string>> Netns() const;
   size_t size() const { return pods_.size(); }
+  const PodList& all() const { return pods_; }
 
  private:
   PodList pods_;

@@ -32,6 +32,7 @@ TcpPipeline::TcpPipeline(Aggregator* agg, size_t max_connections,
 void TcpPipeline::SetPods(const PodList& pods) {
   index_ = PodIndex(pods);
   label_cache_.clear();
+  if (recorder_ != nullptr) recorder_->PodsChanged();
   // Service addresses (entries without a pod name) are not pods.
   agg_->self().pods_known = static_cast<uint64_t>(
       std::count_if(pods.begin(), pods.end(), [](const auto& p) { return !p->name.empty(); }));
@@ -68,15 +69,16 @@ void TcpPipeline::FlushPendingOpens(uint64_t now_ns) {
   }
 }
 
-void TcpPipeline::Report(Conn* c, uint64_t read, uint64_t written) {
+void TcpPipeline::Report(Conn* c, uint64_t read, uint64_t written, uint64_t ts_ns) {
   // Counters never go back: a live read is a lower bound of the final one.
-  if (read > c->reported_read) {
-    c->series->read_bytes += read - c->reported_read;
-    c->reported_read = read;
-  }
-  if (written > c->reported_written) {
-    c->series->write_bytes += written - c->reported_written;
-    c->reported_written = written;
+  uint64_t new_read = SubClamped(read, c->reported_read);
+  uint64_t new_written = SubClamped(written, c->reported_written);
+  c->series->read_bytes += new_read;
+  c->series->write_bytes += new_written;
+  c->reported_read += new_read;
+  c->reported_written += new_written;
+  if (recorder_ != nullptr) {
+    recorder_->OnBytes(c->endpoints, c->direction, new_read, new_written, ts_ns);
   }
 }
 
@@ -89,6 +91,16 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   c.base_received = e.base_received;
   c.conn_id = e.conn_id;
   c.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
+  if (recorder_ != nullptr) {
+    // Both directions: the query service names the peer of inbound
+    // connections too (the metrics' inbound series do not).
+    c.endpoints =
+        recorder_->Endpoints(index_.ForSocket(e.cgroup_id, e.netns_ino), index_.ForIp(e.remote));
+    c.local = e.local;
+    c.remote = e.remote;
+    c.local_port = e.local_port;
+    c.remote_port = e.remote_port;
+  }
   Conn* inserted = conns_.Insert(e.conn_id, std::move(c));
   if (inserted == nullptr) {
     agg_->self().conn_table_full++;
@@ -127,11 +139,15 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     synthesized.base_acked = e.base_acked;
     synthesized.base_received = e.base_received;
     synthesized.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
+    if (recorder_ != nullptr) {
+      synthesized.endpoints =
+          recorder_->Endpoints(index_.ForSocket(e.cgroup_id, e.netns_ino), index_.ForIp(e.remote));
+    }
     c = &synthesized;
   }
   if (c->series == nullptr) CountOpen(c);
   Report(c, SubClamped(e.received_total, c->base_received),
-         SubClamped(e.acked_total, c->base_acked));
+         SubClamped(e.acked_total, c->base_acked), e.ts_ns);
   TransportSeries* s = c->series;
   auto cls = static_cast<size_t>(e.failed ? Classification::kFailure : Classification::kSuccess);
   s->open_now--;
@@ -179,7 +195,10 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
   bool& given_up = tls ? c->tls_http_given_up : c->http_given_up;
   bool& verdict_written = tls ? c->tls_verdict_written : c->verdict_written;
   if (given_up) return;  // records already in flight when the verdict was written
-  if (!http) http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction, tls);
+  if (!http) {
+    http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction, tls);
+    if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints);
+  }
   http->Feed(e.dir, cap, e.total_len, e.ts_ns);
   // The kernel wrote an HTTP/2 verdict (it follows the frames) on the preface; it is deleted with
   // the others at close.
@@ -198,13 +217,13 @@ void TcpPipeline::OnConnectFail(const TcpConnectFail& e) {
   agg_->Transport(labels, Direction::kOutbound, false)->errors[static_cast<size_t>(e.error)]++;
 }
 
-void TcpPipeline::OnLive(const LiveCounters& l) {
+void TcpPipeline::OnLive(const LiveCounters& l, uint64_t now_ns) {
   Conn* c = conns_.Find(l.conn_id);
   // Not ours yet (open event pending), untracked, or its open not counted:
   // the close will count every byte anyway.
   if (c == nullptr || c->series == nullptr) return;
   Report(c, SubClamped(l.bytes_received, c->base_received),
-         SubClamped(l.bytes_acked, c->base_acked));
+         SubClamped(l.bytes_acked, c->base_acked), now_ns);
 }
 
 }  // namespace podtap

@@ -16,6 +16,7 @@
 #include "agent/capture.h"
 #include "agent/conn_table.h"
 #include "agent/pods.h"
+#include "agent/query_recorder.h"
 #include "agent/routes.h"
 #include "agent/tcp_event.h"
 
@@ -30,6 +31,9 @@ class TcpPipeline {
 
   void SetPods(const PodList& pods);
   void SetRoutes(RouteTable routes) { routes_ = std::move(routes); }
+  // Also feeds the query service (endpoints, exchanges, bytes); null: off.
+  void SetRecorder(QueryRecorder* recorder) { recorder_ = recorder; }
+  const ConnTable& conns() const { return conns_; }
   const PodIndex& pods() const { return index_; }
 
   void OnOpen(const TcpOpen& e);
@@ -41,7 +45,8 @@ class TcpPipeline {
   void OnClose(const TcpClose& e);
   void OnConnectFail(const TcpConnectFail& e);
   // Counters of an ESTABLISHED socket (so no FIN is in them yet).
-  void OnLive(const LiveCounters& c);
+  // `now_ns` on the kernel's monotonic clock.
+  void OnLive(const LiveCounters& c, uint64_t now_ns);
   // False when the connection is not (yet) tracked; the caller may retry
   // once after the next batch, whose open event may still be on its way.
   bool OnPayload(const PayloadEvent& e, std::span<const uint8_t> captured);
@@ -70,7 +75,7 @@ class TcpPipeline {
  private:
   Aggregator::LabelSetId LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
                                    const IpAddr& remote);
-  void Report(Conn* c, uint64_t read, uint64_t written);
+  void Report(Conn* c, uint64_t read, uint64_t written, uint64_t ts_ns);
   void CountOpen(Conn* c);
   // Feeds the connection's HTTP parser of its bytes on the wire, or of its TLS plaintext.
   void FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls);
@@ -79,6 +84,7 @@ class TcpPipeline {
   ConnTable conns_;
   std::vector<VerdictOp> verdicts_;
   RouteTable routes_;
+  QueryRecorder* recorder_ = nullptr;
   // Connections whose open is not counted yet, in open order.
   std::deque<std::pair<uint64_t, uint64_t>> pending_opens_;  // (open_ns, conn_id)
   std::set<std::string> allowed_labels_;

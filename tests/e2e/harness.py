@@ -574,6 +574,11 @@ class Agent:
             write_pods_file(self.pods_file, pods)
             pods_source = ["--pods-file", self.pods_file]
         self.args = [AGENT, "--listen", "127.0.0.1:%d" % self.port, "--log-level", log_level]
+        # Each test agent serves its own query socket, never the node's default
+        # (in a short folder of its own: a socket path has at most 107 bytes).
+        self.query_dir = tempfile.mkdtemp(prefix="ptE2e-q-")
+        self.query_socket = os.path.join(self.query_dir, "q", "podtap.sock")
+        self.args += ["--query-socket", self.query_socket]
         self.args += pods_source
         if diag_interval is not None:
             self.args += ["--diag-interval", str(diag_interval)]
@@ -643,12 +648,14 @@ class Agent:
     def stop(self):
         """SIGTERM by PID; returns the exit code (SIGKILL after STOP_TIMEOUT)."""
         if self.popen is None:
+            shutil.rmtree(self.query_dir, ignore_errors=True)
             return None
         if self.exit_code is None:
             t0 = time.monotonic()
             self.exit_code = _stop_pid(self.popen, signal.SIGTERM, STOP_TIMEOUT)
             self.stop_seconds = time.monotonic() - t0
             self._log.close()
+            shutil.rmtree(self.query_dir, ignore_errors=True)
         return self.exit_code
 
     def log_text(self):

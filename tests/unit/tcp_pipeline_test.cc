@@ -141,11 +141,11 @@ TEST_F(PipelineTest, OwnerAndDstLabels) {
 
 TEST_F(PipelineTest, LiveBytesThenExactAtClose) {
   pipe.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
-  pipe.OnLive({1, 1 + 100, 40});
+  pipe.OnLive({1, 1 + 100, 40}, 0);
   auto s = agg.Collect();
   EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 100);
   EXPECT_EQ(Value(s, "tcp_read_bytes_total", api_in), 40);
-  pipe.OnLive({1, 1 + 90, 40});  // never goes back
+  pipe.OnLive({1, 1 + 90, 40}, 0);  // never goes back
   pipe.OnClose(Close(1, 1 + 250, 40));
   s = agg.Collect();
   EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 250);

@@ -1,0 +1,46 @@
+// What the event loop records for the query service, next to the aggregator:
+// who each connection's two ends are, completed exchanges and bytes into the
+// time window, and exchanges to live taps. Called under the event loop's lock.
+#pragma once
+
+#include <cstdint>
+
+#include "agent/snapshot.h"
+#include "agent/tap.h"
+#include "agent/window.h"
+
+namespace podtap {
+
+class QueryRecorder {
+ public:
+  // Tapped method, authority and path are cut to this many bytes.
+  static constexpr size_t kMaxTapValueBytes = 1024;
+
+  explicit QueryRecorder(TapHub* taps, size_t max_top_keys = 10000)
+      : window_(max_top_keys), taps_(taps) {}
+
+  EndpointTable::Id Endpoints(const PodMeta* local, const PodMeta* remote) {
+    return endpoints_.Intern(local, remote);
+  }
+  void PodsChanged() { endpoints_.PodsChanged(); }
+
+  void OnExchange(const Exchange& x);
+  void OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
+               uint64_t ts_ns) {
+    window_.OnBytes(endpoints, dir, read, written, ts_ns);
+  }
+
+  const EndpointTable& endpoints() const { return endpoints_; }
+  const Window& window() const { return window_; }
+
+ private:
+  EndpointTable endpoints_;
+  Window window_;
+  TapHub* taps_;
+};
+
+// The query service's self metrics: podtap_tap_events_dropped_total{reason},
+// podtap_tap_streams, podtap_query_top_dropped_total.
+void AppendQueryMetrics(const QueryRecorder& recorder, const TapHub& taps, Snapshot* out);
+
+}  // namespace podtap

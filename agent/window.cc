@@ -1,0 +1,182 @@
+// Time-bucketed traffic for Stat, Top and Edges.
+#include "agent/window.h"
+
+#include "agent/aggregator.h"
+#include "agent/pod_labels.h"
+
+namespace podtap {
+
+Endpoint EndpointOf(const PodMeta* pod) {
+  Endpoint e;
+  if (pod == nullptr) return e;
+  e.ns = pod->ns;
+  e.pod = pod->name;
+  e.on_node = pod->netns_ino != 0 || pod->cgroup_id != 0;
+  // The owner as the dst_* labels name it, most specific workload first.
+  static const std::array<std::pair<const char*, const char*>, 6> kOwners = {{
+      {"dst_deployment", "deployment"},
+      {"dst_statefulset", "statefulset"},
+      {"dst_daemonset", "daemonset"},
+      {"dst_k8s_job", "job"},
+      {"dst_replicationcontroller", "replicationcontroller"},
+      {"dst_replicaset", "replicaset"},
+  }};
+  Labels labels = DstPodLabels(*pod);
+  for (const auto& [label, kind] : kOwners) {
+    for (const auto& [name, value] : labels) {
+      if (name == label) {
+        e.workload_kind = kind;
+        e.workload = value;
+        return e;
+      }
+    }
+  }
+  return e;
+}
+
+EndpointTable::Id EndpointTable::Intern(const PodMeta* local, const PodMeta* remote) {
+  auto key = std::make_pair(local, remote);
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  EndpointPair pair{EndpointOf(local), EndpointOf(remote)};
+  pair.local.host = local == nullptr;
+  auto [it, inserted] = ids_.emplace(pair, static_cast<Id>(pairs_.size()));
+  if (inserted) pairs_.push_back(std::move(pair));
+  cache_.emplace(key, it->second);
+  return it->second;
+}
+
+void LatencyCounts::Observe(double ms) {
+  size_t i = 0;
+  while (i < kLatencyBoundsMs.size() && ms > kLatencyBoundsMs[i]) i++;
+  buckets_[i]++;
+  count_++;
+}
+
+void LatencyCounts::Add(const LatencyCounts& o) {
+  for (size_t i = 0; i < buckets_.size(); i++) buckets_[i] += o.buckets_[i];
+  count_ += o.count_;
+}
+
+double LatencyCounts::Quantile(double q) const {
+  if (count_ == 0) return 0;
+  double rank = q * static_cast<double>(count_);
+  uint64_t below = 0;
+  for (size_t i = 0; i < buckets_.size(); i++) {
+    uint64_t upto = below + buckets_[i];
+    if (buckets_[i] > 0 && static_cast<double>(upto) >= rank) {
+      if (i == kLatencyBoundsMs.size()) return kLatencyBoundsMs.back();
+      double lower = i == 0 ? 0 : kLatencyBoundsMs[i - 1];
+      double upper = kLatencyBoundsMs[i];
+      double into = (rank - static_cast<double>(below)) / static_cast<double>(buckets_[i]);
+      return lower + (upper - lower) * into;
+    }
+    below = upto;
+  }
+  return kLatencyBoundsMs.back();
+}
+
+Window::Window(size_t max_top_keys, size_t max_value_bytes)
+    : max_top_keys_(max_top_keys), max_value_bytes_(max_value_bytes), ring_(kBuckets) {}
+
+Window::Bucket* Window::At(uint64_t ts_ns) {
+  uint64_t index = ts_ns / kBucketNs;
+  Bucket& b = ring_[index % kBuckets];
+  if (b.index == index) return &b;
+  if (b.index != UINT64_MAX && b.index > index) return nullptr;
+  b.index = index;
+  b.traffic.clear();
+  b.top.clear();
+  b.top_dropped = 0;
+  return &b;
+}
+
+void Window::OnExchange(const Exchange& x) {
+  Bucket* b = At(x.ts_ns);
+  if (b == nullptr) return;
+  Traffic& t = b->traffic[{x.endpoints, x.direction}];
+  t.requests++;
+  if (!x.failed) t.successes++;
+  t.latency.Observe(x.latency_ms);
+  TopKeyView view{x.endpoints, x.direction, x.method, x.authority, x.path};
+  auto it = b->top.find(view);
+  if (it == b->top.end()) {
+    // Kept as the service can send them: cut and valid UTF-8 (a long or
+    // invalid path may then match a kind already kept).
+    TopKey key{x.endpoints, x.direction, CleanLabelValue(x.method, max_value_bytes_),
+               CleanLabelValue(x.authority, max_value_bytes_),
+               CleanLabelValue(x.path, max_value_bytes_)};
+    it = b->top.find(key);
+    if (it == b->top.end()) {
+      if (b->top.size() >= max_top_keys_) {
+        b->top_dropped++;
+        top_dropped_++;
+        return;
+      }
+      it = b->top.emplace(std::move(key), TopCounts{}).first;
+      it->second.route = x.route;
+    }
+  }
+  it->second.requests++;
+  if (x.failed) it->second.failures++;
+  it->second.latency.Observe(x.latency_ms);
+}
+
+void Window::OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
+                     uint64_t ts_ns) {
+  if (read == 0 && written == 0) return;
+  Bucket* b = At(ts_ns);
+  if (b == nullptr) return;
+  Traffic& t = b->traffic[{endpoints, dir}];
+  t.read_bytes += read;
+  t.write_bytes += written;
+}
+
+template <typename F>
+void Window::ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const {
+  if (window_ns > kMaxWindowNs) window_ns = kMaxWindowNs;
+  uint64_t last = now_ns / kBucketNs;
+  uint64_t first = SubClamped(now_ns, window_ns) / kBucketNs;
+  for (uint64_t i = first; i <= last; i++) {
+    const Bucket& b = ring_[i % kBuckets];
+    if (b.index == i) f(b);
+  }
+}
+
+std::map<Window::TrafficKey, Window::Traffic> Window::Sum(uint64_t now_ns,
+                                                          uint64_t window_ns) const {
+  std::map<TrafficKey, Traffic> out;
+  ForWindow(now_ns, window_ns, [&](const Bucket& b) {
+    for (const auto& [key, t] : b.traffic) {
+      Traffic& o = out[key];
+      o.requests += t.requests;
+      o.successes += t.successes;
+      o.latency.Add(t.latency);
+      o.read_bytes += t.read_bytes;
+      o.write_bytes += t.write_bytes;
+    }
+  });
+  return out;
+}
+
+std::map<Window::TopKey, Window::TopCounts> Window::SumTop(uint64_t now_ns,
+                                                           uint64_t window_ns) const {
+  std::map<TopKey, TopCounts> out;
+  ForWindow(now_ns, window_ns, [&](const Bucket& b) {
+    for (const auto& [key, c] : b.top) {
+      TopCounts& o = out[key];
+      o.requests += c.requests;
+      o.failures += c.failures;
+      o.latency.Add(c.latency);
+      o.route = c.route;
+    }
+  });
+  return out;
+}
+
+uint64_t Window::TopDropped(uint64_t now_ns, uint64_t window_ns) const {
+  uint64_t n = 0;
+  ForWindow(now_ns, window_ns, [&](const Bucket& b) { n += b.top_dropped; });
+  return n;
+}
+
+}  // namespace podtap

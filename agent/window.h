@@ -1,0 +1,181 @@
+// Recent traffic for the query service: completed HTTP exchanges and payload
+// bytes per (endpoint pair, direction), summed into small time buckets over
+// the last minutes, and the latency quantiles Stat and Top read from them.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "agent/pods.h"
+#include "agent/tcp_event.h"
+
+namespace podtap {
+
+// One end of a connection as the query service names it. `pod` empty: a host
+// process (local end) or an address no known pod has (remote end).
+struct Endpoint {
+  std::string ns;
+  std::string pod;
+  std::string workload_kind;  // deployment, statefulset, daemonset, job, replicaset, ...
+  std::string workload;
+  // The pod's sockets are on this node (its network namespace or cgroup is
+  // known), so its side of a connection is observed here too.
+  bool on_node = false;
+  bool host = false;  // a process outside any pod on this node (local ends only)
+  auto operator<=>(const Endpoint&) const = default;
+};
+
+// Endpoint of a pod (null: none). A ReplicaSet named after its Deployment
+// (pod-template-hash) is the Deployment.
+Endpoint EndpointOf(const PodMeta* pod);
+
+struct EndpointPair {
+  Endpoint local;   // the pod whose socket this is
+  Endpoint remote;  // the pod at the other end, when known
+  auto operator<=>(const EndpointPair&) const = default;
+};
+
+// Endpoint pairs interned to ids, once per connection. Ids stay valid for the
+// table's lifetime; pairs are bounded by the pod pairs seen, as the
+// aggregator's label sets are.
+class EndpointTable {
+ public:
+  using Id = uint32_t;
+  Id Intern(const PodMeta* local, const PodMeta* remote);
+  // Pod pointers are about to be replaced (a new pod list).
+  void PodsChanged() { cache_.clear(); }
+  const EndpointPair& Get(Id id) const { return pairs_[id]; }
+  size_t size() const { return pairs_.size(); }
+
+ private:
+  struct PtrHash {
+    size_t operator()(const std::pair<const PodMeta*, const PodMeta*>& p) const {
+      return std::hash<const void*>()(p.first) * 31 + std::hash<const void*>()(p.second);
+    }
+  };
+  std::map<EndpointPair, Id> ids_;
+  std::vector<EndpointPair> pairs_;
+  std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Id, PtrHash> cache_;
+};
+
+// Latency counts in Linkerd's buckets (ms: 1, 10, 50, ..., 10000, +Inf).
+class LatencyCounts {
+ public:
+  void Observe(double ms);
+  void Add(const LatencyCounts& o);
+  uint64_t count() const { return count_; }
+  // The q-quantile (0..1) as Prometheus' histogram_quantile estimates it:
+  // linear inside the bucket that holds the rank, from 0 for the first; the
+  // highest finite bound when the rank falls in +Inf; 0 with no observations.
+  double Quantile(double q) const;
+
+ private:
+  std::array<uint64_t, 12> buckets_{};  // not cumulative; the last is +Inf
+  uint64_t count_ = 0;
+};
+
+// A completed HTTP exchange (request and its response), as HttpConn reports it.
+struct Exchange {
+  EndpointTable::Id endpoints = 0;
+  Direction direction = Direction::kOutbound;
+  std::string_view method, authority, path, route;
+  int status = 0;        // 0: cut off before a status
+  int grpc_status = -1;  // -1: not gRPC
+  bool failed = false;
+  double latency_ms = 0;
+  uint64_t ts_ns = 0;  // when the request's headers were seen (kernel monotonic clock)
+};
+
+class Window {
+ public:
+  static constexpr uint64_t kBucketNs = 5'000'000'000;  // 5 s
+  static constexpr size_t kBuckets = 121;               // 10 min, and the one filling
+  static constexpr uint64_t kMaxWindowNs = kBucketNs * (kBuckets - 1);
+
+  // `max_top_keys` bounds the distinct (pair, direction, method, authority,
+  // path) kinds one bucket keeps for Top; past it they are counted as dropped.
+  // Kept strings are cut to `max_value_bytes` and made valid UTF-8.
+  explicit Window(size_t max_top_keys = 10000, size_t max_value_bytes = 256);
+
+  void OnExchange(const Exchange& x);
+  // Payload bytes newly counted on a connection (live reads and the close).
+  void OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
+               uint64_t ts_ns);
+
+  struct Traffic {
+    uint64_t requests = 0;
+    uint64_t successes = 0;
+    LatencyCounts latency;
+    uint64_t read_bytes = 0;
+    uint64_t write_bytes = 0;
+  };
+  using TrafficKey = std::pair<EndpointTable::Id, Direction>;
+  // Sums over the buckets that overlap [now - window, now]: the window is
+  // rounded up to whole buckets; windows past kMaxWindowNs are cut to it.
+  std::map<TrafficKey, Traffic> Sum(uint64_t now_ns, uint64_t window_ns) const;
+
+  struct TopKey {
+    EndpointTable::Id endpoints;
+    Direction direction;
+    std::string method, authority, path;
+    auto Tie() const { return std::tie(endpoints, direction, method, authority, path); }
+    bool operator<(const TopKey& o) const { return Tie() < o.Tie(); }
+  };
+  struct TopCounts {
+    uint64_t requests = 0;
+    uint64_t failures = 0;
+    LatencyCounts latency;
+    std::string route;  // RouteTable name for (method, path)
+  };
+  std::map<TopKey, TopCounts> SumTop(uint64_t now_ns, uint64_t window_ns) const;
+  // Exchanges left out of Top (bucket at max_top_keys), ever.
+  uint64_t top_dropped() const { return top_dropped_; }
+  // In the window given, as Sum.
+  uint64_t TopDropped(uint64_t now_ns, uint64_t window_ns) const;
+
+ private:
+  // A view of a TopKey, so lookups of kinds already kept copy no string.
+  struct TopKeyView {
+    EndpointTable::Id endpoints;
+    Direction direction;
+    std::string_view method, authority, path;
+    auto Tie() const { return std::tie(endpoints, direction, method, authority, path); }
+  };
+  struct TopLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::tuple<EndpointTable::Id, Direction, std::string_view, std::string_view,
+                        std::string_view>(a.Tie()) <
+             std::tuple<EndpointTable::Id, Direction, std::string_view, std::string_view,
+                        std::string_view>(b.Tie());
+    }
+  };
+  struct Bucket {
+    uint64_t index = UINT64_MAX;  // ts / kBucketNs of what it holds
+    std::map<TrafficKey, Traffic> traffic;
+    std::map<TopKey, TopCounts, TopLess> top;
+    uint64_t top_dropped = 0;
+  };
+  // The bucket for `ts_ns`, emptied first when it held an older one; null
+  // for times older than the ring.
+  Bucket* At(uint64_t ts_ns);
+  // Calls f(bucket) for every bucket overlapping [now - window, now].
+  template <typename F>
+  void ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const;
+
+  size_t max_top_keys_;
+  size_t max_value_bytes_;
+  std::vector<Bucket> ring_;
+  uint64_t top_dropped_ = 0;
+};
+
+}  // namespace podtap

@@ -1,0 +1,589 @@
+// podtap: the operator CLI. Asks a node's podtap-agent (gRPC, proto/query.proto)
+// for stat, top, tap, conns and edges, and prints aligned tables or JSON.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "query.grpc.pb.h"
+
+namespace {
+
+namespace pb = ::podtap::v1;
+
+constexpr const char* kDefaultAgent = "unix:///run/podtap/podtap.sock";
+
+struct Global {
+  std::string agent = kDefaultAgent;
+  std::string ca_file;
+  std::string token_file;
+  std::string output = "table";
+  double timeout_s = 10;
+};
+
+// A failure the user should read; main prints it and exits 1.
+struct Failure {
+  std::string message;
+};
+
+std::string ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Failure{std::string("cannot read ") + what + " " + path + ": " + std::strerror(errno)};
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// --- talking to the agent ------------------------------------------------------
+
+class Client {
+ public:
+  explicit Client(const Global& g) : g_(g) {
+    if (g.agent.starts_with("unix://")) {
+      CheckSocket(g.agent.substr(7));
+      if (!g.ca_file.empty() || !g.token_file.empty()) {
+        throw Failure{
+            "--ca and --token-file are for a host:port agent; the unix socket "
+            "checks who you are instead"};
+      }
+      channel_ = grpc::CreateChannel(g.agent, grpc::InsecureChannelCredentials());
+      return;
+    }
+    if (g.ca_file.empty() || g.token_file.empty()) {
+      throw Failure{"--agent " + g.agent +
+                    " is a TCP address: the agent serves it with TLS and a bearer token, so "
+                    "pass --ca (the CA that signed its certificate) and --token-file"};
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ReadFile(g.ca_file, "CA file");
+    token_ = ReadFile(g.token_file, "token file");
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
+      token_.pop_back();
+    }
+    if (token_.empty()) throw Failure{"token file " + g.token_file + " is empty"};
+    channel_ = grpc::CreateChannel(g.agent, grpc::SslCredentials(ssl));
+  }
+
+  pb::Query::Stub& stub() {
+    if (!stub_) stub_ = pb::Query::NewStub(channel_);
+    return *stub_;
+  }
+
+  // A context for one call; streaming calls have no deadline.
+  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (deadline) {
+      ctx->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(g_.timeout_s * 1000)));
+    }
+    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+    return ctx;
+  }
+
+  [[noreturn]] void Fail(const grpc::Status& st) const {
+    switch (st.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        throw Failure{"cannot reach the agent at " + g_.agent + ": " + st.error_message() +
+                      " (is podtap-agent running there, and is this its --query-socket or "
+                      "--query-listen address?)"};
+      case grpc::StatusCode::PERMISSION_DENIED:
+      case grpc::StatusCode::UNAUTHENTICATED:
+        throw Failure{"the agent refused this call: " + st.error_message()};
+      default:
+        throw Failure{st.error_message()};
+    }
+  }
+
+ private:
+  // gRPC only says "unavailable" about a socket it cannot open; say why.
+  static void CheckSocket(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof(addr.sun_path)) throw Failure{"socket path too long: " + path};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw Failure{std::string("socket: ") + std::strerror(errno)};
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    int err = errno;
+    close(fd);
+    if (rc == 0) return;
+    if (err == EACCES || err == EPERM) {
+      throw Failure{"permission denied opening the agent's socket " + path +
+                    ": only root may query podtap (try sudo)"};
+    }
+    if (err == ENOENT) {
+      throw Failure{"cannot reach the agent: no socket at " + path +
+                    " (is podtap-agent running on this node? it serves --query-socket)"};
+    }
+    if (err == ECONNREFUSED) {
+      throw Failure{"cannot reach the agent: nothing listens on " + path +
+                    " (a socket left by an agent that is no longer running?)"};
+    }
+    throw Failure{"cannot reach the agent at " + path + ": " + std::strerror(err)};
+  }
+
+  const Global& g_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Query::Stub> stub_;
+  std::string token_;
+};
+
+// --- formatting ----------------------------------------------------------------
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+std::string Ms(double ms) {
+  if (ms >= 1000) return Fmt("%.2fs", ms / 1000);
+  if (ms >= 10) return Fmt("%.0fms", ms);
+  if (ms >= 1) return Fmt("%.1fms", ms);
+  return Fmt("%.0fus", ms * 1000);
+}
+
+std::string Bytes(uint64_t b) {
+  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(kUnits)) {
+    v /= 1024;
+    u++;
+  }
+  return u == 0 ? std::to_string(b) + "B" : Fmt("%.1f", v) + kUnits[u];
+}
+
+std::string Age(double s) {
+  auto t = static_cast<uint64_t>(s);
+  if (t < 60) return Fmt("%.1fs", s);
+  if (t < 3600) return std::to_string(t / 60) + "m" + std::to_string(t % 60) + "s";
+  return std::to_string(t / 3600) + "h" + std::to_string(t / 60 % 60) + "m";
+}
+
+std::string Percent(double rate, uint64_t requests) {
+  return requests == 0 ? "-" : Fmt("%.2f%%", rate * 100);
+}
+
+const char* Dir(pb::Direction d) {
+  return d == pb::INBOUND ? "inbound" : d == pb::OUTBOUND ? "outbound" : "-";
+}
+
+// "ns/pod", "ns/kind/workload", "(host)" for a process outside any pod on
+// the node, else the address no known pod has (or "(unknown)").
+std::string Name(const pb::Endpoint& e) {
+  if (!e.pod().empty()) return e.namespace_() + "/" + e.pod();
+  if (!e.workload().empty()) return e.namespace_() + "/" + e.workload_kind() + "/" + e.workload();
+  if (e.host()) return "(host)";
+  return e.address().empty() ? "(unknown)" : e.address();
+}
+
+// Prints rows as columns padded to their widest cell.
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); i++) width[i] = header[i].size();
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); i++) width[i] = std::max(width[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); i++) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+void PrintJson(const google::protobuf::Message& m, bool pretty) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  o.add_whitespace = pretty;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  std::cout << out << (pretty ? "" : "\n") << std::flush;
+}
+
+void NothingIn(const std::string& what, uint32_t window_s) {
+  std::cerr << "podtap: no " << what << " matches";
+  if (window_s != 0) std::cerr << " in the last " << window_s << "s";
+  std::cerr << " on this node\n";
+}
+
+// --- selectors -------------------------------------------------------------------
+
+// Resource types as kubectl and linkerd spell them -> the agent's workload kind
+// ("" for pods).
+const std::map<std::string, std::string>& ResourceTypes() {
+  static const std::map<std::string, std::string> types = {
+      {"po", ""},
+      {"pod", ""},
+      {"pods", ""},
+      {"deploy", "deployment"},
+      {"deployment", "deployment"},
+      {"deployments", "deployment"},
+      {"sts", "statefulset"},
+      {"statefulset", "statefulset"},
+      {"statefulsets", "statefulset"},
+      {"ds", "daemonset"},
+      {"daemonset", "daemonset"},
+      {"daemonsets", "daemonset"},
+      {"job", "job"},
+      {"jobs", "job"},
+      {"rs", "replicaset"},
+      {"replicaset", "replicaset"},
+      {"replicasets", "replicaset"},
+      {"rc", "replicationcontroller"},
+      {"replicationcontroller", "replicationcontroller"},
+  };
+  return types;
+}
+
+struct SelectorFlags {
+  std::string resource;  // TYPE[/NAME]
+  std::string ns;
+  std::string pod;
+  std::string direction;
+
+  void Add(CLI::App* cmd, const char* resource_help) {
+    cmd->add_option("resource", resource, resource_help);
+    cmd->add_option("-n,--namespace", ns, "Only this namespace (default: all)");
+    cmd->add_option("--pod", pod, "Only this pod");
+    cmd->add_option("--direction", direction, "Only inbound or outbound traffic")
+        ->check(CLI::IsMember({"inbound", "outbound"}));
+  }
+
+  // Whether the resource names a pod type (or none).
+  bool PodType() const {
+    std::string type = resource.substr(0, resource.find('/'));
+    return type.empty() || ResourceTypes().at(type).empty();
+  }
+
+  pb::Selector Build() const {
+    pb::Selector s;
+    s.set_namespace_(ns);
+    s.set_pod(pod);
+    if (!resource.empty()) {
+      auto slash = resource.find('/');
+      std::string type = resource.substr(0, slash);
+      std::string name = slash == std::string::npos ? "" : resource.substr(slash + 1);
+      auto it = ResourceTypes().find(type);
+      if (it == ResourceTypes().end()) {
+        throw Failure{"unknown resource type \"" + type +
+                      "\": use pod, deploy, sts, ds, job, rs or rc, with /NAME for one"};
+      }
+      if (slash != std::string::npos && name.empty()) throw Failure{"no name after " + type + "/"};
+      if (it->second.empty()) {
+        if (!name.empty()) {
+          if (!pod.empty() && pod != name)
+            throw Failure{"two different pods: " + name + ", " + pod};
+          s.set_pod(name);
+        }
+      } else {
+        s.set_workload_kind(it->second);
+        s.set_workload(name);
+      }
+    }
+    if (direction == "inbound") s.set_direction(pb::INBOUND);
+    if (direction == "outbound") s.set_direction(pb::OUTBOUND);
+    return s;
+  }
+};
+
+// "90s", "5m", "1h" or bare seconds.
+uint32_t ParseWindow(const std::string& text) {
+  if (text.empty()) return 0;
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    throw Failure{"window \"" + text + "\" is not a duration (e.g. 30s, 1m, 10m)"};
+  }
+  std::string unit = text.substr(pos);
+  double scale = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : -1;
+  if (scale < 0 || v <= 0)
+    throw Failure{"window \"" + text + "\" is not a duration (e.g. 30s, 1m)"};
+  return static_cast<uint32_t>(std::ceil(v * scale));
+}
+
+// --- commands --------------------------------------------------------------------
+
+void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+  pb::StatRequest req;
+  *req.mutable_selector() = sf.Build();
+  req.set_group_by(sf.PodType() ? "pod" : "workload");
+  req.set_window_seconds(ParseWindow(window));
+  pb::StatResponse resp;
+  auto ctx = c.Context();
+  if (auto st = c.stub().Stat(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.output == "json") return PrintJson(resp, true);
+  std::vector<pb::StatRow> rows(resp.rows().begin(), resp.rows().end());
+  std::sort(rows.begin(), rows.end(), [](const pb::StatRow& a, const pb::StatRow& b) {
+    return std::make_tuple(Name(a.resource()), a.direction()) <
+           std::make_tuple(Name(b.resource()), b.direction());
+  });
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows) {
+    bool any = r.requests() > 0;
+    table.push_back({Name(r.resource()), Dir(r.direction()), std::to_string(r.requests()),
+                     Percent(r.success_rate(), r.requests()), any ? Fmt("%.1f", r.rps()) : "-",
+                     any ? Ms(r.latency_p50_ms()) : "-", any ? Ms(r.latency_p95_ms()) : "-",
+                     any ? Ms(r.latency_p99_ms()) : "-", std::to_string(r.tcp_open_connections()),
+                     Bytes(r.read_bytes()), Bytes(r.write_bytes())});
+  }
+  if (table.empty()) return NothingIn("traffic", resp.window_seconds());
+  PrintTable({"NAME", "DIRECTION", "REQUESTS", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP_CONN",
+              "READ", "WRITTEN"},
+             table);
+}
+
+void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window,
+         const std::string& by, const std::string& sort, uint32_t limit) {
+  pb::TopRequest req;
+  *req.mutable_selector() = sf.Build();
+  req.set_by(by);
+  req.set_sort(sort);
+  req.set_limit(limit);
+  req.set_window_seconds(ParseWindow(window));
+  pb::TopResponse resp;
+  auto ctx = c.Context();
+  if (auto st = c.stub().Top(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.output == "json") return PrintJson(resp, true);
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : resp.rows()) {
+    std::vector<std::string> row = {Dir(r.direction())};
+    if (by == "path") row.push_back(r.method());
+    row.insert(row.end(), {r.key().empty() ? "-" : r.key(), std::to_string(r.requests()),
+                           std::to_string(r.failures()), Percent(r.success_rate(), r.requests()),
+                           Ms(r.latency_p50_ms()), Ms(r.latency_p99_ms())});
+    table.push_back(std::move(row));
+  }
+  if (table.empty()) return NothingIn("request", resp.window_seconds());
+  std::string key = by == "path" ? "PATH" : by == "authority" ? "AUTHORITY" : "ROUTE";
+  std::vector<std::string> header = {"DIRECTION"};
+  if (by == "path") header.push_back("METHOD");
+  header.insert(header.end(), {key, "REQUESTS", "FAILURES", "SUCCESS", "P50", "P99"});
+  PrintTable(header, table);
+  if (resp.dropped() > 0) {
+    std::cerr << "podtap: " << resp.dropped()
+              << " requests of kinds past the agent's per-bucket limit are not in this list\n";
+  }
+}
+
+std::string Clock(int64_t unix_nanos) {
+  time_t s = static_cast<time_t>(unix_nanos / 1'000'000'000);
+  tm t{};
+  gmtime_r(&s, &t);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%H:%M:%S", &t);
+  return std::string(buf) + Fmt(".%03.0f", static_cast<double>(unix_nanos / 1'000'000 % 1000));
+}
+
+int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& authority,
+        const std::string& path, const std::string& status, uint32_t max_rps, uint64_t count,
+        double duration_s) {
+  pb::TapRequest req;
+  *req.mutable_selector() = sf.Build();
+  req.set_authority(authority);
+  req.set_path_prefix(path);
+  if (!status.empty()) {
+    char cls = status[0];
+    bool ok = cls >= '1' && cls <= '5' &&
+              (status.size() == 1 || status.substr(1) == "xx" || status.substr(1) == "XX");
+    if (!ok) throw Failure{"--status \"" + status + "\": use a class, 2xx to 5xx"};
+    req.set_status_class(static_cast<uint32_t>(cls - '0'));
+  }
+  req.set_max_rps(max_rps);
+  auto ctx = c.Context(false);
+  if (duration_s > 0) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000)));
+  }
+  auto reader = c.stub().Tap(ctx.get(), req);
+  reader->WaitForInitialMetadata();
+  if (ctx->GetServerInitialMetadata().count("podtap-tap") == 0) {
+    // No metadata: the call failed before the tap was attached.
+    if (auto st = reader->Finish(); !st.ok()) c.Fail(st);
+  }
+  std::cerr << "podtap: tap attached\n" << std::flush;
+  pb::TapEvent ev;
+  uint64_t seen = 0;
+  while ((count == 0 || seen < count) && reader->Read(&ev)) {
+    seen++;
+    if (g.output == "json") {
+      PrintJson(ev, false);
+      continue;
+    }
+    std::string line = Clock(ev.unix_nanos()) + " " + Dir(ev.direction()) + " " +
+                       Name(ev.source()) + " -> " + Name(ev.destination()) + " " + ev.method() +
+                       " " + ev.authority() + ev.path() + " :status=" + std::to_string(ev.status());
+    if (ev.grpc_status() >= 0) line += " grpc-status=" + std::to_string(ev.grpc_status());
+    line += " latency=" + Ms(ev.latency_ms());
+    if (ev.failure()) line += " FAILURE";
+    if (ev.skipped_before() > 0) line += " (skipped " + std::to_string(ev.skipped_before()) + ")";
+    std::cout << line << "\n" << std::flush;
+  }
+  if (count != 0 && seen >= count) {
+    ctx->TryCancel();
+    return 0;
+  }
+  grpc::Status st = reader->Finish();
+  if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && duration_s > 0) return 0;
+  if (!st.ok()) c.Fail(st);
+  return 0;
+}
+
+void Conns(Client& c, const Global& g, const SelectorFlags& sf, uint32_t limit) {
+  pb::ConnsRequest req;
+  *req.mutable_selector() = sf.Build();
+  req.set_limit(limit);
+  pb::ConnsResponse resp;
+  auto ctx = c.Context();
+  if (auto st = c.stub().Conns(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.output == "json") return PrintJson(resp, true);
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : resp.conns()) {
+    table.push_back({Name(r.local()), r.local().address(), Dir(r.direction()), Name(r.remote()),
+                     r.remote().address(), Age(r.age_seconds()), Bytes(r.read_bytes()),
+                     Bytes(r.write_bytes()), r.protocol()});
+  }
+  if (table.empty()) return NothingIn("open connection", 0);
+  PrintTable({"POD", "LOCAL", "DIRECTION", "PEER", "REMOTE", "AGE", "READ", "WRITTEN", "PROTOCOL"},
+             table);
+  if (resp.total() > static_cast<uint64_t>(resp.conns_size())) {
+    std::cerr << "podtap: " << resp.total() - resp.conns_size()
+              << " more connections match (raise --limit)\n";
+  }
+}
+
+void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+  pb::EdgesRequest req;
+  *req.mutable_selector() = sf.Build();
+  req.set_window_seconds(ParseWindow(window));
+  pb::EdgesResponse resp;
+  auto ctx = c.Context();
+  if (auto st = c.stub().Edges(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.output == "json") return PrintJson(resp, true);
+  std::vector<pb::Edge> edges(resp.edges().begin(), resp.edges().end());
+  std::sort(edges.begin(), edges.end(), [](const pb::Edge& a, const pb::Edge& b) {
+    return std::make_pair(Name(a.source()), Name(a.destination())) <
+           std::make_pair(Name(b.source()), Name(b.destination()));
+  });
+  std::vector<std::vector<std::string>> table;
+  for (const auto& e : edges) {
+    table.push_back({Name(e.source()), Name(e.destination()), std::to_string(e.requests()),
+                     Percent(e.success_rate(), e.requests()),
+                     std::to_string(e.tcp_open_connections()), Bytes(e.bytes())});
+  }
+  if (table.empty()) return NothingIn("edge", resp.window_seconds());
+  PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "TCP_CONN", "BYTES"}, table);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"podtap: ask this node's podtap-agent about its pods' traffic"};
+  app.require_subcommand(1);
+  Global g;
+  app.add_option("--agent", g.agent,
+                 "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen)")
+      ->capture_default_str();
+  app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
+      ->check(CLI::ExistingFile);
+  app.add_option("--token-file", g.token_file, "host:port only: file holding the bearer token")
+      ->check(CLI::ExistingFile);
+  app.add_option("-o,--output", g.output, "table or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--timeout", g.timeout_s, "Seconds to wait for an answer")->capture_default_str();
+
+  SelectorFlags stat_sel, top_sel, tap_sel, conns_sel, edges_sel;
+  std::string stat_window = "1m", top_window = "1m", edges_window = "1m";
+  auto* stat = app.add_subcommand("stat",
+                                  "Requests per second, success rate, latency, "
+                                  "connections and bytes per pod or workload");
+  stat_sel.Add(stat, "pod (default), deploy, sts, ds, job, rs or rc; TYPE/NAME for one");
+  stat->add_option("--window", stat_window, "Over the last ... (e.g. 30s, 1m, 10m)")
+      ->capture_default_str();
+
+  std::string top_by = "path", top_sort = "requests";
+  uint32_t top_limit = 20;
+  auto* top = app.add_subcommand("top",
+                                 "The busiest or most failing paths, authorities or "
+                                 "routes");
+  top_sel.Add(top, "TYPE[/NAME] whose traffic to rank (default: all)");
+  top->add_option("--window", top_window, "Over the last ...")->capture_default_str();
+  top->add_option("--by", top_by, "path, authority or route")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"path", "authority", "route"}));
+  top->add_option("--sort", top_sort, "requests or failures")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"requests", "failures"}));
+  top->add_option("--limit", top_limit, "Rows")->capture_default_str();
+
+  std::string tap_authority, tap_path, tap_status;
+  uint32_t tap_rps = 0;
+  uint64_t tap_count = 0;
+  double tap_duration = 0;
+  auto* tap = app.add_subcommand("tap", "Requests live as they complete (Ctrl-C ends it)");
+  tap_sel.Add(tap, "TYPE[/NAME] of the pods whose requests to show");
+  tap->add_option("--authority", tap_authority, "Only requests to this authority (Host)");
+  tap->add_option("--path", tap_path, "Only paths starting with this");
+  tap->add_option("--status", tap_status, "Only responses of this class: 2xx, 3xx, 4xx or 5xx");
+  tap->add_option("--max-rps", tap_rps,
+                  "At most this many requests a second (0: the agent's "
+                  "limit)");
+  tap->add_option("-c,--count", tap_count, "Stop after this many requests (0: no limit)");
+  tap->add_option("--duration", tap_duration, "Stop after this many seconds (0: no limit)");
+
+  uint32_t conns_limit = 1000;
+  auto* conns = app.add_subcommand("conns", "Open TCP connections now, oldest first");
+  conns_sel.Add(conns, "TYPE[/NAME] of the pods whose connections to list");
+  conns->add_option("--limit", conns_limit, "Rows")->capture_default_str();
+
+  auto* edges = app.add_subcommand("edges",
+                                   "Who talks to whom: requests, success rate and "
+                                   "connections per pair");
+  edges_sel.Add(edges, "TYPE[/NAME] at either end (default: all)");
+  edges->add_option("--window", edges_window, "Over the last ...")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    Client client(g);
+    if (stat->parsed()) Stat(client, g, stat_sel, stat_window);
+    if (top->parsed()) Top(client, g, top_sel, top_window, top_by, top_sort, top_limit);
+    if (tap->parsed()) {
+      return Tap(client, g, tap_sel, tap_authority, tap_path, tap_status, tap_rps, tap_count,
+                 tap_duration);
+    }
+    if (conns->parsed()) Conns(client, g, conns_sel, conns_limit);
+    if (edges->parsed()) Edges(client, g, edges_sel, edges_window);
+  } catch (const Failure& f) {
+    std::cerr << "podtap: " << f.message << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,222 @@
+// The query service's time window: buckets, expiry, quantiles, Top's bound,
+// endpoint naming, and the pipeline feeding it.
+#include "agent/window.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/query_recorder.h"
+#include "agent/tcp_pipeline.h"
+
+namespace podtap {
+namespace {
+
+constexpr uint64_t kSec = 1'000'000'000;
+constexpr uint64_t kT0 = 1000 * kSec;  // a bucket boundary (5 s buckets)
+
+Exchange X(uint64_t ts, bool failed = false, double ms = 5, std::string_view path = "/a") {
+  Exchange x;
+  x.endpoints = 0;
+  x.direction = Direction::kInbound;
+  x.method = "GET";
+  x.authority = "api";
+  x.path = path;
+  x.route = "[DEFAULT]";
+  x.status = failed ? 500 : 200;
+  x.failed = failed;
+  x.latency_ms = ms;
+  x.ts_ns = ts;
+  return x;
+}
+
+TEST(LatencyCounts, QuantilesInterpolateInsideLinkerdBuckets) {
+  LatencyCounts l;
+  EXPECT_EQ(l.Quantile(0.5), 0);
+  // 10 observations in (10, 50]: the median is half way through the bucket.
+  for (int i = 0; i < 10; i++) l.Observe(20);
+  EXPECT_DOUBLE_EQ(l.Quantile(0.5), 30);
+  EXPECT_DOUBLE_EQ(l.Quantile(1.0), 50);
+  // 90 more in [0, 1]: p50 at rank 50 of 90 in the first bucket.
+  for (int i = 0; i < 90; i++) l.Observe(0.5);
+  EXPECT_DOUBLE_EQ(l.Quantile(0.5), 50.0 / 90.0);
+  // p95: rank 95, the 5th of 10 in (10, 50].
+  EXPECT_DOUBLE_EQ(l.Quantile(0.95), 10 + 40 * 0.5);
+  EXPECT_EQ(l.count(), 100u);
+}
+
+TEST(LatencyCounts, BoundsAreInclusiveAndInfIsTheLastBound) {
+  LatencyCounts l;
+  l.Observe(1);  // le="1"
+  EXPECT_DOUBLE_EQ(l.Quantile(1.0), 1);
+  LatencyCounts slow;
+  slow.Observe(60000);
+  EXPECT_DOUBLE_EQ(slow.Quantile(0.5), 10000);
+}
+
+TEST(Window, SumsTheBucketsOfTheWindowOnly) {
+  Window w;
+  w.OnExchange(X(kT0 + 1 * kSec));
+  w.OnExchange(X(kT0 + 2 * kSec, true));
+  w.OnExchange(X(kT0 + 61 * kSec));
+  w.OnBytes(0, Direction::kInbound, 100, 7, kT0 + 61 * kSec);
+  // At T0+62 s a 60 s window starts at T0+2 s, in the first bucket: all of it.
+  auto all = w.Sum(kT0 + 62 * kSec, 60 * kSec);
+  ASSERT_EQ(all.size(), 1u);
+  const Window::Traffic& t = all.at({0, Direction::kInbound});
+  EXPECT_EQ(t.requests, 3u);
+  EXPECT_EQ(t.successes, 2u);
+  EXPECT_EQ(t.read_bytes, 100u);
+  EXPECT_EQ(t.write_bytes, 7u);
+  // At T0+66 s it starts at T0+6 s: the first bucket [T0, T0+5) is out.
+  auto later = w.Sum(kT0 + 66 * kSec, 60 * kSec);
+  EXPECT_EQ(later.at({0, Direction::kInbound}).requests, 1u);
+  // A 10 s window sees only the last exchange.
+  EXPECT_EQ(w.Sum(kT0 + 62 * kSec, 10 * kSec).at({0, Direction::kInbound}).requests, 1u);
+}
+
+TEST(Window, ReusedBucketsForgetWhatTheyHeld) {
+  Window w;
+  w.OnExchange(X(kT0));
+  // One ring later the same slot holds a new bucket.
+  uint64_t later = kT0 + Window::kBucketNs * Window::kBuckets;
+  w.OnExchange(X(later));
+  EXPECT_EQ(w.Sum(later, Window::kMaxWindowNs).at({0, Direction::kInbound}).requests, 1u);
+  // Events older than the ring are not counted into a newer bucket.
+  w.OnExchange(X(kT0 + kSec));
+  EXPECT_EQ(w.Sum(later, Window::kMaxWindowNs).at({0, Direction::kInbound}).requests, 1u);
+  // Nothing at all in an empty window.
+  EXPECT_TRUE(w.Sum(later + 700 * kSec, 60 * kSec).empty());
+}
+
+TEST(Window, TopKeepsKindsUpToItsBoundAndCountsTheRest) {
+  Window w(2);
+  w.OnExchange(X(kT0, false, 5, "/a"));
+  w.OnExchange(X(kT0, true, 5, "/b"));
+  w.OnExchange(X(kT0, false, 5, "/a"));
+  w.OnExchange(X(kT0, false, 5, "/c"));  // a third kind: dropped from Top
+  auto top = w.SumTop(kT0 + kSec, 60 * kSec);
+  ASSERT_EQ(top.size(), 2u);
+  Window::TopKey a{0, Direction::kInbound, "GET", "api", "/a"};
+  Window::TopKey b{0, Direction::kInbound, "GET", "api", "/b"};
+  EXPECT_EQ(top.at(a).requests, 2u);
+  EXPECT_EQ(top.at(b).failures, 1u);
+  EXPECT_EQ(top.at(a).route, "[DEFAULT]");
+  EXPECT_EQ(w.top_dropped(), 1u);
+  EXPECT_EQ(w.TopDropped(kT0 + kSec, 60 * kSec), 1u);
+  // Stat still counts every exchange.
+  EXPECT_EQ(w.Sum(kT0 + kSec, 60 * kSec).at({0, Direction::kInbound}).requests, 4u);
+}
+
+std::shared_ptr<PodMeta> Pod(std::string name, std::string owner_kind, std::string owner) {
+  auto p = std::make_shared<PodMeta>();
+  p->ns = "shop";
+  p->name = std::move(name);
+  p->owner_kind = std::move(owner_kind);
+  p->owner_name = std::move(owner);
+  return p;
+}
+
+TEST(EndpointOf, NamesTheWorkloadAsLinkerdDoes) {
+  auto api = Pod("api-5f7c9d8b6-abcde", "ReplicaSet", "api-5f7c9d8b6");
+  api->labels = {{"pod-template-hash", "5f7c9d8b6"}};
+  api->netns_ino = 7;
+  Endpoint e = EndpointOf(api.get());
+  EXPECT_EQ(e.workload_kind, "deployment");
+  EXPECT_EQ(e.workload, "api");
+  EXPECT_TRUE(e.on_node);
+  // A ReplicaSet not named after a template hash is only a ReplicaSet.
+  Endpoint rs = EndpointOf(Pod("x-1", "ReplicaSet", "x").get());
+  EXPECT_EQ(rs.workload_kind, "replicaset");
+  EXPECT_FALSE(rs.on_node);
+  EXPECT_EQ(EndpointOf(Pod("db-0", "StatefulSet", "db").get()).workload_kind, "statefulset");
+  EXPECT_EQ(EndpointOf(Pod("j", "Job", "migrate").get()).workload, "migrate");
+  EXPECT_EQ(EndpointOf(nullptr), Endpoint{});
+}
+
+TEST(EndpointTable, InternsPairsOnceAndSurvivesNewPodLists) {
+  EndpointTable t;
+  auto a = Pod("a", "", "");
+  auto b = Pod("b", "", "");
+  auto id = t.Intern(a.get(), b.get());
+  EXPECT_EQ(t.Intern(a.get(), b.get()), id);
+  EXPECT_NE(t.Intern(b.get(), a.get()), id);
+  EXPECT_EQ(t.Get(id).local.pod, "a");
+  EXPECT_EQ(t.Get(id).remote.pod, "b");
+  t.PodsChanged();
+  auto a2 = Pod("a", "", "");  // the same pod in a new list
+  EXPECT_EQ(t.Intern(a2.get(), b.get()), id);
+  EXPECT_EQ(t.size(), 2u);
+  // A socket of no pod is a host process; a remote of no pod is not.
+  const EndpointPair& host = t.Get(t.Intern(nullptr, b.get()));
+  EXPECT_TRUE(host.local.host);
+  EXPECT_FALSE(t.Get(id).local.host);
+  EXPECT_FALSE(t.Get(t.Intern(a.get(), nullptr)).remote.host);
+}
+
+IpAddr V4(uint8_t last) {
+  IpAddr ip;
+  ip.bytes = {10, 0, 0, last};
+  return ip;
+}
+
+// The pipeline names both ends of inbound connections too, and reports each
+// completed exchange and every byte it counts.
+TEST(QueryRecorderFeed, PipelineReportsEndpointsExchangesAndBytes) {
+  Aggregator agg;
+  TcpPipeline pipe(&agg, 100, {}, true);
+  TapHub taps;
+  QueryRecorder rec(&taps);
+  pipe.SetRecorder(&rec);
+  auto api = Pod("api-0", "StatefulSet", "api");
+  api->netns_ino = 100;
+  api->ips = {V4(2)};
+  auto web = Pod("web-0", "StatefulSet", "web");
+  web->ips = {V4(3)};
+  pipe.SetPods({api, web});
+
+  TcpOpen open;
+  open.conn_id = 1;
+  open.open_ns = kT0;
+  open.netns_ino = 100;
+  open.direction = Direction::kInbound;
+  open.local = V4(2);
+  open.remote = V4(3);
+  open.local_port = 80;
+  open.remote_port = 40000;
+  pipe.OnOpen(open);
+  std::string req = "GET /x?secret=1 HTTP/1.1\r\nHost: api\r\n\r\n";
+  std::string rsp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  PayloadEvent in{1, kT0 + kSec, DataDir::kRecv, req.size(), 0, uint32_t(req.size())};
+  PayloadEvent out{1, kT0 + kSec + 3'000'000, DataDir::kSend, rsp.size(), 0, uint32_t(rsp.size())};
+  ASSERT_TRUE(pipe.OnPayload(in, {reinterpret_cast<const uint8_t*>(req.data()), req.size()}));
+  ASSERT_TRUE(pipe.OnPayload(out, {reinterpret_cast<const uint8_t*>(rsp.data()), rsp.size()}));
+
+  int conns = 0;
+  pipe.conns().ForEach([&](const Conn& c) {
+    conns++;
+    EXPECT_EQ(rec.endpoints().Get(c.endpoints).local.pod, "api-0");
+    EXPECT_EQ(rec.endpoints().Get(c.endpoints).remote.pod, "web-0");
+    EXPECT_EQ(c.remote_port, 40000);
+  });
+  EXPECT_EQ(conns, 1);
+
+  TcpClose close;
+  close.conn_id = 1;
+  close.ts_ns = kT0 + 2 * kSec;
+  close.received_total = req.size();
+  close.acked_total = rsp.size();
+  pipe.OnClose(close);
+  auto sums = rec.window().Sum(kT0 + 3 * kSec, 60 * kSec);
+  ASSERT_EQ(sums.size(), 1u);
+  const Window::Traffic& t = sums.begin()->second;
+  EXPECT_EQ(rec.endpoints().Get(sums.begin()->first.first).remote.workload, "web");
+  EXPECT_EQ(t.requests, 1u);
+  EXPECT_EQ(t.successes, 1u);
+  EXPECT_EQ(t.read_bytes, req.size());
+  EXPECT_EQ(t.write_bytes, rsp.size());
+  auto top = rec.window().SumTop(kT0 + 3 * kSec, 60 * kSec);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top.begin()->first.path, "/x");  // no query string
+}
+
+}  // namespace
+}  // namespace podtap

@@ -36,9 +36,13 @@ test('capabilities are listed explicitly over drop ALL', () => {
   assert.notEqual(agent.securityContext.allowPrivilegeEscalation, false);
 });
 
-test('read-only root filesystem, and every mount read-only', () => {
+test('read-only root filesystem, and every mount read-only but the query socket', () => {
   assert.equal(agent.securityContext.readOnlyRootFilesystem, true);
-  for (const m of agent.volumeMounts) assert.equal(m.readOnly, true, m.mountPath);
+  // The one writable mount: an in-memory emptyDir for the query service's socket.
+  const writable = agent.volumeMounts.filter((m) => m.readOnly !== true);
+  assert.deepEqual(writable.map((m) => m.mountPath), ['/run/podtap']);
+  const socketVolume = pod.volumes.find((v) => v.name === writable[0].name);
+  assert.deepEqual(socketVolume.emptyDir, { medium: 'Memory', sizeLimit: '1Mi' });
   const hostPaths = pod.volumes.filter((v) => v.hostPath).map((v) => v.name);
   const mounted = new Set(agent.volumeMounts.map((m) => m.name));
   for (const name of hostPaths) assert.ok(mounted.has(name), `hostPath volume ${name} is mounted`);

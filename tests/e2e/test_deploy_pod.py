@@ -144,8 +144,12 @@ class PodAgent(harness.Agent):
                 for name, text in data.items():
                     with open(os.path.join(host, name), "w") as f:
                         f.write(text)
+            elif "emptyDir" in v:
+                # kubelet makes an empty directory per pod (tmpfs for Memory).
+                host = os.path.join(workdir, "emptydir-" + m["name"])
+                os.makedirs(host, exist_ok=True)
             else:
-                raise AssertionError("volume %s: neither hostPath nor configMap" % m["name"])
+                raise AssertionError("volume %s: not hostPath, configMap or emptyDir" % m["name"])
             mounts.append(pb.Mount(container_path=m["mountPath"], host_path=host,
                                    readonly=m.get("readOnly", False),
                                    propagation=propagation[m.get("mountPropagation")]))

@@ -211,6 +211,22 @@ class CriClient:
                                           timeout=10).status
         return sid, cid, status.network.ip
 
+    def wait_reconnected(self, timeout=10):
+        """After the runtime restarted: the channel's old connection is dead,
+        and the first call on it can fail with UNAVAILABLE (broken pipe)
+        before gRPC reconnects. Version is idempotent: call it until it
+        answers, so that no non-idempotent call (ExecSync) is the one lost."""
+        import grpc
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.rt.Version(self.pb.VersionRequest(), timeout=2)
+                return
+            except grpc.RpcError as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("CRI client did not reconnect: %s" % e) from e
+                time.sleep(0.2)
+
     def exec(self, cid, cmd, timeout=30):
         r = self.rt.ExecSync(self.pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=timeout),
                              timeout=timeout + 5)
@@ -594,6 +610,7 @@ class CriPodsTest(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "agent did not reconnect\n"
                             + self.agent.log_tail())
             time.sleep(0.1)
+        self.cri.wait_reconnected()
         gets = ["large"]
         self.run_gets(gets)
         self.wait_equal(self.traffic_expects(self.pods["client"], server, gets), baseline)

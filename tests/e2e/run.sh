@@ -4,7 +4,7 @@
 # with its status. The agent mounts tracefs/bpffs itself; nothing is mounted here.
 #
 #   tests/e2e/run.sh                       all suites
-#   tests/e2e/run.sh test_http_exact       one suite (module)
+#   tests/e2e/run.sh test_http_exact       one suite (module; also test_faults)
 #   tests/e2e/run.sh test_e_long_lived     one TCP case (or a full unittest name)
 #   PODTAP_AGENT=/path/to/podtap-agent     another agent binary
 set -u
@@ -20,7 +20,7 @@ fi
 tests=()
 for t in "$@"; do
   case "$t" in
-    *.* | test_*_exact) tests+=("$t") ;;
+    *.* | test_*_exact | test_faults) tests+=("$t") ;;
     *) tests+=("test_tcp_exact.TcpExactTest.$t") ;;
   esac
 done

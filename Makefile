@@ -47,6 +47,7 @@ e2e: build
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py --minutes 10
 
 run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)

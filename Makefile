@@ -50,6 +50,7 @@ e2e: build
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py --minutes 10
 
 # The unit test binary alone, built with -fsanitize=address,undefined in its
 # own tree: any report fails the test that caused it.

@@ -205,6 +205,9 @@ void Agent::ApplyBatch() {
     agg_.self().h2_capture_full = drops.h2_capture_full;
     agg_.self().h2_walk_lost = drops.h2_walk_lost;
     agg_.self().tls_unmapped = drops.tls_unmapped;
+    agg_.self().close_map_full = drops.close_map_full;
+    agg_.self().closes_recovered = probes_->recovered().closes;
+    agg_.self().connect_fails_recovered = probes_->recovered().connect_fails;
     agg_.self().connections_tracked = pipeline_.tracked();
     verdicts = pipeline_.TakeVerdicts();
   }

@@ -372,7 +372,20 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
   AddValue(&lost, {{"reason", "tls_unmapped"}}, static_cast<double>(self_.tls_unmapped));
   AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
+  AddValue(&lost, {{"reason", "close_map_full"}}, static_cast<double>(self_.close_map_full));
   snap.families.push_back(std::move(lost));
+
+  auto recovered = Family("podtap_events_recovered_total",
+                          "Lifecycle events the ring buffer had no room for (counted in "
+                          "podtap_events_lost_total{reason=\"ringbuf_full\"}) that were applied "
+                          "anyway, by kind: opens rebuilt at close from the kernel's socket map, "
+                          "closes and failed connects from its pending closes map.",
+                          MetricType::kCounter);
+  AddValue(&recovered, {{"kind", "open"}}, static_cast<double>(self_.opens_recovered));
+  AddValue(&recovered, {{"kind", "close"}}, static_cast<double>(self_.closes_recovered));
+  AddValue(&recovered, {{"kind", "connect_fail"}},
+           static_cast<double>(self_.connect_fails_recovered));
+  snap.families.push_back(std::move(recovered));
 
   auto payload =
       Family("podtap_payload_events_total", "Socket data records applied to the protocol parsers.",

@@ -81,6 +81,14 @@ struct SelfStats {
   std::map<std::string, uint64_t> given_up;  // connections no longer parsed, by protocol
   uint64_t closes_without_open = 0;          // sockets that predate the probes
   uint64_t connections_adopted = 0;          // open at start, found by sock_diag
+  // Lifecycle events the ring buffer had no room for that still arrived:
+  // opens rebuilt at close from the kernel's socket map, closes and failed
+  // connects taken from the kernel's pending closes map; and closes lost
+  // because that map was full too.
+  uint64_t opens_recovered = 0;
+  uint64_t closes_recovered = 0;
+  uint64_t connect_fails_recovered = 0;
+  uint64_t close_map_full = 0;
   uint64_t connections_tracked = 0;
   uint64_t pods_known = 0;
   // By source: "pods_file" or "cri" (the local source), "kubernetes".

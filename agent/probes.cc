@@ -10,6 +10,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -276,7 +277,41 @@ int TcpProbes::Poll(int timeout_ms) {
   // The payload ring wakes us only when its backlog grows; drain it (and
   // anything else that arrived) on every turn of the loop.
   int more = ring_buffer__consume(rb_);
-  return more < 0 ? more : n + more;
+  if (more < 0) return more;
+  // After the ring: a parked close was written after every ring record of
+  // its connection, so its open is in this batch or an earlier one.
+  int parked = DrainPendingCloses();
+  return parked < 0 ? parked : n + more + parked;
+}
+
+int TcpProbes::DrainPendingCloses() {
+  constexpr uint32_t kChunk = 256;
+  std::array<uint64_t, kChunk> keys;
+  std::array<podtap_tcp_event, kChunk> values;
+  // The hash map's batch position (a bucket index); in_batch is null on the first call.
+  uint64_t position = 0;
+  int fd = bpf_map__fd(skel_->maps.pending_closes);
+  int total = 0;
+  // Bounded: every round deletes what it returns, and the map holds at most
+  // PODTAP_PENDING_CLOSES entries plus what the kernel adds meanwhile.
+  for (int round = 0; round < 2 * PODTAP_PENDING_CLOSES / int(kChunk) + 1; round++) {
+    uint32_t count = kChunk;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_and_delete_batch(fd, round == 0 ? nullptr : &position, &position,
+                                              keys.data(), values.data(), &count, &opts);
+    for (uint32_t i = 0; i < count; i++) {
+      if (values[i].kind == PODTAP_EV_TCP_CONNECT_FAIL) {
+        recovered_.connect_fails++;
+      } else {
+        recovered_.closes++;
+      }
+      on_event_(&values[i], sizeof(values[i]));
+    }
+    total += static_cast<int>(count);
+    if (err == -ENOENT) break;  // the last bucket was read
+    if (err < 0) return err;
+  }
+  return total;
 }
 
 TcpProbes::Drops TcpProbes::ReadDrops() const {
@@ -298,6 +333,7 @@ TcpProbes::Drops TcpProbes::ReadDrops() const {
   d.h2_capture_full = sum(PODTAP_DROP_H2_CAPTURE_FULL);
   d.h2_walk_lost = sum(PODTAP_DROP_H2_WALK_LOST);
   d.tls_unmapped = sum(PODTAP_DROP_TLS_UNMAPPED);
+  d.close_map_full = sum(PODTAP_DROP_CLOSE_MAP_FULL);
   return d;
 }
 

@@ -46,8 +46,9 @@ class TcpProbes {
   TcpProbes& operator=(const TcpProbes&) = delete;
 
   // Waits up to timeout_ms for lifecycle events (or a payload backlog),
-  // then drains every ring, handing each record to the callback. Returns
-  // the number consumed, or a negative errno.
+  // then drains every ring and then the pending closes map (closes the
+  // lifecycle ring had no room for), handing each record to the callback.
+  // Returns the number consumed, or a negative errno.
   int Poll(int timeout_ms);
 
   struct Drops {
@@ -58,8 +59,16 @@ class TcpProbes {
     uint64_t h2_capture_full = 0;
     uint64_t h2_walk_lost = 0;
     uint64_t tls_unmapped = 0;
+    uint64_t close_map_full = 0;
   };
   Drops ReadDrops() const;
+
+  // Events taken from the pending closes map since the start, by kind.
+  struct Recovered {
+    uint64_t closes = 0;
+    uint64_t connect_fails = 0;
+  };
+  const Recovered& recovered() const { return recovered_; }
 
   // Per-connection capture verdicts, the one thing userspace tells the
   // kernel. No-ops when payload capture is off.
@@ -80,6 +89,8 @@ class TcpProbes {
                                                                          bool btf, EventFn fn);
   std::string AttachPayload(const ProbeOptions& opts);
   static int OnSample(void* ctx, void* data, size_t size);
+  // Takes every event out of the pending closes map; the count or a negative errno.
+  int DrainPendingCloses();
 
   tcp_bpf* skel_ = nullptr;
   sockdata_bpf* data_skel_ = nullptr;
@@ -87,6 +98,7 @@ class TcpProbes {
   std::vector<bpf_link*> tls_links_;
   EventFn on_event_;
   std::string mode_;
+  Recovered recovered_;
 };
 
 }  // namespace podtap

@@ -134,6 +134,7 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     }
     // The open event was lost (ring buffer full) but the kernel remembered
     // the open: count the open now so opens, closes and bytes stay exact.
+    agg_->self().opens_recovered++;
     synthesized.open_ns = e.open_ns;
     synthesized.direction = e.direction;
     synthesized.base_acked = e.base_acked;

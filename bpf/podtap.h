@@ -40,8 +40,16 @@ enum podtap_drop {
 	/* TLS plaintext whose socket was not known: no syscall on it was seen
 	 * inside an SSL call of that SSL object yet */
 	PODTAP_DROP_TLS_UNMAPPED = 6,
-	PODTAP_DROP__COUNT = 7,
+	/* close event lost for good: the ring buffer had no room for it and
+	 * the pending_closes map none either */
+	PODTAP_DROP_CLOSE_MAP_FULL = 7,
+	PODTAP_DROP__COUNT = 8,
 };
+
+/* Entries of the pending_closes map: close and failed-connect events the
+ * ring buffer had no room for, kept (by connection id) until the agent's
+ * next poll takes them. */
+#define PODTAP_PENDING_CLOSES 4096
 
 /* One record per TCP lifecycle event. Raw kernel counters are passed as they
  * are; the decoder turns them into payload bytes (it knows the SYN/FIN rules). */

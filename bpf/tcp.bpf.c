@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* TCP lifecycle probes: every TCP socket's open, close and failed connect,
  * with its owner keys (cgroup v2 id, netns inode) and the kernel's own byte
- * counters, sent to userspace over one ring buffer. */
+ * counters, sent to userspace over one ring buffer (closes the ring had no
+ * room for wait in the pending_closes map). */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
@@ -20,6 +21,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
+
+/* Close and failed-connect events the ring buffer had no room for, by
+ * connection id; the agent drains it on every poll and applies them in
+ * timestamp order with the ring's records, so closes survive a full ring. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PODTAP_PENDING_CLOSES);
+	__type(key, __u64);
+	__type(value, struct podtap_tcp_event);
+} pending_closes SEC(".maps");
 
 static __always_inline void fill_addresses(struct podtap_tcp_event *e, struct sock *sk)
 {
@@ -88,58 +99,62 @@ static __always_inline void on_established(struct sock *sk, int oldstate, __u64 
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The common path is one ring buffer copy; only when the ring is full is the
+ * event parked in pending_closes (a real loss only when that is full too). */
+static __always_inline void deliver_close(struct podtap_tcp_event *e)
+{
+	if (!bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		return;
+	count_drop(PODTAP_DROP_RINGBUF_FULL);
+	if (bpf_map_update_elem(&pending_closes, &e->conn_id, e, BPF_NOEXIST))
+		count_drop(PODTAP_DROP_CLOSE_MAP_FULL);
+}
+
 static __always_inline void on_close(struct sock *sk, int oldstate, __u64 cookie)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	struct podtap_tcp_event *e;
+	struct podtap_tcp_event e = {};
 	struct podtap_sock_info *so;
 	__u64 key = (__u64)sk;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(PODTAP_DROP_RINGBUF_FULL);
-		bpf_map_delete_elem(&socks, &key);
-		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->old_state = oldstate;
-	e->sk_err = BPF_CORE_READ(sk, sk_err);
-	fill_addresses(e, sk);
-	fill_owner(e, sk);
-	fill_counters(e, sk);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.old_state = oldstate;
+	e.sk_err = BPF_CORE_READ(sk, sk_err);
+	fill_addresses(&e, sk);
+	fill_owner(&e, sk);
+	fill_counters(&e, sk);
 
 	if (oldstate == TCP_SYN_SENT) {
-		e->kind = PODTAP_EV_TCP_CONNECT_FAIL;
-		e->conn_id = cookie;
-		e->direction = PODTAP_DIR_OUTBOUND;
-		bpf_ringbuf_submit(e, 0);
+		e.kind = PODTAP_EV_TCP_CONNECT_FAIL;
+		e.conn_id = cookie;
+		e.direction = PODTAP_DIR_OUTBOUND;
+		deliver_close(&e);
 		return;
 	}
 
-	e->kind = PODTAP_EV_TCP_CLOSE;
+	e.kind = PODTAP_EV_TCP_CLOSE;
 	so = bpf_map_lookup_elem(&socks, &key);
 	if (so) {
-		e->conn_id = so->conn_id;
-		e->open_ns = so->open_ns;
-		e->direction = so->direction;
-		e->base_acked = so->base_acked;
-		e->base_received = so->base_received;
+		e.conn_id = so->conn_id;
+		e.open_ns = so->open_ns;
+		e.direction = so->direction;
+		e.base_acked = so->base_acked;
+		e.base_received = so->base_received;
 	} else {
-		e->conn_id = cookie;
-		e->flags |= PODTAP_F_UNTRACKED;
+		e.conn_id = cookie;
+		e.flags |= PODTAP_F_UNTRACKED;
 	}
 	/* tcp_fin() sets SOCK_DONE before any state change it causes, and the
 	 * FIN it took advanced rcv_nxt, so bytes_received holds one extra byte. */
 	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE))
-		e->flags |= PODTAP_F_FIN_RECEIVED;
+		e.flags |= PODTAP_F_FIN_RECEIVED;
 	/* Our FIN takes one sequence number (write_seq was bumped when it was
 	 * queued); once snd_una reaches write_seq it is counted in bytes_acked. */
 	if ((oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING ||
 	     oldstate == TCP_LAST_ACK) &&
 	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
-		e->flags |= PODTAP_F_FIN_ACKED;
-	bpf_ringbuf_submit(e, 0);
+		e.flags |= PODTAP_F_FIN_ACKED;
+	deliver_close(&e);
 	bpf_map_delete_elem(&socks, &key);
 }
 

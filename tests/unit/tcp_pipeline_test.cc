@@ -194,6 +194,8 @@ TEST_F(PipelineTest, LostOpenEventIsRecoveredFromTheKernelsMemory) {
   EXPECT_EQ(Value(s, "tcp_open_total", api_in), 1);
   EXPECT_EQ(Value(s, "tcp_open_connections", api_in), 0);
   EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 10);
+  EXPECT_EQ(Value(s, "podtap_events_recovered_total", {{"kind", "open"}}), 1);
+  EXPECT_EQ(Value(s, "podtap_events_recovered_total", {{"kind", "close"}}), 0);
 }
 
 TEST_F(PipelineTest, CloseOfASocketOlderThanTheAgentIsCountedAsUntracked) {

@@ -67,10 +67,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t ts = 1;
   while (reader.Next(&s)) {
     auto stream = s.server ? podtap::HttpStream::kResponse : podtap::HttpStream::kRequest;
-    parser.Feed(stream, s.captured, s.total_len, ts++);
+    // Bit 1 of the first byte: the captures are the kernel's segment lists (an HTTP/2
+    // connection's frame walk, bpf/sockdata.bpf.c) wherever they are well formed.
+    if ((data[0] & 2) && podtap::Capture::Valid(s.captured, s.total_len)) {
+      parser.Feed(stream, podtap::Capture::Segments(s.captured), s.total_len, ts++);
+    } else {
+      parser.Feed(stream, s.captured, s.total_len, ts++);
+    }
   }
   parser.OnClose(ts++);
   sink.closed = true;
-  parser.Feed(podtap::HttpStream::kResponse, {data, size}, size, ts);
+  parser.Feed(podtap::HttpStream::kResponse, std::span<const uint8_t>(data, size), size, ts);
   return 0;
 }

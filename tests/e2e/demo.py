@@ -20,27 +20,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from nginx import Nginx  # noqa: E402
+from nginx import Nginx, nginx_conf  # noqa: E402
 
 CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
 WRK = "/usr/bin/wrk"
 CURL = "/usr/bin/curl"
 PORT = 8080
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 256; }
-http {
+NGINX_CONF = nginx_conf(r"""
     access_log off;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     default_type application/json;
     server {
         listen %(ip4)s:%(port)d;
@@ -48,8 +36,7 @@ http {
         location /api/orders { return 200 '{"orders":[]}\n'; }
         location /api/pay { return 503 '{"error":"payment backend down"}\n'; }
     }
-}
-"""
+""")
 
 
 def say(text):

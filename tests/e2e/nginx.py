@@ -15,6 +15,25 @@ import harness
 NGINX = "/usr/sbin/nginx"
 
 
+def nginx_conf(http):
+    """A whole nginx.conf for Nginx (a %-format string): nginx in the
+    foreground as our child with one worker, its pid, error log and temporary
+    files in the work folder, and `http` as the directives of its http block."""
+    return ("daemon off;\n"
+            "master_process on;\n"
+            "worker_processes 1;\n"
+            "pid %(dir)s/nginx.pid;\n"
+            "error_log %(dir)s/error.log notice;\n"
+            "events { worker_connections 512; }\n"
+            "http {\n"
+            "    client_body_temp_path %(dir)s/tmp/body;\n"
+            "    proxy_temp_path %(dir)s/tmp/proxy;\n"
+            "    fastcgi_temp_path %(dir)s/tmp/fastcgi;\n"
+            "    uwsgi_temp_path %(dir)s/tmp/uwsgi;\n"
+            "    scgi_temp_path %(dir)s/tmp/scgi;\n"
+            + http + "}\n")
+
+
 class Nginx:
     """nginx in namespace `ns`. `conf` is the whole nginx.conf as a %-format
     string, formatted with `params` plus "dir" (the work folder); `files` maps names under

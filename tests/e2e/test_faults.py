@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_tcp_exact  # noqa: E402  (its ground-truth helpers, not its cases)
 from harness import Expect  # noqa: E402
-from nginx import Nginx  # noqa: E402
+from nginx import Nginx, nginx_conf  # noqa: E402
 
 SERVER_PORT = 18080
 HTTP_PORT = 18090
@@ -41,27 +41,14 @@ ARTIFACTS = os.environ.get("PODTAP_E2E_ARTIFACTS") or tempfile.mkdtemp(prefix="p
 # One page each: the smallest ring buffers the kernel accepts.
 TINY_RINGS = ["--ringbuf-size", "4096", "--payload-ringbuf-size", "4096"]
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 512; }
-http {
+NGINX_CONF = nginx_conf(r"""
     access_log %(dir)s/access.log;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     keepalive_requests 100000;
     server {
         listen %(ip4)s:%(port)d;
         location / { return 200 "ok\n"; }
     }
-}
-"""
+""")
 
 
 def tearDownModule():

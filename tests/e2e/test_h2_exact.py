@@ -50,7 +50,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from nginx import NGINX, Nginx  # noqa: E402
+from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
 from harness import Expect  # noqa: E402
 
 CURL = "/usr/bin/curl"
@@ -95,25 +95,13 @@ def classification(status):
 # --------------------------------------------------------------------------
 # nginx in the server pod, h2c only.
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 512; }
-http {
+NGINX_CONF = nginx_conf(r"""
     log_format podtap escape=json
         '{"host":"$http_host","status":"$status","method":"$request_method",'
         '"request":"$request","protocol":"$server_protocol","http2":"$http2",'
         '"conn":"$connection","conn_requests":"$connection_requests",'
         '"remote":"$remote_addr","bytes_sent":"$bytes_sent"}';
     access_log %(dir)s/access.log podtap;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     types { text/plain txt; application/octet-stream bin; }
     default_type application/octet-stream;
     sendfile off;
@@ -130,8 +118,7 @@ http {
         location = /status/500 { return 500 "status 500\n"; }
         location = /status/503 { return 503 "status 503\n"; }
     }
-}
-"""
+""")
 
 # name -> size in bytes: a tiny file, one in a single DATA frame, and bodies
 # of many DATA frames (nginx's http2_chunk_size is 8 KB).

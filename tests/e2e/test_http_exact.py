@@ -39,7 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from nginx import NGINX, Nginx  # noqa: E402
+from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
 from harness import HEADER_LEN, Expect  # noqa: E402
 
 CURL = "/usr/bin/curl"
@@ -89,14 +89,7 @@ def classification(status):
 # --------------------------------------------------------------------------
 # nginx in the server pod.
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 512; }
-http {
+NGINX_CONF = nginx_conf(r"""
     log_format podtap escape=json
         '{"host":"$http_host","status":"$status","method":"$request_method",'
         '"request":"$request","request_uri":"$request_uri","conn":"$connection",'
@@ -104,11 +97,6 @@ http {
         '"server_port":"$server_port","remote":"$remote_addr",'
         '"request_length":"$request_length","bytes_sent":"$bytes_sent"}';
     access_log %(dir)s/access.log podtap;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     types { text/plain txt; application/octet-stream bin; }
     default_type application/octet-stream;
     sendfile off;
@@ -128,8 +116,7 @@ http {
         ssl_certificate_key %(dir)s/key.pem;
         include %(dir)s/locations.conf;
     }
-}
-"""
+""")
 
 # - `return CODE "text"` keeps the connection alive for every code (a bare
 #   `return 500;` goes through nginx's error pages, which close it); 404 is

@@ -29,7 +29,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Expect  # noqa: E402
-from nginx import NGINX, Nginx  # noqa: E402
+from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
 
 CURL = "/usr/bin/curl"
 BPFTOOL = "/usr/sbin/bpftool"
@@ -38,27 +38,14 @@ EXIT_LIMIT = 2.0  # seconds from SIGTERM to the agent's exit
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-lifecycle-artifacts-"))
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 512; }
-http {
+NGINX_CONF = nginx_conf(r"""
     access_log off;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     keepalive_requests 100000;
     server {
         listen %(ip4)s:%(port)d;
         location / { return 200 "ok\n"; }
     }
-}
-"""
+""")
 
 
 def routes(name):

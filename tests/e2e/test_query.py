@@ -32,7 +32,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from nginx import NGINX, Nginx  # noqa: E402
+from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
 
 CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
 CURL = "/usr/bin/curl"
@@ -44,23 +44,11 @@ TAP_SECONDS = 8  # how long the taps of case (b) stay attached
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-query-artifacts-"))
 
-NGINX_CONF = r"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log notice;
-events { worker_connections 128; }
-http {
+NGINX_CONF = nginx_conf(r"""
     log_format podtap escape=json
         '{"host":"$http_host","status":"$status","method":"$request_method",'
         '"uri":"$uri","request_uri":"$request_uri","conn":"$connection"}';
     access_log %(dir)s/access.log podtap;
-    client_body_temp_path %(dir)s/tmp/body;
-    proxy_temp_path %(dir)s/tmp/proxy;
-    fastcgi_temp_path %(dir)s/tmp/fastcgi;
-    uwsgi_temp_path %(dir)s/tmp/uwsgi;
-    scgi_temp_path %(dir)s/tmp/scgi;
     default_type text/plain;
     keepalive_requests 100000;
     server {
@@ -69,8 +57,7 @@ http {
         location /ok/ { return 200 "ok\n"; }
         location /fail/ { return 500 "fail\n"; }
     }
-}
-"""
+""")
 
 # 64-bit integers are strings in protobuf's JSON mapping.
 UINT64_FIELDS = {"requests", "successes", "failures", "read_bytes", "write_bytes", "bytes",

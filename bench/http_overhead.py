@@ -108,6 +108,17 @@ def bpf_stats_run(topo, workdir, pods, seconds):
             print("| %s | %d | %.0f |" % (p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
 
 
+def print_summary(results):
+    print()
+    print("| agent mode | median throughput ratio (agent / none) | median added p99 (ms) |"
+          " pairs |")
+    print("|---|---|---|---|")
+    for mode, pairs in results.items():
+        ratio = statistics.median(a[0] / b[0] for b, a in pairs)
+        added = statistics.median(a[1] - b[1] for b, a in pairs)
+        print("| %s | %.3f | %+.2f | %d |" % (mode, ratio, added, len(pairs)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=5)
@@ -141,14 +152,8 @@ def main():
                       "p99 %6.2f ms | ratio %.3f" % (i + 1, mode, base[0], base[1], with_agent[0],
                                                      with_agent[1], with_agent[0] / base[0]),
                       flush=True)
-        print()
-        print("| agent mode | median throughput ratio (agent / none) | median added p99 (ms) |"
-              " pairs |")
-        print("|---|---|---|---|")
-        for mode, pairs in results.items():
-            ratio = statistics.median(a[0] / b[0] for b, a in pairs)
-            added = statistics.median(a[1] - b[1] for b, a in pairs)
-            print("| %s | %.3f | %+.2f | %d |" % (mode, ratio, added, len(pairs)))
+        if args.pairs:
+            print_summary(results)
         if args.bpf_stats:
             bpf_stats_run(topo, workdir, [client, server], args.seconds)
     finally:

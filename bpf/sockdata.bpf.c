@@ -71,10 +71,15 @@ struct io_args {
 	__u8 pad[6];
 };
 
+/* Task local storage, not a hash by thread id: the exit program of every
+ * read/write-family syscall on the node looks here, and a task's storage is a
+ * pointer away, where a hash costs a lookup, and an update and a delete per
+ * traced syscall. conn_id 0 means no syscall on a tracked socket is in
+ * progress. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct io_args);
 } inflight SEC(".maps");
 
@@ -86,14 +91,15 @@ struct ssl_call {
 	__u64 buf;
 	__u64 len_ptr; /* _ex forms: where the byte count is written */
 	__u64 conn_id;
-	__u8 dir; /* enum podtap_data_dir; 0: a handshake, only learns the socket */
-	__u8 pad[7];
+	__u8 dir;    /* enum podtap_data_dir; 0: a handshake, only learns the socket */
+	__u8 active; /* 0: no SSL call in progress on this thread */
+	__u8 pad[6];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct ssl_call);
 } ssl_calls SEC(".maps");
 
@@ -113,52 +119,54 @@ struct {
 	__type(value, __u64);
 } ssl_conns SEC(".maps");
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 /* The struct sock behind a file descriptor of the current task, or NULL. A
  * file that is not a socket fails the back-pointer check, and a socket that
- * is not tracked is not a key of `socks`, so both cost one lookup. */
-static __always_inline struct sock *sock_of_fd(__s32 fd)
+ * is not tracked is not a key of `socks`, so both cost one lookup. The walk
+ * uses the kernel's types directly (loads the verifier guards, not a helper
+ * call per pointer): only the fd array slot needs a probe read. */
+static __always_inline struct sock *sock_of_fd(struct task_struct *task, __s32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds;
-	struct file *file;
+	struct fdtable *fdt = task->files->fdt;
 	struct socket *sock;
-	unsigned int max_fds;
+	struct file *file;
+	void *slot;
 
-	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
-	if ((unsigned int)fd >= max_fds)
+	if ((unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(task, files, fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (bpf_probe_read_kernel(&slot, sizeof(slot), &fdt->fd[fd]) || !slot)
 		return NULL;
-	sock = BPF_CORE_READ(file, private_data);
-	if (!sock || BPF_CORE_READ(sock, file) != file)
+	file = bpf_rdonly_cast(slot, bpf_core_type_id_kernel(struct file));
+	sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
+	if (!sock || sock->file != slot)
 		return NULL;
-	return BPF_CORE_READ(sock, sk);
+	return sock->sk;
 }
 
 /* Entry does the socket lookup, so that the common case, a read or write on
  * something that is not a tracked TCP socket, costs no map update at all. */
 static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct podtap_sock_info *info;
-	struct io_args a = {};
 	struct ssl_call *call;
+	struct io_args *a;
 	struct sock *sk;
 	__u64 key;
 
-	if ((__u32)(id >> 32) == self_tgid || fd < 0)
+	if (task->tgid == self_tgid || fd < 0)
 		return 0;
-	sk = sock_of_fd(fd);
+	sk = sock_of_fd(task, fd);
 	if (!sk)
 		return 0;
 	key = (__u64)sk;
 	info = bpf_map_lookup_elem(&socks, &key);
 	if (!info)
 		return 0;
-	call = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (call) {
-		struct ssl_key k = {.ssl = call->ssl, .tgid = id >> 32};
+	call = bpf_task_storage_get(&ssl_calls, task, 0, 0);
+	if (call && call->active) {
+		struct ssl_key k = {.ssl = call->ssl, .tgid = task->tgid};
 
 		call->conn_id = info->conn_id;
 		bpf_map_update_elem(&ssl_conns, &k, &info->conn_id, BPF_ANY);
@@ -167,13 +175,16 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		if (call->dir)
 			return 0;
 	}
-	a.conn_id = info->conn_id;
-	a.buf = buf;
-	a.iovcnt = iovcnt;
-	a.kind = kind;
-	a.dir = dir;
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
+	a = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a) {
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+		return 0;
+	}
+	a->conn_id = info->conn_id;
+	a->buf = buf;
+	a->iovcnt = iovcnt;
+	a->kind = kind;
+	a->dir = dir;
 	return 0;
 }
 
@@ -495,15 +506,14 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 
 static __always_inline int on_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct io_args *a;
 
-	a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->conn_id)
 		return 0;
 	if (ret > 0)
 		emit_payload(a, ret);
-	bpf_map_delete_elem(&inflight, &id);
+	a->conn_id = 0;
 	return 0;
 }
 
@@ -547,37 +557,39 @@ ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
  * syscall inside this call or an earlier one of the same SSL object. */
 static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_key k = {.tgid = id >> 32};
-	struct ssl_call c = {};
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ssl_key k = {.tgid = task->tgid};
+	struct ssl_call *c;
 	__u64 *conn;
 
-	if ((__u32)(id >> 32) == self_tgid)
+	if (task->tgid == self_tgid)
 		return 0;
-	c.ssl = PT_REGS_PARM1(ctx);
-	c.buf = PT_REGS_PARM2(ctx);
-	c.dir = dir;
-	if (ex)
-		c.len_ptr = PT_REGS_PARM4(ctx);
-	k.ssl = c.ssl;
-	conn = bpf_map_lookup_elem(&ssl_conns, &k);
-	if (conn)
-		c.conn_id = *conn;
-	if (bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY))
+	c = bpf_task_storage_get(&ssl_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c) {
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+		return 0;
+	}
+	c->ssl = PT_REGS_PARM1(ctx);
+	c->buf = PT_REGS_PARM2(ctx);
+	c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+	c->dir = dir;
+	c->active = 1;
+	k.ssl = c->ssl;
+	conn = bpf_map_lookup_elem(&ssl_conns, &k);
+	c->conn_id = conn ? *conn : 0;
 	return 0;
 }
 
 static __always_inline int ssl_exit(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct io_args a = {};
 	struct ssl_call *c;
 	long ret;
 
-	c = bpf_map_lookup_elem(&ssl_calls, &id);
-	if (!c)
+	c = bpf_task_storage_get(&ssl_calls, bpf_get_current_task_btf(), 0, 0);
+	if (!c || !c->active)
 		return 0;
+	c->active = 0;
 	ret = PT_REGS_RC(ctx);
 	if (c->dir && ret > 0) {
 		__u64 n = ret;
@@ -595,7 +607,6 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 			emit_payload(&a, n);
 		}
 	}
-	bpf_map_delete_elem(&ssl_calls, &id);
 	return 0;
 }
 

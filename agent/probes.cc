@@ -10,6 +10,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdarg>
@@ -153,6 +154,9 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
   data_skel_->rodata->prefix_len = opts.prefix_len;
   data_skel_->rodata->self_tgid = static_cast<uint32_t>(getpid());
   data_skel_->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
+  uint64_t per_check = uint64_t(std::max(libbpf_num_possible_cpus(), 1)) * PODTAP_PAYLOAD_MAX;
+  data_skel_->rodata->backlog_check_every = static_cast<uint32_t>(
+      std::clamp<uint64_t>(opts.payload_ringbuf_bytes / 4 / per_check, 1, 64));
   // One socket map and one set of drop counters for both objects.
   if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
       bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0) {
@@ -279,7 +283,14 @@ int TcpProbes::Poll(int timeout_ms) {
   int more = ring_buffer__consume(rb_);
   if (more < 0) return more;
   // After the ring: a parked close was written after every ring record of
-  // its connection, so its open is in this batch or an earlier one.
+  // its connection, so its open is in this batch or an earlier one. The
+  // map's buckets are scanned only when the kernel parked something (it
+  // counts a full ring after parking), and once a second regardless.
+  uint64_t full = SumDrop(PODTAP_DROP_RINGBUF_FULL);
+  auto now = std::chrono::steady_clock::now();
+  if (full == full_at_drain_ && now < next_drain_) return n + more;
+  full_at_drain_ = full;
+  next_drain_ = now + std::chrono::seconds(1);
   int parked = DrainPendingCloses();
   return parked < 0 ? parked : n + more + parked;
 }
@@ -314,17 +325,19 @@ int TcpProbes::DrainPendingCloses() {
   return total;
 }
 
-TcpProbes::Drops TcpProbes::ReadDrops() const {
+uint64_t TcpProbes::SumDrop(uint32_t reason) const {
   int ncpu = libbpf_num_possible_cpus();
   std::vector<uint64_t> values(ncpu > 0 ? static_cast<size_t>(ncpu) : 1);
-  auto sum = [&](uint32_t key) {
-    uint64_t total = 0;
-    if (bpf_map__lookup_elem(skel_->maps.drops, &key, sizeof(key), values.data(),
-                             values.size() * sizeof(uint64_t), 0) == 0) {
-      for (uint64_t v : values) total += v;
-    }
-    return total;
-  };
+  uint64_t total = 0;
+  if (bpf_map__lookup_elem(skel_->maps.drops, &reason, sizeof(reason), values.data(),
+                           values.size() * sizeof(uint64_t), 0) == 0) {
+    for (uint64_t v : values) total += v;
+  }
+  return total;
+}
+
+TcpProbes::Drops TcpProbes::ReadDrops() const {
+  auto sum = [this](uint32_t reason) { return SumDrop(reason); };
   Drops d;
   d.ringbuf_full = sum(PODTAP_DROP_RINGBUF_FULL);
   d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);

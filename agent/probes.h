@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -91,6 +92,8 @@ class TcpProbes {
   static int OnSample(void* ctx, void* data, size_t size);
   // Takes every event out of the pending closes map; the count or a negative errno.
   int DrainPendingCloses();
+  // One per-CPU drop counter (enum podtap_drop), summed over CPUs.
+  uint64_t SumDrop(uint32_t reason) const;
 
   tcp_bpf* skel_ = nullptr;
   sockdata_bpf* data_skel_ = nullptr;
@@ -99,6 +102,8 @@ class TcpProbes {
   EventFn on_event_;
   std::string mode_;
   Recovered recovered_;
+  uint64_t full_at_drain_ = 0;  // the ring-full count at the last drain
+  std::chrono::steady_clock::time_point next_drain_{};
 };
 
 }  // namespace podtap

@@ -14,6 +14,11 @@
 const volatile __u32 prefix_len = 256; /* bytes captured per syscall (not HTTP/2) */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
 const volatile __u64 wakeup_bytes = 1 << 20; /* wake the agent once this much is queued */
+/* The backlog is checked once every this many records per CPU: reading it
+ * touches the consumer position the agent writes, a cache miss on every
+ * record otherwise. The agent sizes it so that all CPUs together add at most
+ * a quarter of the ring between checks. */
+const volatile __u32 backlog_check_every = 1;
 
 /* Per connection id: PODTAP_VERDICT_STOP (written by the agent: not a
  * protocol we parse), or PODTAP_VERDICT_H2 with the frame walk state
@@ -39,7 +44,9 @@ struct {
 struct payload_scratch {
 	struct podtap_payload_event ev;
 	__u8 slack[2 * PODTAP_PAYLOAD_MAX];
+	__u32 records; /* emitted on this CPU: paces the backlog check */
 };
+
 
 /* iovecs gathered into the prefix: writev'd HTTP/2 frames are often one
  * frame (or frame header) per iovec, so the first alone loses the stream;
@@ -496,9 +503,10 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 	/* A wakeup per record costs more than the record itself at high rates:
 	 * the agent drains this ring on its own clock and is woken only when
 	 * the backlog grows. */
-	flags = bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-			? BPF_RB_FORCE_WAKEUP
-			: BPF_RB_NO_WAKEUP;
+	flags = ++scr->records % backlog_check_every == 0 &&
+			bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+		? BPF_RB_FORCE_WAKEUP
+		: BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
 			       flags))
 		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);

@@ -105,9 +105,11 @@ static __always_inline void deliver_close(struct podtap_tcp_event *e)
 {
 	if (!bpf_ringbuf_output(&events, e, sizeof(*e), 0))
 		return;
-	count_drop(PODTAP_DROP_RINGBUF_FULL);
+	/* Parked before it is counted: the agent drains pending_closes when
+	 * this count moves, so the entry is there by the time it looks. */
 	if (bpf_map_update_elem(&pending_closes, &e->conn_id, e, BPF_NOEXIST))
 		count_drop(PODTAP_DROP_CLOSE_MAP_FULL);
+	count_drop(PODTAP_DROP_RINGBUF_FULL);
 }
 
 static __always_inline void on_close(struct sock *sk, int oldstate, __u64 cookie)

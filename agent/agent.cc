@@ -166,14 +166,16 @@ void Agent::ApplyBatch() {
   }
   retry_.clear();
   retry_arena_.clear();
-  std::stable_sort(batch_.begin(), batch_.end(), [](const BatchItem& a, const BatchItem& b) {
-    return Timestamp(a.event) < Timestamp(b.event);
-  });
+  // Ties keep ring order (the index breaks them), as a stable sort would.
+  order_.clear();
+  for (uint32_t i = 0; i < batch_.size(); ++i) order_.emplace_back(Timestamp(batch_[i].event), i);
+  std::sort(order_.begin(), order_.end());
 
   std::vector<TcpPipeline::VerdictOp> verdicts;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& item : batch_) {
+    for (const auto& [ts, index] : order_) {
+      const BatchItem& item = batch_[index];
       const DecodedEvent& ev = item.event;
       if (const auto* o = std::get_if<TcpOpen>(&ev)) {
         pipeline_.OnOpen(*o);

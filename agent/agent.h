@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/aggregator.h"
@@ -102,6 +103,9 @@ class Agent {
     bool retried = false;  // a payload already waited one batch for its open
   };
   std::vector<BatchItem> batch_;
+  // The batch's time order, as (timestamp, index) pairs: sorting these is
+  // cheaper than moving the events themselves.
+  std::vector<std::pair<uint64_t, uint32_t>> order_;
   std::vector<uint8_t> arena_;
   std::vector<BatchItem> retry_;  // payloads whose connection was not known yet
   std::vector<uint8_t> retry_arena_;

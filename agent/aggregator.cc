@@ -199,6 +199,7 @@ size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
   sweep(
       routes_, SeriesGroup::kRoute, [](const HttpSeries&) { return false; },
       [](const auto& k) -> const Key& { return std::get<0>(k); });
+  if (removed > 0) generation_++;
   return removed;
 }
 

@@ -166,6 +166,9 @@ class Aggregator {
 
   // Series (keys) held now in a group, overflow series included.
   size_t SeriesCount(SeriesGroup g) const;
+  // Moves whenever Expire() removes a series: a series pointer kept from
+  // Http() or Route() is valid while this has not moved.
+  uint64_t generation() const { return generation_; }
 
   SelfStats& self() { return self_; }
   // Also marks every series as collected (see Expire()).
@@ -195,6 +198,7 @@ class Aggregator {
   std::string Clean(const std::string& value) const;
 
   AggregatorOptions opts_;
+  uint64_t generation_ = 0;
   std::map<Labels, LabelSetId> ids_;
   std::vector<Labels> label_sets_;
   // Names the overflow series: {podtap_overflow="true"}.

@@ -2,6 +2,7 @@
 #include "agent/http1_parser.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string_view>
 #include <utility>
@@ -40,10 +41,17 @@ bool IStartsWith(std::string_view a, std::string_view b) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-bool IsTchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || IsDigit(c)) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// RFC 9110 tchar, as a table: every byte of every header name goes through it.
+constexpr auto kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  }
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<uint8_t>(c)] = true;
+  return t;
+}();
+
+bool IsTchar(char c) { return kTchar[static_cast<uint8_t>(c)]; }
 
 bool IsToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar); }
 
@@ -471,7 +479,9 @@ uint64_t Http1Parser::ConsumeHead(Stream& s, HttpStream which, std::span<const u
   }
   size_t end = std::string_view::npos;
   for (size_t i = s.scan; i < block.size(); ++i) {
-    if (block[i] != '\n') continue;
+    const void* nl = std::memchr(block.data() + i, '\n', block.size() - i);
+    if (!nl) break;
+    i = static_cast<size_t>(static_cast<const char*>(nl) - block.data());
     size_t len = i - s.line_start;
     bool blank = len == 0 || (len == 1 && block[s.line_start] == '\r');
     s.line_start = i + 1;

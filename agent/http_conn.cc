@@ -61,10 +61,32 @@ bool HttpConn::gave_up() const {
 
 const char* HttpConn::protocol() const { return h2_ ? "http2" : h1_ ? "http1" : "http"; }
 
+HttpSeries* HttpConn::HttpSeriesOf(const std::string& authority) {
+  Cached& c = http_cache_;
+  if (c.series == nullptr || c.generation != agg_->generation() || c.authority != authority) {
+    c.series = agg_->Http(labels_, direction_, authority, tls_);
+    c.generation = agg_->generation();
+    c.authority = authority;
+  }
+  return c.series;
+}
+
+HttpSeries* HttpConn::RouteSeriesOf(const std::string& authority, const std::string& route) {
+  Cached& c = route_cache_;
+  if (c.series == nullptr || c.generation != agg_->generation() || c.authority != authority ||
+      c.route != route) {
+    c.series = agg_->Route(labels_, direction_, authority, route);
+    c.generation = agg_->generation();
+    c.authority = authority;
+    c.route = route;
+  }
+  return c.series;
+}
+
 void HttpConn::CountRequest(const std::string& method, const std::string& authority,
                             const std::string& path) {
-  agg_->Http(labels_, direction_, authority, tls_)->requests++;
-  agg_->Route(labels_, direction_, authority, routes_->Match(method, path))->requests++;
+  HttpSeriesOf(authority)->requests++;
+  RouteSeriesOf(authority, routes_->Match(method, path))->requests++;
 }
 
 void HttpConn::CountResponse(const std::string& method, const std::string& authority,
@@ -72,11 +94,9 @@ void HttpConn::CountResponse(const std::string& method, const std::string& autho
                              uint64_t headers_end_ns, uint64_t first_byte_ns) {
   uint64_t latency_ns = first_byte_ns > headers_end_ns ? first_byte_ns - headers_end_ns : 0;
   double latency_ms = static_cast<double>(latency_ns) / 1e6;
-  agg_->Http(labels_, direction_, authority, tls_)
-      ->CountResponse(status, grpc_status, failed, latency_ms);
+  HttpSeriesOf(authority)->CountResponse(status, grpc_status, failed, latency_ms);
   const std::string& route = routes_->Match(method, path);
-  agg_->Route(labels_, direction_, authority, route)
-      ->CountResponse(status, grpc_status, failed, latency_ms);
+  RouteSeriesOf(authority, route)->CountResponse(status, grpc_status, failed, latency_ms);
   if (recorder_ != nullptr) {
     recorder_->OnExchange({endpoints_, direction_, method, authority, path, route, status,
                            grpc_status, failed, latency_ms, headers_end_ns});

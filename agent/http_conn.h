@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "agent/aggregator.h"
@@ -58,6 +59,11 @@ class HttpConn : public Http1Sink, public Http2Sink {
   static constexpr size_t kMaxEarly = 4;
 
   void Dispatch(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns);
+  // The series of an exchange, from the aggregator or, when the connection
+  // asks for the same ones again (keep-alive traffic mostly does), from the
+  // last answer it got.
+  HttpSeries* HttpSeriesOf(const std::string& authority);
+  HttpSeries* RouteSeriesOf(const std::string& authority, const std::string& route);
   void CountRequest(const std::string& method, const std::string& authority,
                     const std::string& path);
   void CountResponse(const std::string& method, const std::string& authority,
@@ -75,6 +81,16 @@ class HttpConn : public Http1Sink, public Http2Sink {
   bool http2_detected_ = false;
   QueryRecorder* recorder_ = nullptr;
   EndpointTable::Id endpoints_ = 0;
+  // The last series looked up, valid while the aggregator's generation is
+  // the one they were found in (the series are then still there).
+  struct Cached {
+    uint64_t generation = 0;
+    std::string authority;
+    std::string route;
+    HttpSeries* series = nullptr;
+  };
+  Cached http_cache_;
+  Cached route_cache_;
 };
 
 }  // namespace podtap

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
 
+#include "agent/http_conn.h"
+#include "agent/routes.h"
 #include "tests/unit/snapshot_util.h"
 
 namespace podtap {
@@ -121,6 +124,33 @@ TEST_F(AggregatorExpiryTest, AChangeRestartsTheRetention) {
   agg.Collect();
   EXPECT_EQ(agg.Expire(t0 + 6min, 5min, NoPods), 0u);
   EXPECT_EQ(agg.Expire(t0 + 9min, 5min, NoPods), 1u);
+}
+
+// A connection keeps the series of its last exchange; expiry removing them
+// must make it look them up again, not count into freed memory.
+TEST_F(AggregatorExpiryTest, AConnectionCountsIntoFreshSeriesAfterItsOldOnesExpired) {
+  RouteTable routes;
+  HttpConn conn(&agg, &routes, id, Direction::kInbound);
+  auto exchange = [&](uint64_t ts) {
+    auto bytes = [](std::string_view s) {
+      return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    };
+    std::string_view req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    std::string_view resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    conn.Feed(DataDir::kRecv, bytes(req), req.size(), ts);
+    conn.Feed(DataDir::kSend, bytes(resp), resp.size(), ts + 1000);
+  };
+  exchange(1);
+  EXPECT_EQ(Value(agg.Collect(), "request_total", {{"authority", "a"}}), 1);
+  agg.Expire(t0, 5min, NoPods);
+  const uint64_t before = agg.generation();
+  EXPECT_EQ(agg.Expire(t0 + 5min, 5min, NoPods), 2u);  // the authority's and the route's
+  EXPECT_NE(agg.generation(), before);
+  exchange(2);
+  exchange(3);
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"authority", "a"}}), 2);
+  EXPECT_EQ(Value(s, "response_total", {{"authority", "a"}, {"status_code", "200"}}), 2);
 }
 
 TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) {

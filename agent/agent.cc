@@ -199,7 +199,9 @@ void Agent::ApplyBatch() {
         spdlog::debug("dropped an event: {}", std::get<DecodeError>(ev).message);
       }
     }
-    pipeline_.FlushPendingOpens(MonotonicNs());
+    const uint64_t now_ns = MonotonicNs();
+    pipeline_.FlushPendingOpens(now_ns);
+    pipeline_.FinishCloses(now_ns);
     agg_.self().events_lost_ringbuf = drops.ringbuf_full;
     agg_.self().kernel_sockmap_full = drops.sockmap_full;
     agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;

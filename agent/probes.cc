@@ -159,7 +159,9 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
       std::clamp<uint64_t>(opts.payload_ringbuf_bytes / 4 / per_check, 1, 64));
   // One socket map and one set of drop counters for both objects.
   if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
-      bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0) {
+      bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0 ||
+      bpf_map__reuse_fd(data_skel_->maps.closed_socks, bpf_map__fd(skel_->maps.closed_socks)) !=
+          0) {
     return std::string("cannot share maps with the socket data programs: ") + std::strerror(errno);
   }
   bpf_map__set_max_entries(data_skel_->maps.payload_events, opts.payload_ringbuf_bytes);

@@ -157,20 +157,49 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
   }
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
-  if (c->http) c->http->OnClose(e.ts_ns);
-  if (c->tls_http) c->tls_http->OnClose(e.ts_ns);
-  if (c->verdict_written) verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id});
-  if (c->tls_verdict_written) {
-    verdicts_.push_back({VerdictOp::Kind::kForget, e.conn_id | kTlsVerdictBit});
+  c->series = nullptr;  // counted for good; may expire from here on
+  if (closing_order_.size() >= kMaxClosing) {
+    FinishCloses(closing_order_.front().first + kCloseLingerNs);
   }
+  c->conn_id = e.conn_id;
+  closing_order_.emplace_back(e.ts_ns, e.conn_id);
+  closing_.insert_or_assign(e.conn_id, std::move(*c));
   if (c != &synthesized) conns_.Erase(e.conn_id);
+}
+
+void TcpPipeline::FinishCloses(uint64_t now_ns) {
+  while (!closing_order_.empty() && closing_order_.front().first + kCloseLingerNs <= now_ns) {
+    auto [close_ns, id] = closing_order_.front();
+    closing_order_.pop_front();
+    auto it = closing_.find(id);
+    if (it == closing_.end()) continue;
+    Finish(it->second, close_ns);
+    closing_.erase(it);
+  }
+}
+
+void TcpPipeline::Finish(Conn& c, uint64_t close_ns) {
+  if (c.http) c.http->OnClose(close_ns);
+  if (c.tls_http) c.tls_http->OnClose(close_ns);
+  if (c.verdict_written) verdicts_.push_back({VerdictOp::Kind::kForget, c.conn_id});
+  if (c.tls_verdict_written) {
+    verdicts_.push_back({VerdictOp::Kind::kForget, c.conn_id | kTlsVerdictBit});
+  }
 }
 
 bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> captured) {
   Conn* c = conns_.Find(e.conn_id);
-  if (c == nullptr) return false;
-  agg_->self().payload_events++;
   const Capture cap = e.segmented ? Capture::Segments(captured) : Capture(captured);
+  if (c == nullptr) {
+    // A syscall that completed after its socket closed: its bytes are in the close's counters;
+    // its HTTP still counts while the connection's parsing lingers.
+    auto it = closing_.find(e.conn_id);
+    if (it == closing_.end()) return false;
+    agg_->self().payload_events++;
+    if (e.tls_plaintext || !it->second.tls) FeedHttp(&it->second, e, cap, e.tls_plaintext);
+    return true;
+  }
+  agg_->self().payload_events++;
   if (c->series == nullptr) {
     c->tls = e.tls_plaintext || LooksLikeTls(cap.At(0));
     CountOpen(c);

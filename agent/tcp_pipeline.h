@@ -70,6 +70,19 @@ class TcpPipeline {
   void FlushPendingOpens(uint64_t now_ns);
   static constexpr uint64_t kOpenGraceNs = 1'000'000'000;
 
+  // Ends the HTTP parsing of connections closed at least kCloseLingerNs
+  // before `now_ns` (kernel monotonic clock): a request still waiting for
+  // its response is then cut off. Until then, records of syscalls that
+  // completed after the close still reach the parsers: a reader that
+  // half-closed its side (shutdown(SHUT_WR)) takes the peer's reply after
+  // the socket reached CLOSE, and a read racing a reset on another CPU is
+  // stamped after the close event.
+  void FinishCloses(uint64_t now_ns);
+  static constexpr uint64_t kCloseLingerNs = 1'000'000'000;
+  // Closed connections whose parsing has not ended yet, at most this many
+  // (the oldest is ended early past it).
+  static constexpr size_t kMaxClosing = 16384;
+
   size_t tracked() const { return conns_.size(); }
 
  private:
@@ -79,6 +92,8 @@ class TcpPipeline {
   void CountOpen(Conn* c);
   // Feeds the connection's HTTP parser of its bytes on the wire, or of its TLS plaintext.
   void FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls);
+  // Ends a closed connection's parsing and forgets its kernel verdicts.
+  void Finish(Conn& c, uint64_t close_ns);
 
   Aggregator* agg_;
   ConnTable conns_;
@@ -87,6 +102,10 @@ class TcpPipeline {
   QueryRecorder* recorder_ = nullptr;
   // Connections whose open is not counted yet, in open order.
   std::deque<std::pair<uint64_t, uint64_t>> pending_opens_;  // (open_ns, conn_id)
+  // Closed connections (transport counted) whose parsing lingers, by id, and
+  // their ids in close order with the close's time.
+  std::unordered_map<uint64_t, Conn> closing_;
+  std::deque<std::pair<uint64_t, uint64_t>> closing_order_;  // (close ns, conn_id)
   std::set<std::string> allowed_labels_;
   bool capture_payload_;
   PodIndex index_;

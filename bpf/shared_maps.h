@@ -15,6 +15,19 @@ struct {
 	__type(value, struct podtap_sock_info);
 } socks SEC(".maps");
 
+/* Sockets that reached CLOSE while tracked, keyed like `socks`, with their
+ * connection id (the socket cookie). A process may still read what the peer
+ * sent before its FIN after that (a client that half-closed its side reads
+ * the reply after FIN_WAIT2 -> CLOSE), so the payload programs keep
+ * reporting such reads; a later socket at the same address has another
+ * cookie, which the payload programs check. LRU: nothing deletes entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} closed_socks SEC(".maps");
+
 /* Everything the kernel side fails to deliver, per CPU, by enum podtap_drop;
  * the agent serves the sums as podtap_* self metrics. */
 struct {

@@ -10,6 +10,9 @@
 #include "podtap.h"
 #include "shared_maps.h"
 
+#define AF_INET 2
+#define AF_INET6 10
+
 /* Set by the agent before load. */
 const volatile __u32 prefix_len = 256; /* bytes captured per syscall (not HTTP/2) */
 const volatile __u32 self_tgid = 0;    /* the agent's own syscalls are not traffic */
@@ -157,10 +160,11 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct podtap_sock_info *info;
+	__u64 key, conn_id, *closed;
 	struct ssl_call *call;
 	struct io_args *a;
 	struct sock *sk;
-	__u64 key;
+	__u16 family;
 
 	if (task->tgid == self_tgid || fd < 0)
 		return 0;
@@ -169,14 +173,25 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		return 0;
 	key = (__u64)sk;
 	info = bpf_map_lookup_elem(&socks, &key);
-	if (!info)
-		return 0;
+	if (info) {
+		conn_id = info->conn_id;
+	} else {
+		/* Closed while tracked, and still this very socket? */
+		family = sk->__sk_common.skc_family;
+		if (sk->__sk_common.skc_state != TCP_CLOSE ||
+		    (family != AF_INET && family != AF_INET6))
+			return 0;
+		closed = bpf_map_lookup_elem(&closed_socks, &key);
+		if (!closed || *closed != (__u64)sk->__sk_common.skc_cookie.counter)
+			return 0;
+		conn_id = *closed;
+	}
 	call = bpf_task_storage_get(&ssl_calls, task, 0, 0);
 	if (call && call->active) {
 		struct ssl_key k = {.ssl = call->ssl, .tgid = task->tgid};
 
-		call->conn_id = info->conn_id;
-		bpf_map_update_elem(&ssl_conns, &k, &info->conn_id, BPF_ANY);
+		call->conn_id = conn_id;
+		bpf_map_update_elem(&ssl_conns, &k, &conn_id, BPF_ANY);
 		/* TLS records of a read or write whose plaintext the
 		 * SSL_read/SSL_write return probe captures. */
 		if (call->dir)
@@ -187,7 +202,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
 		return 0;
 	}
-	a->conn_id = info->conn_id;
+	a->conn_id = conn_id;
 	a->buf = buf;
 	a->iovcnt = iovcnt;
 	a->kind = kind;

@@ -157,6 +157,8 @@ static __always_inline void on_close(struct sock *sk, int oldstate, __u64 cookie
 	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
 		e.flags |= PODTAP_F_FIN_ACKED;
 	deliver_close(&e);
+	if (so)
+		bpf_map_update_elem(&closed_socks, &key, &so->conn_id, BPF_ANY);
 	bpf_map_delete_elem(&socks, &key);
 }
 

@@ -471,6 +471,41 @@ class HttpExactTest(harness.PodPairTest):
         self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(conns)
                         + self.clean_expects())
 
+    HALF_CLOSE_CLIENT = r"""
+import socket, sys, time
+host, port, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for path in paths:
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: half.close\r\n\r\n" % path).encode())
+    s.shutdown(socket.SHUT_WR)
+    # The reply and the server's FIN arrive meanwhile: the socket reaches CLOSE
+    # (FIN_WAIT2 -> TIME_WAIT) before this process reads the reply.
+    time.sleep(0.3)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    print(data.split(b" ", 2)[1].decode())
+"""
+
+    def test_m_half_close_exact(self):
+        # Beyond the required cases: a client that half-closes after its
+        # request and reads the reply only after its socket closed. The
+        # reads' records come after the close event; they are still parsed,
+        # so the client's side counts its responses (not cut-off requests).
+        self.start_agent()
+        since = self.nginx.offset()
+        paths = ["/status/200", "/status/404", "/status/503", "/status/200"]
+        p = self.client_cmd(["/usr/bin/python3", "-c", self.HALF_CLOSE_CLIENT,
+                             self.topo.SERVER_IP4, str(HTTP_PORT)] + paths)
+        self.assertEqual(p.stdout.split(), [path.rsplit("/", 1)[1] for path in paths])
+        entries = self.nginx.entries(since, len(paths))
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(len(paths))
+                        + self.clean_expects())
+
     def route_expects(self, entries):
         """route_* series from nginx's entries: the route each request
         matches, by its method and its path as sent without the query."""

@@ -255,6 +255,7 @@ TEST_F(PayloadPipelineTest, OpenWaitsForTheFirstBytesThenCarriesTls) {
   ASSERT_EQ(verdicts.size(), 1u);
   EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
   live.OnClose(Close(1, 1, hello.size()));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
   verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
   // The verdict is forgotten with the connection.
@@ -304,6 +305,7 @@ TEST_F(PayloadPipelineTest, TlsPlaintextIsParsedUnderTlsTrueAndCiphertextIsNot) 
   EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kStop);
   live.OnClose(Close(1, 1, hello.size()));
   live.OnClose(Close(2, 1, 0));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
   verdicts = live.TakeVerdicts();
   std::vector<uint64_t> forgotten;
   for (const auto& v : verdicts) {
@@ -321,6 +323,29 @@ TEST_F(PayloadPipelineTest, SilentConnectionIsCountedAfterTheGrace) {
   Labels plain = api_in;
   plain.emplace_back("tls", "false");
   EXPECT_EQ(Value(live_agg.Collect(), "tcp_open_total", plain), 1);
+}
+
+// A client that half-closed (shutdown(SHUT_WR)) after its request: the reply and the server's FIN
+// put its socket in CLOSE before it reads the reply, so the read's record comes after the close.
+TEST_F(PayloadPipelineTest, ARecordAfterTheCloseStillCountsWhileTheConnectionLingers) {
+  live.OnOpen(Open(1, 100, Direction::kOutbound, V4(10, 0, 0, 3)));
+  const std::string req = "GET / HTTP/1.1\r\nHost: web\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kSend, req.size(), 2'000'000), Bytes(req)));
+  live.OnClose(Close(1, 1 + req.size() + 1, resp.size() + 1));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs - 1);
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, resp.size(), 40'000'000), Bytes(resp)));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
+  // Ended: a record later still is for a connection the pipeline no longer knows.
+  EXPECT_FALSE(live.OnPayload(Payload(1, DataDir::kRecv, resp.size(), 50'000'000), Bytes(resp)));
+  auto s = live_agg.Collect();
+  Labels ok = {{"direction", "outbound"}, {"authority", "web"}, {"status_code", "200"}};
+  EXPECT_EQ(Value(s, "request_total", {{"direction", "outbound"}, {"authority", "web"}}), 1);
+  ok.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "response_total", ok), 1);
+  Labels failed = {{"direction", "outbound"}, {"classification", "failure"}};
+  EXPECT_EQ(Value(s, "response_total", failed), -1);
+  EXPECT_EQ(Value(s, "tcp_close_total", {{"direction", "outbound"}}), 1);
 }
 
 TEST_F(PayloadPipelineTest, HttpExchangeIsCountedOnTheServerSide) {
@@ -373,6 +398,7 @@ TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdict
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http2"}}), 0);
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 0);
   live.OnClose(Close(1, 1, preface.size()));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
   auto verdicts = live.TakeVerdicts();
   ASSERT_EQ(verdicts.size(), 1u);
   EXPECT_EQ(verdicts[0].kind, TcpPipeline::VerdictOp::Kind::kForget);

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Overhead of podtap on a real HTTP server: wrk against nginx between two
-namespace pods, requests per second with the agent attached over without it,
-in interleaved pairs (baseline, agent, baseline, agent, ...) so drift of the
-machine hits both sides alike. Reports the median ratio per agent mode and the
-added p99 latency wrk measured. Root only; traffic stays on the test's veth.
+"""Overhead of podtap on a real HTTP server: wrk (HTTP/1.1 keep-alive) and
+h2load (HTTP/2 over cleartext, 10 streams in flight per connection) against
+nginx between two namespace pods, requests per second with the agent attached
+over without it, in interleaved pairs (baseline, agent, baseline, agent, ...)
+so drift of the machine hits both sides alike. Reports the median ratio per
+client and agent mode, and the added p99 latency wrk measured (h2load reports
+no percentiles). Root only; traffic stays on the test's veth.
 
   /usr/bin/python3 bench/http_overhead.py [--pairs 5] [--seconds 5] [--bpf-stats]
 
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import harness  # noqa: E402
 
 PORT = 8080
+H2_PORT = 8081
 NGINX_CONF = """
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -37,8 +40,13 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
+  http2_max_requests 1000000;
   server {{
     listen {addr}:{port};
+    location / {{ return 200 "ok\\n"; }}
+  }}
+  server {{
+    listen {addr}:{h2port} http2;
     location / {{ return 200 "ok\\n"; }}
   }}
 }}
@@ -48,7 +56,7 @@ http {{
 def start_nginx(ns, workdir, addr):
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(dir=workdir, addr=addr, port=PORT))
+        f.write(NGINX_CONF.format(dir=workdir, addr=addr, port=PORT, h2port=H2_PORT))
     p = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/nginx", "-p", workdir, "-c", conf,
                           "-g", "daemon off;"], stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
@@ -71,6 +79,21 @@ def wrk(ns, addr, seconds):
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     return rps, p99
+
+
+def h2load(ns, addr, seconds):
+    """(requests per second, None) of one h2load run: 8 connections, 10
+    streams in flight on each."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "h2load", "-t1", "-c8", "-m10",
+                          "-D%d" % seconds, "http://%s:%d/" % (addr, H2_PORT)],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
+    if not re.search(r"requests: \d+ total, \d+ started, (\d+) done, \1 succeeded", out):
+        raise RuntimeError("h2load saw failed requests:\n" + out)
+    return rps, None
+
+
+CLIENTS = {"HTTP/1.1 (wrk)": wrk, "HTTP/2 (h2load)": h2load}
 
 
 def cpu_seconds(pid):
@@ -110,13 +133,16 @@ def bpf_stats_run(topo, workdir, pods, seconds):
 
 def print_summary(results):
     print()
-    print("| agent mode | median throughput ratio (agent / none) | median added p99 (ms) |"
-          " pairs |")
-    print("|---|---|---|---|")
-    for mode, pairs in results.items():
+    print("| client | agent mode | median throughput ratio (agent / none) | median added p99 (ms)"
+          " | pairs |")
+    print("|---|---|---|---|---|")
+    for (client, mode), pairs in results.items():
         ratio = statistics.median(a[0] / b[0] for b, a in pairs)
-        added = statistics.median(a[1] - b[1] for b, a in pairs)
-        print("| %s | %.3f | %+.2f | %d |" % (mode, ratio, added, len(pairs)))
+        if pairs[0][0][1] is None:
+            added = "–"
+        else:
+            added = "%+.2f" % statistics.median(a[1] - b[1] for b, a in pairs)
+        print("| %s | %s | %.3f | %s | %d |" % (client, mode, ratio, added, len(pairs)))
 
 
 def main():
@@ -132,30 +158,31 @@ def main():
     workdir = tempfile.mkdtemp(prefix="podtap-bench-")
     nginx = None
     try:
-        client, server = harness.make_pods(topo)
+        client_pod, server_pod = harness.make_pods(topo)
         nginx = start_nginx(topo.server_ns, workdir, topo.SERVER_IP4)
-        wrk(topo.client_ns, topo.SERVER_IP4, 1)  # warm-up
+        for client in CLIENTS.values():
+            client(topo.client_ns, topo.SERVER_IP4, 1)  # warm-up
         modes = {"HTTP parsing": [], "TCP only": ["--capture-payload", "false"]}
-        results = {m: [] for m in modes}
+        results = {(c, m): [] for c in CLIENTS for m in modes}
         for i in range(args.pairs):
-            for mode, extra in modes.items():
-                base = wrk(topo.client_ns, topo.SERVER_IP4, args.seconds)
-                agent = harness.Agent(workdir, [client, server], log_level="warn",
-                                      extra_args=extra).start()
-                agent.wait_ready()
-                try:
-                    with_agent = wrk(topo.client_ns, topo.SERVER_IP4, args.seconds)
-                finally:
-                    agent.stop()
-                results[mode].append((base, with_agent))
-                print("pair %d %-12s baseline %9.0f req/s p99 %6.2f ms | agent %9.0f req/s "
-                      "p99 %6.2f ms | ratio %.3f" % (i + 1, mode, base[0], base[1], with_agent[0],
-                                                     with_agent[1], with_agent[0] / base[0]),
-                      flush=True)
+            for name, client in CLIENTS.items():
+                for mode, extra in modes.items():
+                    base = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                    agent = harness.Agent(workdir, [client_pod, server_pod], log_level="warn",
+                                          extra_args=extra).start()
+                    agent.wait_ready()
+                    try:
+                        with_agent = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                    finally:
+                        agent.stop()
+                    results[(name, mode)].append((base, with_agent))
+                    print("pair %d %-16s %-12s baseline %9.0f req/s | agent %9.0f req/s | "
+                          "ratio %.3f" % (i + 1, name, mode, base[0], with_agent[0],
+                                          with_agent[0] / base[0]), flush=True)
         if args.pairs:
             print_summary(results)
         if args.bpf_stats:
-            bpf_stats_run(topo, workdir, [client, server], args.seconds)
+            bpf_stats_run(topo, workdir, [client_pod, server_pod], args.seconds)
     finally:
         if nginx is not None:
             nginx.terminate()

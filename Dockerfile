@@ -11,7 +11,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
-      libcivetweb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
+      nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
       protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
       libcurl4-openssl-dev libyaml-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -30,7 +30,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libbpf1 libelf1 zlib1g libcivetweb1 libspdlog1.10 libgrpc++1.51 libprotobuf32 libnghttp2-14 \
+      libbpf1 libelf1 zlib1g libspdlog1.10 libgrpc++1.51 libprotobuf32 libnghttp2-14 \
       libcurl4 libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/podtap-agent /usr/local/bin/podtap-agent

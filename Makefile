@@ -7,7 +7,7 @@ RUN_ARGS ?= --listen :4191
 
 # Debian packages the build and the tests need (README says why each).
 DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config cmake make g++ \
-	libcivetweb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
+	nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev \
 	prometheus iproute2 curl python3 clang-format nginx wrk apache2-utils openssl \
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \

@@ -1,6 +1,8 @@
 // Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/): real HTTP/1.x
 // exchanges, HTTP/2 exchanges whose every byte nghttp2's client and server sessions wrote, a TLS
-// handshake start and pods files, as syscall_input.h records. Usage: podtap-fuzz-seeds <corpus dir>
+// handshake start and pods files, as syscall_input.h records; Kubernetes API lists and watch
+// events and CRI sandbox info documents in the shapes the API server and containerd send.
+// Usage: podtap-fuzz-seeds <corpus dir>
 #include <nghttp2/nghttp2.h>
 
 #include <cstdio>
@@ -293,6 +295,150 @@ std::vector<Seed> PodsSeeds() {
       {"bad_ip", R"({"pods":[{"name":"p","ips":["10.0.0.300"],"netns":"/proc/self/ns/net"}]})"}};
 }
 
+// fuzz_kube_objects lines: a selector byte (the resource in bits 0-1: pods, replicasets, services,
+// endpointslices; bit 2: a list page, else a watch event), then the JSON as the API server sends
+// it (objects as `kubectl get -o json` shows them; tests/e2e/kube_replay.py replays the same).
+std::string KubeLine(int resource, bool list, const std::string& json) {
+  return std::string(1, static_cast<char>(resource | (list ? 4 : 0))) + json + "\n";
+}
+
+constexpr const char* kWebPod =
+    R"({"metadata":{"name":"web-7d4b9c6f5-x2x9z","namespace":"shop",)"
+    R"("uid":"u-web","resourceVersion":"4711","labels":{"app":"web","pod-template-hash":)"
+    R"("7d4b9c6f5","version":"v2"},"ownerReferences":[{"apiVersion":"apps/v1","kind":)"
+    R"("ReplicaSet","name":"web-7d4b9c6f5","uid":"u-rs","controller":true,)"
+    R"("blockOwnerDeletion":true}]},"spec":{"nodeName":"node-a","containers":[{"name":"web",)"
+    R"("image":"web:1"}]},"status":{"phase":"Running","podIP":"10.244.1.5","podIPs":[{"ip":)"
+    R"("10.244.1.5"},{"ip":"fd00:10:244:1::5"}]}})";
+constexpr const char* kDbPod =
+    R"({"metadata":{"name":"db-0","namespace":"shop","uid":"u-db",)"
+    R"("resourceVersion":"4712","labels":{"app":"db","controller-revision-hash":"db-6c9f8d7b4",)"
+    R"("statefulset.kubernetes.io/pod-name":"db-0"},"ownerReferences":[{"apiVersion":"apps/v1",)"
+    R"("kind":"StatefulSet","name":"db","uid":"u-sts","controller":true}]},"spec":{"nodeName":)"
+    R"("node-a"},"status":{"phase":"Running","podIP":"10.244.1.7","podIPs":[{"ip":"10.244.1.7"}]}})";
+constexpr const char* kOtherNodePod =
+    R"({"metadata":{"name":"cache-59d8f7b4c-q7w2x","namespace":)"
+    R"("shop","uid":"u-cache","labels":{"app":"cache","pod-template-hash":"59d8f7b4c"},)"
+    R"("ownerReferences":[{"kind":"ReplicaSet","name":"cache-59d8f7b4c","controller":true}]},)"
+    R"("spec":{"nodeName":"node-other"},"status":{"phase":"Running","podIP":"10.244.9.9",)"
+    R"("podIPs":[{"ip":"10.244.9.9"}]}})";
+constexpr const char* kHostNetworkPod =
+    R"({"metadata":{"name":"node-agent-4kz8q","namespace":)"
+    R"("kube-system","uid":"u-ds","labels":{"controller-revision-hash":"6b5d","pod-template-)"
+    R"(generation":"3"},"ownerReferences":[{"kind":"DaemonSet","name":"node-agent",)"
+    R"("controller":true}]},"spec":{"nodeName":"node-a","hostNetwork":true},"status":{"phase":)"
+    R"("Running","podIP":"192.168.0.10","podIPs":[{"ip":"192.168.0.10"}]}})";
+constexpr const char* kDoneJobPod =
+    R"({"metadata":{"name":"migrate-7q2vx","namespace":"shop",)"
+    R"("labels":{"batch.kubernetes.io/job-name":"migrate","job-name":"migrate"},)"
+    R"("ownerReferences":[{"kind":"Job","name":"migrate","controller":true}]},"spec":{)"
+    R"("nodeName":"node-a"},"status":{"phase":"Succeeded","podIP":"10.244.1.9"}})";
+constexpr const char* kReplicaSet =
+    R"({"metadata":{"name":"web-7d4b9c6f5","namespace":"shop",)"
+    R"("uid":"u-rs","resourceVersion":"4700","labels":{"app":"web","pod-template-hash":)"
+    R"("7d4b9c6f5"},"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":)"
+    R"("storefront","uid":"u-dep","controller":true,"blockOwnerDeletion":true}]},"spec":{)"
+    R"("replicas":1},"status":{"replicas":1}})";
+constexpr const char* kService =
+    R"({"metadata":{"name":"db","namespace":"shop","uid":"u-svc",)"
+    R"("resourceVersion":"4690"},"spec":{"type":"ClusterIP","clusterIP":"10.96.0.20",)"
+    R"("clusterIPs":["10.96.0.20","fd00:96::20"],"ipFamilies":["IPv4","IPv6"],"ports":[{)"
+    R"("port":5432,"protocol":"TCP"}],"selector":{"app":"db"}}})";
+constexpr const char* kHeadless =
+    R"({"metadata":{"name":"db-headless","namespace":"shop"},)"
+    R"("spec":{"clusterIP":"None","clusterIPs":["None"],"selector":{"app":"db"}}})";
+constexpr const char* kSlice =
+    R"({"metadata":{"name":"db-x7k2p","namespace":"shop",)"
+    R"("resourceVersion":"4713","labels":{"kubernetes.io/service-name":"db",)"
+    R"("endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io"}},)"
+    R"("addressType":"IPv4","endpoints":[{"addresses":["10.244.1.7"],"conditions":{"ready":)"
+    R"(true},"nodeName":"node-a","targetRef":{"kind":"Pod","namespace":"shop","name":"db-0",)"
+    R"("uid":"u-db"}}],"ports":[{"name":"db","port":5432,"protocol":"TCP"}]})";
+constexpr const char* kFqdnSlice =
+    R"({"metadata":{"name":"ext-abcde","namespace":"shop",)"
+    R"("labels":{"kubernetes.io/service-name":"ext"}},"addressType":"FQDN","endpoints":[{)"
+    R"("addresses":["db.example.com"]}]})";
+
+std::string KubeList(const char* kind, const char* api, const char* rv, const char* cont,
+                     const std::vector<const char*>& items) {
+  std::string out = std::string(R"({"kind":")") + kind + R"(","apiVersion":")" + api +
+                    R"(","metadata":{"resourceVersion":")" + rv + "\"";
+  if (*cont != '\0') out += std::string(R"(,"continue":")") + cont + R"(","remainingItemCount":7)";
+  out += R"(},"items":[)";
+  for (size_t i = 0; i < items.size(); i++) out += (i ? "," : "") + std::string(items[i]);
+  return out + "]}";
+}
+
+std::string KubeEvent(const char* type, const std::string& object) {
+  return std::string(R"({"type":")") + type + R"(","object":)" + object + "}";
+}
+
+std::vector<Seed> KubeSeeds() {
+  const std::string lists =
+      KubeLine(0, true,
+               KubeList("PodList", "v1", "4720", "",
+                        {kWebPod, kDbPod, kOtherNodePod, kHostNetworkPod, kDoneJobPod})) +
+      KubeLine(1, true, KubeList("ReplicaSetList", "apps/v1", "4720", "", {kReplicaSet})) +
+      KubeLine(2, true, KubeList("ServiceList", "v1", "4720", "", {kService, kHeadless})) +
+      KubeLine(
+          3, true,
+          KubeList("EndpointSliceList", "discovery.k8s.io/v1", "4720", "", {kSlice, kFqdnSlice}));
+  const std::string watch =
+      KubeLine(0, false, KubeEvent("ADDED", kWebPod)) +
+      KubeLine(0, false, KubeEvent("MODIFIED", kDbPod)) +
+      KubeLine(1, false, KubeEvent("ADDED", kReplicaSet)) +
+      KubeLine(2, false, KubeEvent("ADDED", kService)) +
+      KubeLine(3, false, KubeEvent("ADDED", kSlice)) +
+      KubeLine(0, false,
+               KubeEvent("BOOKMARK", R"({"kind":"Pod","apiVersion":"v1","metadata":{)"
+                                     R"("resourceVersion":"4730"}})")) +
+      KubeLine(0, false, KubeEvent("DELETED", kDbPod)) +
+      KubeLine(2, false,
+               KubeEvent("ERROR", R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":)"
+                                  R"j("Failure","message":"too old resource version: 1 (4700)",)j"
+                                  R"("reason":"Expired","code":410})"));
+  const std::string paged =
+      KubeLine(0, true,
+               KubeList("PodList", "v1", "4720", "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ", {kWebPod})) +
+      KubeLine(0, true, KubeList("PodList", "v1", "4720", "", {kOtherNodePod}));
+  // The options byte: 3 is node "node-a" with labels "app" and "version" kept, 0 every pod local.
+  return {{"cluster_lists", "\x03" + lists},
+          {"watch_events", "\x01" + watch},
+          {"paged_list", std::string(1, '\0') + paged}};
+}
+
+// fuzz_cri_info: containerd's verbose PodSandboxStatus "info" (cgroupfs and systemd drivers, a
+// host-network sandbox without a network namespace), CRI-O's shape, and a regression input.
+std::vector<Seed> CriSeeds() {
+  return {
+      {"containerd_cgroupfs",
+       R"({"pid":4242,"processStatus":"running","netNamespaceClosed":false,"image":)"
+       R"("registry.k8s.io/pause:3.9","snapshotKey":"abc","snapshotter":"overlayfs",)"
+       R"("runtimeHandler":"","runtimeType":"io.containerd.runc.v2","runtimeOptions":null,)"
+       R"("config":{"metadata":{"name":"web-7d4b9c6f5-x2x9z","uid":"u-web","namespace":"shop",)"
+       R"("attempt":0},"hostname":"web-7d4b9c6f5-x2x9z","log_directory":"/var/log/pods/x",)"
+       R"("labels":{"app":"web","io.kubernetes.pod.name":"web-7d4b9c6f5-x2x9z",)"
+       R"("pod-template-hash":"7d4b9c6f5"},"linux":{"cgroup_parent":"/kubepods/besteffort/)"
+       R"(podu-web"}},"runtimeSpec":{"ociVersion":"1.1.0","process":{"args":["/pause"]},)"
+       R"("linux":{"cgroupsPath":"/kubepods/besteffort/podu-web/abc","namespaces":[{"type":)"
+       R"("pid"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"network","path":)"
+       R"("/var/run/netns/cni-0e5c"}]}}})"},
+      {"containerd_systemd_hostnetwork",
+       R"({"pid":917,"processStatus":"running","config":{"metadata":{"name":"node-agent-4kz8q"},)"
+       R"("labels":{"controller-revision-hash":"6b5d","pod-template-generation":"3"}},)"
+       R"("runtimeSpec":{"linux":{"cgroupsPath":"kubepods-burstable-podu_ds.slice:cri-)"
+       R"(containerd:abc","namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"mount"}]}}})"},
+      {"crio",
+       R"({"pid":3101,"runtimeSpec":{"linux":{"cgroupsPath":"kubepods-besteffort.slice:crio:x",)"
+       R"("namespaces":[{"type":"network","path":"/var/run/netns/5c1e"}]}},"config":{)"
+       R"("metadata":{"name":"db-0"},"labels":{"statefulset.kubernetes.io/pod-name":"db-0"}}})"},
+      // The input that ended ParseSandboxInfo with an exception before the fix.
+      {"namespace_type_not_string",
+       R"({"runtimeSpec":{"linux":{"namespaces":[{"type":1,"path":"/x"},{"type":"network",)"
+       R"("path":"/var/run/netns/cni-2"}]}}})"},
+  };
+}
+
 void Write(const std::filesystem::path& dir, const std::vector<Seed>& seeds,
            const std::string& options) {
   std::filesystem::create_directories(dir);
@@ -321,5 +467,7 @@ int main(int argc, char** argv) {
   Write(root / "tcp_pipeline", h2, std::string(1, '\1'));
   Write(root / "tcp_pipeline", tls, defaults);
   Write(root / "pods_json", PodsSeeds(), "");
+  Write(root / "kube_objects", KubeSeeds(), "");
+  Write(root / "cri_info", CriSeeds(), "");
   return 0;
 }

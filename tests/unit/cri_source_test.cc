@@ -344,6 +344,19 @@ TEST(SandboxInfo, ReadsPidNetnsAndCgroupsPath) {
   EXPECT_FALSE(ParseSandboxInfo("not json", &err));
 }
 
+// Found by fuzz_cri_info: a namespace whose "type" is not a string threw out
+// of ParseSandboxInfo (nlohmann's value() with a string default) and would
+// have ended the agent; such an entry is now skipped like any other type.
+TEST(SandboxInfo, NamespaceTypeThatIsNotAStringIsSkipped) {
+  std::string err;
+  auto info = ParseSandboxInfo(
+      R"({"runtimeSpec":{"linux":{"namespaces":[{"type":1,"path":"/x"},{"type":null},)"
+      R"({"type":"network","path":"/var/run/netns/cni-2"}]}}})",
+      &err);
+  ASSERT_TRUE(info) << err;
+  EXPECT_EQ(info->netns_path, "/var/run/netns/cni-2");
+}
+
 TEST(SandboxInfo, CgroupDirForBothDrivers) {
   EXPECT_EQ(CgroupDir("/sys/fs/cgroup", "/kubepods/besteffort/pod1/abc"),
             "/sys/fs/cgroup/kubepods/besteffort/pod1/abc");

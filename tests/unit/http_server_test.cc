@@ -13,12 +13,15 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -231,8 +234,7 @@ TEST(HttpServerStandaloneTest, StopReleasesThePort) {
   EXPECT_EQ(again.port(), port);
 }
 
-// civetweb alone would notice the stop only after its 2 s poll of the
-// listening socket; the agent must exit within 2 s of SIGTERM.
+// The agent must exit within 2 s of SIGTERM.
 TEST(HttpServerStandaloneTest, StopIsFast) {
   for (const char* address : {"127.0.0.1:0", ":0"}) {
     HttpServer server(
@@ -325,32 +327,184 @@ int StalledClient(int port) {
   return fd;
 }
 
-// civetweb's max_request_size (16 KB) bounds what one request can make the
-// server buffer; a larger head is refused and the server keeps serving.
+// The value of one series (e.g. `podtap_http_connections_dropped_total{reason="evicted"}`) in
+// the server's /metrics, or -1 when it is not there.
+double SelfMetric(int port, const std::string& series) {
+  const std::string body = "\n" + Request(port, "GET", "/metrics").body;
+  const size_t at = body.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(body.substr(at + series.size() + 2));
+}
+
+double Dropped(int port, const std::string& reason) {
+  return SelfMetric(port, "podtap_http_connections_dropped_total{reason=\"" + reason + "\"}");
+}
+
+// A request head over max_head_bytes (16 KiB) or with more than
+// max_header_lines (64) header lines is answered 431 and counted; the server
+// keeps serving.
 TEST(HttpServerLimitsTest, OversizedRequestHeadIsRefused) {
   HttpServer server(
       "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
   ASSERT_EQ(server.Start(), "");
   const std::string big =
       "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
-  const std::string reply = Exchange(server.port(), big);
-  EXPECT_EQ(reply.rfind("HTTP/1.0 400 Bad Request\r\n", 0), 0u) << reply.substr(0, 200);
+  std::string reply = Exchange(server.port(), big);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 431 Request Header Fields Too Large\r\n", 0), 0u)
+      << reply.substr(0, 200);
+  std::string many = "GET /metrics HTTP/1.1\r\n";
+  for (int i = 0; i < 65; i++) many += "X-H" + std::to_string(i) + ": v\r\n";
+  reply = Exchange(server.port(), many + "\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 431 ", 0), 0u) << reply.substr(0, 200);
   EXPECT_EQ(Request(server.port(), "GET", "/metrics").status, 200);
+  EXPECT_EQ(Dropped(server.port(), "head_too_large"), 2);
 }
 
-// Clients that stop in the middle of a request head each hold one of the
-// server's 4 workers until request_timeout_ms (10 s); while fewer than that
-// stall, scrapes are served at once (see docs/security.md for more).
-TEST(HttpServerLimitsTest, StalledClientsBelowTheWorkerCountDoNotDelayScrapes) {
+TEST(HttpServerLimitsTest, MalformedRequestHeadIs400) {
   HttpServer server(
       "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
   ASSERT_EQ(server.Start(), "");
-  std::vector<int> stalled;
-  for (int i = 0; i < 3; i++) stalled.push_back(StalledClient(server.port()));
+  for (const char* head : {"GET /metrics\r\n\r\n", "GET /metrics HTTP/2.0\r\n\r\n",
+                           "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
+                           "G(T /metrics HTTP/1.1\r\n\r\n", "\r\n\r\n"}) {
+    const std::string reply = Exchange(server.port(), head);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << head;
+  }
+  EXPECT_EQ(Dropped(server.port(), "bad_request"), 5);
+}
+
+// A client that sends its request and then shuts down its sending side
+// (printf ... | nc) still gets the answer.
+TEST(HttpServerLimitsTest, HalfClosedClientIsAnswered) {
+  HttpServer server(
+      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
+  ASSERT_EQ(server.Start(), "");
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string head = "GET /healthz HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  shutdown(fd, SHUT_WR);
+  std::string raw;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) raw.append(buf, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_EQ(raw.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << raw;
+  EXPECT_TRUE(raw.ends_with("\r\n\r\nok\n")) << raw;
+}
+
+// Slowloris: 64 clients each send the start of a request head, then one byte
+// now and then, never finishing it. The front thread reads every connection
+// without blocking, so a scrape is answered at once; past max_connections
+// (32 here) each newcomer takes the slot of the connection that has been
+// sending its head the longest, and the rest are closed at head_timeout.
+// (civetweb's thread per connection kept a scrape waiting > 15 s behind 8.)
+TEST(HttpServerLimitsTest, SlowlorisClientsCannotStallScrapes) {
+  HttpLimits limits;
+  limits.max_connections = 32;
+  limits.head_timeout = std::chrono::milliseconds(2000);
+  HttpServer server(
+      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); }, nullptr, limits);
+  ASSERT_EQ(server.Start(), "");
+  std::vector<int> slow;
+  for (int i = 0; i < 64; i++) slow.push_back(StalledClient(server.port()));
+  for (int fd : slow) send(fd, "X", 1, MSG_NOSIGNAL);  // evicted ones may be gone already
+
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(Request(server.port(), "GET", "/metrics").status, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
-  for (int fd : stalled) close(fd);
+
+  // Every slow client is closed by the server: evicted, or at its deadline.
+  for (int fd : slow) {
+    timeval timeout{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+    }
+    EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "still open: " << std::strerror(errno);
+    close(fd);
+  }
+  // 32 newcomers and the scrape each evicted one; the other 31 timed out.
+  EXPECT_EQ(Dropped(server.port(), "evicted"), 33);
+  EXPECT_EQ(Dropped(server.port(), "head_timeout"), 31);
+  EXPECT_EQ(Dropped(server.port(), "refused"), 0);
+  EXPECT_EQ(SelfMetric(server.port(), "podtap_http_connections"), 1);  // the scrape asking
+}
+
+// When every slot holds a request being answered, there is no slow client to
+// evict: a newcomer is closed at once and counted.
+TEST(HttpServerLimitsTest, NewcomersAreRefusedWhileEverySlotIsAnswered) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int inside = 0;
+  bool release = false;
+  HttpLimits limits;
+  limits.max_connections = 2;
+  limits.workers = 2;
+  HttpServer server(
+      "127.0.0.1:0",
+      [&] {
+        std::unique_lock lock(mutex);
+        inside++;
+        cv.notify_all();
+        cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+        return TestSnapshot();
+      },
+      [] { return std::string(); }, nullptr, limits);
+  ASSERT_EQ(server.Start(), "");
+  std::vector<int> statuses(2);
+  std::vector<std::thread> scrapers;
+  for (int i = 0; i < 2; i++) {
+    scrapers.emplace_back(
+        [&, i] { statuses[i] = Request(server.port(), "GET", "/metrics").status; });
+  }
+  {
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return inside == 2; }));
+  }
+  EXPECT_EQ(Exchange(server.port(), "GET /healthz HTTP/1.1\r\n\r\n", 5), "");
+  {
+    std::lock_guard lock(mutex);
+    release = true;
+  }
+  cv.notify_all();
+  for (auto& t : scrapers) t.join();
+  EXPECT_EQ(statuses, std::vector<int>({200, 200}));
+  EXPECT_EQ(Dropped(server.port(), "refused"), 1);
+}
+
+// A client that asks and never reads holds its slot only until
+// write_timeout; then it is closed and counted.
+TEST(HttpServerLimitsTest, ClientThatDoesNotReadIsClosedAtTheWriteDeadline) {
+  std::atomic<bool> first{true};
+  HttpLimits limits;
+  limits.write_timeout = std::chrono::milliseconds(500);
+  HttpServer server(
+      "127.0.0.1:0",
+      [&] {
+        Snapshot s = TestSnapshot();
+        // Far more than the socket buffers hold, for the first scrape only.
+        if (first.exchange(false)) s.families[0].help = std::string(24 << 20, 'h');
+        return s;
+      },
+      [] { return std::string(); }, nullptr, limits);
+  ASSERT_EQ(server.Start(), "");
+  const int fd = StalledClient(server.port());
+  send(fd, "\r\n", 2, MSG_NOSIGNAL);  // the head is complete; nothing is ever read
+  double timed_out = 0;
+  for (int i = 0; i < 50 && timed_out == 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!first) timed_out = Dropped(server.port(), "write_timeout");
+  }
+  EXPECT_EQ(timed_out, 1);
+  close(fd);
 }
 
 }  // namespace

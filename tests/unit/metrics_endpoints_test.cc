@@ -71,7 +71,7 @@ Response Get(int port, const std::string& target, const std::string& headers = "
 
 using testing::Gunzip;
 
-// One server for the suite: civetweb 1.15's mg_stop takes about two seconds.
+// One server for the suite: starting one per test would add up.
 class MetricsEndpointsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -90,11 +90,11 @@ demo: build
 
 fmt:
 	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc bench/*.cc
 
 lint:
 	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc bench/*.cc
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

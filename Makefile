@@ -50,7 +50,10 @@ e2e: build
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
-	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py --minutes 10
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py \
+	  --minutes 2.5 --warmup-minutes 1
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/memory.py --runs 5
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/churn.py
 
 # The unit test binary alone, built with -fsanitize=address,undefined in its
 # own tree: any report fails the test that caused it.

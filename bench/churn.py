@@ -169,7 +169,8 @@ def report(args, made, idle_cpu, idle_wall, churn_cpu, churn_wall, grew, lost):
         print("  %-16s %-16s +%d%s" % (fam, end, v, "" if good else "  MISMATCH (want +%d)" % n))
     for reason, v in sorted(lost.items()):
         ok = ok and v == 0
-        print("  podtap_events_lost_total{reason=%r} %d%s" % (reason, v, "" if v == 0 else "  LOST"))
+        print("  podtap_events_lost_total{reason=%r} %d%s"
+              % (reason, v, "" if v == 0 else "  LOST"))
     print("churn: %s" % ("PASS" if ok else "FAIL"))
     return ok
 

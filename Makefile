@@ -50,7 +50,10 @@ e2e: build
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 5 --bpf-stats
-	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py --minutes 10
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py \
+	  --minutes 2.5 --warmup-minutes 1
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/memory.py --runs 5
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/churn.py
 
 # The unit test binary alone, built with -fsanitize=address,undefined in its
 # own tree: any report fails the test that caused it.
@@ -90,11 +93,11 @@ demo: build
 
 fmt:
 	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc bench/*.cc
 
 lint:
 	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc
+	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc bench/*.cc
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -611,7 +611,7 @@ void Http1Parser::ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t
     sink_->OnError(Http1Error::kResponseWithoutRequest);
   } else {
     r.request = std::move(queue_.front());
-    queue_.pop_front();
+    queue_.erase(queue_.begin());
   }
   r.status = h.status;
   r.first_byte_ns = s.msg_start_ns;

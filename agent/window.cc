@@ -76,11 +76,14 @@ double LatencyCounts::Quantile(double q) const {
 }
 
 Window::Window(size_t max_top_keys, size_t max_value_bytes)
-    : max_top_keys_(max_top_keys), max_value_bytes_(max_value_bytes), ring_(kBuckets) {}
+    : max_top_keys_(max_top_keys),
+      max_value_bytes_(max_value_bytes),
+      ring_(kBuckets),
+      coarse_(kCoarseBuckets) {}
 
-Window::Bucket* Window::At(uint64_t ts_ns) {
-  uint64_t index = ts_ns / kBucketNs;
-  Bucket& b = ring_[index % kBuckets];
+Window::Bucket* Window::At(std::vector<Bucket>& ring, uint64_t width, uint64_t ts_ns) {
+  uint64_t index = ts_ns / width;
+  Bucket& b = ring[index % ring.size()];
   if (b.index == index) return &b;
   if (b.index != UINT64_MAX && b.index > index) return nullptr;
   b.index = index;
@@ -91,8 +94,13 @@ Window::Bucket* Window::At(uint64_t ts_ns) {
 }
 
 void Window::OnExchange(const Exchange& x) {
-  Bucket* b = At(x.ts_ns);
-  if (b == nullptr) return;
+  Bucket* fine = At(ring_, kBucketNs, x.ts_ns);
+  if (fine != nullptr && !Add(fine, x)) top_dropped_++;
+  Bucket* coarse = At(coarse_, kCoarseNs, x.ts_ns);
+  if (coarse != nullptr) Add(coarse, x);
+}
+
+bool Window::Add(Bucket* b, const Exchange& x) {
   Traffic& t = b->traffic[{x.endpoints, x.direction}];
   t.requests++;
   if (!x.failed) t.successes++;
@@ -109,8 +117,7 @@ void Window::OnExchange(const Exchange& x) {
     if (it == b->top.end()) {
       if (b->top.size() >= max_top_keys_) {
         b->top_dropped++;
-        top_dropped_++;
-        return;
+        return false;
       }
       it = b->top.emplace(std::move(key), TopCounts{}).first;
       it->second.route = x.route;
@@ -119,24 +126,35 @@ void Window::OnExchange(const Exchange& x) {
   it->second.requests++;
   if (x.failed) it->second.failures++;
   it->second.latency.Observe(x.latency_ms);
+  return true;
 }
 
 void Window::OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
                      uint64_t ts_ns) {
   if (read == 0 && written == 0) return;
-  Bucket* b = At(ts_ns);
-  if (b == nullptr) return;
-  Traffic& t = b->traffic[{endpoints, dir}];
-  t.read_bytes += read;
-  t.write_bytes += written;
+  for (Bucket* b : {At(ring_, kBucketNs, ts_ns), At(coarse_, kCoarseNs, ts_ns)}) {
+    if (b == nullptr) continue;
+    Traffic& t = b->traffic[{endpoints, dir}];
+    t.read_bytes += read;
+    t.write_bytes += written;
+  }
 }
 
 template <typename F>
 void Window::ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const {
   if (window_ns > kMaxWindowNs) window_ns = kMaxWindowNs;
-  uint64_t last = now_ns / kBucketNs;
-  uint64_t first = SubClamped(now_ns, window_ns) / kBucketNs;
-  for (uint64_t i = first; i <= last; i++) {
+  uint64_t start = SubClamped(now_ns, window_ns);
+  // The minute boundary between one and two minutes ago: 5 s buckets from
+  // there (or from the start, when later), 1 min buckets before it.
+  uint64_t split = SubClamped(now_ns / kCoarseNs * kCoarseNs, kCoarseNs);
+  if (start < split) {
+    for (uint64_t i = start / kCoarseNs; i < split / kCoarseNs; i++) {
+      const Bucket& b = coarse_[i % kCoarseBuckets];
+      if (b.index == i) f(b);
+    }
+    start = split;
+  }
+  for (uint64_t i = start / kBucketNs; i <= now_ns / kBucketNs; i++) {
     const Bucket& b = ring_[i % kBuckets];
     if (b.index == i) f(b);
   }

@@ -96,9 +96,17 @@ struct Exchange {
 
 class Window {
  public:
+  // Two rings: 5 s buckets for the last two minutes, and 1 min buckets for
+  // the last ten. A window is summed from 5 s buckets back to the minute
+  // boundary between one and two minutes ago, and from 1 min buckets before
+  // that, so windows up to a minute are exact to 5 s and longer ones begin
+  // at a minute boundary; the memory is 37 buckets' worth instead of the
+  // 121 that 5 s buckets over ten minutes would take.
   static constexpr uint64_t kBucketNs = 5'000'000'000;  // 5 s
-  static constexpr size_t kBuckets = 121;               // 10 min, and the one filling
-  static constexpr uint64_t kMaxWindowNs = kBucketNs * (kBuckets - 1);
+  static constexpr size_t kBuckets = 25;                // 2 min, and the one filling
+  static constexpr uint64_t kCoarseNs = 60'000'000'000;  // 1 min
+  static constexpr size_t kCoarseBuckets = 12;           // 11 min, and the one filling
+  static constexpr uint64_t kMaxWindowNs = 10 * kCoarseNs;
 
   // `max_top_keys` bounds the distinct (pair, direction, method, authority,
   // path) kinds one bucket keeps for Top; past it they are counted as dropped.
@@ -165,16 +173,19 @@ class Window {
     std::map<TopKey, TopCounts, TopLess> top;
     uint64_t top_dropped = 0;
   };
-  // The bucket for `ts_ns`, emptied first when it held an older one; null
-  // for times older than the ring.
-  Bucket* At(uint64_t ts_ns);
+  // The bucket of `ring` (of `width` ns buckets) for `ts_ns`, emptied first
+  // when it held an older one; null for times older than the ring.
+  static Bucket* At(std::vector<Bucket>& ring, uint64_t width, uint64_t ts_ns);
+  // Adds an exchange to one bucket; false when Top had no room for its kind.
+  bool Add(Bucket* b, const Exchange& x);
   // Calls f(bucket) for every bucket overlapping [now - window, now].
   template <typename F>
   void ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const;
 
   size_t max_top_keys_;
   size_t max_value_bytes_;
-  std::vector<Bucket> ring_;
+  std::vector<Bucket> ring_;    // kBuckets of kBucketNs
+  std::vector<Bucket> coarse_;  // kCoarseBuckets of kCoarseNs
   uint64_t top_dropped_ = 0;
 };
 

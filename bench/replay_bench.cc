@@ -433,8 +433,8 @@ Stream RecordHttp(uint64_t conns, uint64_t requests) {
 }
 
 // The userspace path, as Agent::ApplyBatch drives it: decode every record of a batch (into the
-// batch's byte arena), sort the batch by timestamp, apply it to the pipeline, count the opens
-// that waited long enough, and take the capture verdicts for the kernel.
+// batch's byte arena), sort the batch's (timestamp, index) pairs, apply it to the pipeline, count
+// the opens that waited long enough, and take the capture verdicts for the kernel.
 class Replayer {
  public:
   Replayer(const podtap::PodList& pods)
@@ -452,12 +452,18 @@ class Replayer {
         const auto [off, size] = s.records[j];
         batch_.push_back(podtap::DecodeEvent(s.bytes.data() + off, size, &arena_));
       }
-      std::stable_sort(
-          batch_.begin(), batch_.end(),
-          [](const DecodedEvent& a, const DecodedEvent& b) { return Timestamp(a) < Timestamp(b); });
+      order_.clear();
+      for (uint32_t k = 0; k < batch_.size(); k++) order_.emplace_back(Timestamp(batch_[k]), k);
+      std::sort(order_.begin(), order_.end());
       if (apply) ok = Apply() && ok;
+      last_ts_ = order_.empty() ? last_ts_ : order_.back().first;
       batch_.clear();
       arena_.clear();
+    }
+    if (apply) {
+      // The stream is shorter than the close linger: end every connection's parsing.
+      pipeline_.FinishCloses(last_ts_ + podtap::TcpPipeline::kCloseLingerNs);
+      verdicts_ += pipeline_.TakeVerdicts().size();
     }
     return ok;
   }
@@ -477,7 +483,8 @@ class Replayer {
 
   bool Apply() {
     bool ok = true;
-    for (const DecodedEvent& ev : batch_) {
+    for (const auto& [ts, index] : order_) {
+      const DecodedEvent& ev = batch_[index];
       if (const auto* o = std::get_if<podtap::TcpOpen>(&ev)) {
         pipeline_.OnOpen(*o);
       } else if (const auto* c = std::get_if<podtap::TcpClose>(&ev)) {
@@ -493,7 +500,8 @@ class Replayer {
       }
     }
     // The agent passes the clock at the end of the batch, which is at or past its last event.
-    pipeline_.FlushPendingOpens(Timestamp(batch_.back()));
+    pipeline_.FlushPendingOpens(order_.back().first);
+    pipeline_.FinishCloses(order_.back().first);
     verdicts_ += pipeline_.TakeVerdicts().size();
     return ok;
   }
@@ -503,8 +511,10 @@ class Replayer {
   podtap::Aggregator agg_;
   podtap::TcpPipeline pipeline_;
   std::vector<DecodedEvent> batch_;
+  std::vector<std::pair<uint64_t, uint32_t>> order_;  // (timestamp, index), as the agent sorts
   std::vector<uint8_t> arena_;
   size_t verdicts_ = 0;
+  uint64_t last_ts_ = 0;
 };
 
 double Sum(const podtap::Snapshot& s, const std::string& family,

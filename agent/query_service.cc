@@ -205,8 +205,11 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
     return Endpoint{local.ns, "", local.workload_kind, local.workload, local.on_node, false};
   };
   std::map<std::pair<Endpoint, Direction>, Acc> rows;
+  const uint64_t now_ns = ClockNs(CLOCK_MONOTONIC);
+  // Requests over the time actually summed (a long window starts at a minute boundary).
+  const double span_s = static_cast<double>(Window::SpanNs(now_ns, window_ns)) / 1e9;
   bool known = agent_->ReadQueryState([&](const QueryRecorder& rec, const TcpPipeline& pipe) {
-    for (const auto& [key, t] : rec.window().Sum(ClockNs(CLOCK_MONOTONIC), window_ns)) {
+    for (const auto& [key, t] : rec.window().Sum(now_ns, window_ns)) {
       const Endpoint& local = rec.endpoints().Get(key.first).local;
       if (!Selected(sel, local, key.second)) continue;
       Acc& a = rows[{resource(local), key.second}];
@@ -229,7 +232,7 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
     r->set_direction(ToProto(key.second));
     r->set_requests(a.requests);
     r->set_successes(a.successes);
-    r->set_rps(static_cast<double>(a.requests) / window_s);
+    r->set_rps(static_cast<double>(a.requests) / span_s);
     r->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);
     r->set_latency_p50_ms(a.latency.Quantile(0.5));
     r->set_latency_p95_ms(a.latency.Quantile(0.95));

@@ -144,11 +144,11 @@ template <typename F>
 void Window::ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const {
   if (window_ns > kMaxWindowNs) window_ns = kMaxWindowNs;
   uint64_t start = SubClamped(now_ns, window_ns);
-  // The minute boundary between one and two minutes ago: 5 s buckets from
-  // there (or from the start, when later), 1 min buckets before it.
-  uint64_t split = SubClamped(now_ns / kCoarseNs * kCoarseNs, kCoarseNs);
-  if (start < split) {
-    for (uint64_t i = start / kCoarseNs; i < split / kCoarseNs; i++) {
+  if (window_ns > kFineWindowNs) {
+    // 1 min buckets from the boundary nearest the start to the one between
+    // one and two minutes ago; 5 s buckets from there.
+    uint64_t split = SubClamped(now_ns / kCoarseNs * kCoarseNs, kCoarseNs);
+    for (uint64_t i = (start + kCoarseNs / 2) / kCoarseNs; i < split / kCoarseNs; i++) {
       const Bucket& b = coarse_[i % kCoarseBuckets];
       if (b.index == i) f(b);
     }
@@ -158,6 +158,13 @@ void Window::ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const {
     const Bucket& b = ring_[i % kBuckets];
     if (b.index == i) f(b);
   }
+}
+
+uint64_t Window::SpanNs(uint64_t now_ns, uint64_t window_ns) {
+  if (window_ns > kMaxWindowNs) window_ns = kMaxWindowNs;
+  if (window_ns <= kFineWindowNs) return window_ns;
+  uint64_t start = SubClamped(now_ns, window_ns);
+  return now_ns - (start + kCoarseNs / 2) / kCoarseNs * kCoarseNs;
 }
 
 std::map<Window::TrafficKey, Window::Traffic> Window::Sum(uint64_t now_ns,

@@ -97,16 +97,23 @@ struct Exchange {
 class Window {
  public:
   // Two rings: 5 s buckets for the last two minutes, and 1 min buckets for
-  // the last ten. A window is summed from 5 s buckets back to the minute
-  // boundary between one and two minutes ago, and from 1 min buckets before
-  // that, so windows up to a minute are exact to 5 s and longer ones begin
-  // at a minute boundary; the memory is 37 buckets' worth instead of the
-  // 121 that 5 s buckets over ten minutes would take.
-  static constexpr uint64_t kBucketNs = 5'000'000'000;  // 5 s
-  static constexpr size_t kBuckets = 25;                // 2 min, and the one filling
+  // the last ten; every exchange is counted in one of each. A window up to
+  // two minutes is summed from 5 s buckets (its start rounded down to one).
+  // A longer one starts at the minute boundary nearest its start, and is
+  // summed from 1 min buckets up to the boundary between one and two minutes
+  // ago and from 5 s buckets after it (SpanNs() says how long it then is).
+  // The memory is 37 buckets' worth instead of the 121 that 5 s buckets over
+  // ten minutes would take.
+  static constexpr uint64_t kBucketNs = 5'000'000'000;   // 5 s
+  static constexpr size_t kBuckets = 25;                 // 2 min, and the one filling
   static constexpr uint64_t kCoarseNs = 60'000'000'000;  // 1 min
   static constexpr size_t kCoarseBuckets = 12;           // 11 min, and the one filling
   static constexpr uint64_t kMaxWindowNs = 10 * kCoarseNs;
+  static constexpr uint64_t kFineWindowNs = kBucketNs * (kBuckets - 1);
+
+  // The length of time a window of `window_ns` ending at `now_ns` sums: the
+  // window itself up to kFineWindowNs, else from its rounded start.
+  static uint64_t SpanNs(uint64_t now_ns, uint64_t window_ns);
 
   // `max_top_keys` bounds the distinct (pair, direction, method, authority,
   // path) kinds one bucket keeps for Top; past it they are counted as dropped.

@@ -77,35 +77,43 @@ TEST(Window, ReusedBucketsForgetWhatTheyHeld) {
   Window w;
   const Window::TrafficKey key{0, Direction::kInbound};
   w.OnExchange(X(kT0));
-  // One ring of 5 s buckets later the same slot holds a new bucket: a minute's window reads it only.
+  // One ring of 5 s buckets later the same slot holds a new bucket: a minute's window reads it
+  // only.
   uint64_t later = kT0 + Window::kBucketNs * Window::kBuckets;
   w.OnExchange(X(later));
   EXPECT_EQ(w.Sum(later, 60 * kSec).at(key).requests, 1u);
   // Ten minutes reach back to the first through the 1 min buckets.
   EXPECT_EQ(w.Sum(later, Window::kMaxWindowNs).at(key).requests, 2u);
-  // One ring of 1 min buckets later, the first is gone from those too.
+  // One ring of 1 min buckets later, the first one's slot holds the newest minute.
   uint64_t much_later = kT0 + Window::kCoarseNs * Window::kCoarseBuckets;
   w.OnExchange(X(much_later));
-  EXPECT_EQ(w.Sum(much_later, Window::kMaxWindowNs).at(key).requests, 2u);
+  EXPECT_EQ(w.Sum(much_later, Window::kMaxWindowNs).at(key).requests, 1u);
   // Events older than a ring are not counted into a newer bucket of it.
   w.OnExchange(X(kT0 + kSec));
-  EXPECT_EQ(w.Sum(much_later, Window::kMaxWindowNs).at(key).requests, 2u);
+  EXPECT_EQ(w.Sum(much_later, Window::kMaxWindowNs).at(key).requests, 1u);
+  EXPECT_EQ(w.Sum(much_later, 60 * kSec).at(key).requests, 1u);
   // Nothing at all in an empty window.
   EXPECT_TRUE(w.Sum(much_later + 700 * kSec, 60 * kSec).empty());
 }
 
-TEST(Window, LongWindowsStartAtAMinuteAndEndExactly) {
+TEST(Window, LongWindowsStartAtTheNearestMinute) {
   Window w;
   const Window::TrafficKey key{0, Direction::kInbound};
   const uint64_t base = 100 * Window::kCoarseNs;  // a minute boundary
   for (uint64_t at : {10, 70, 130, 250}) w.OnExchange(X(base + at * kSec));
   const uint64_t now = base + 300 * kSec;
-  // 5 min: back to `base`, all four. 4 min: from base+60 s, three.
+  // 5 min: from `base`, all four. 4 min: from base+60 s, three.
   EXPECT_EQ(w.Sum(now, 300 * kSec).at(key).requests, 4u);
+  EXPECT_EQ(Window::SpanNs(now, 300 * kSec), 300 * kSec);
   EXPECT_EQ(w.Sum(now, 240 * kSec).at(key).requests, 3u);
-  // 2 min: the minute [base+180, base+240) from 1 min buckets (empty), then 5 s ones: one.
+  // 4 min 40 s starts at base+20 s: from `base`, the nearer minute; 4 min 20 s from base+60 s.
+  EXPECT_EQ(w.Sum(now, 280 * kSec).at(key).requests, 4u);
+  EXPECT_EQ(Window::SpanNs(now, 280 * kSec), 300 * kSec);
+  EXPECT_EQ(w.Sum(now, 260 * kSec).at(key).requests, 3u);
+  EXPECT_EQ(Window::SpanNs(now, 260 * kSec), 240 * kSec);
+  // Up to 2 min: 5 s buckets only, [base+180, now]: one; and the span is the window's.
   EXPECT_EQ(w.Sum(now, 120 * kSec).at(key).requests, 1u);
-  // 10 s: 5 s buckets only, [base+290, now]: none.
+  EXPECT_EQ(Window::SpanNs(now, 120 * kSec), 120 * kSec);
   EXPECT_TRUE(w.Sum(now, 10 * kSec).empty());
 }
 

@@ -4,6 +4,7 @@
 #include "exporter/http_server.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -812,35 +813,39 @@ std::string HttpServer::ServeMetrics(const HttpRequest& request, size_t endpoint
     if (!sel) return Respond(400, kPlainText, "bad match[]: " + error + "\n");
     selectors.push_back(std::move(*sel));
   }
-  Snapshot snapshot = snapshot_();
-  AppendSelfMetrics(&snapshot);
-  if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
-
   std::string body;
   const char* content_type = kTextContentType;
-  switch (endpoint) {
-    case 0:
-      if (NegotiateMetricsFormat(request.Header("Accept")) == MetricsFormat::kOpenMetrics) {
-        body = WriteOpenMetrics(snapshot);
-        content_type = kOpenMetricsContentType;
-      } else {
-        body = WriteTextFormat(snapshot);
+  {
+    Snapshot snapshot = snapshot_();
+    AppendSelfMetrics(&snapshot);
+    if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
+    switch (endpoint) {
+      case 0:
+        if (NegotiateMetricsFormat(request.Header("Accept")) == MetricsFormat::kOpenMetrics) {
+          body = WriteOpenMetrics(snapshot);
+          content_type = kOpenMetricsContentType;
+        } else {
+          body = WriteTextFormat(snapshot);
+        }
+        break;
+      case 1: {
+        const auto pretty = QueryValues(request.query, "pretty");
+        body = WriteJson(snapshot, !pretty.empty() && !pretty.front().empty() &&
+                                       pretty.front() != "0" && pretty.front() != "false");
+        content_type = kJsonContentType;
+        break;
       }
-      break;
-    case 1: {
-      const auto pretty = QueryValues(request.query, "pretty");
-      body = WriteJson(snapshot, !pretty.empty() && !pretty.front().empty() &&
-                                     pretty.front() != "0" && pretty.front() != "false");
-      content_type = kJsonContentType;
-      break;
+      default:
+        body = WriteInfluxLineProtocol(snapshot,
+                                       std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count());
+        content_type = kInfluxContentType;
     }
-    default:
-      body =
-          WriteInfluxLineProtocol(snapshot, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count());
-      content_type = kInfluxContentType;
   }
+  // The snapshot (a copy of every series) is freed: hand its pages back to the kernel, or the
+  // agent's RSS would stay at its high-water mark of two copies of the series between scrapes.
+  malloc_trim(0);
   const bool gzipped = AcceptsGzip(request.Header("Accept-Encoding"));
   if (gzipped) body = Gzip(body);
   {

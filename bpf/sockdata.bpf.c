@@ -176,10 +176,12 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	if (info) {
 		conn_id = info->conn_id;
 	} else {
-		/* Closed while tracked, and still this very socket? */
+		/* Closed while tracked, and still this very socket? (An
+		 * unconnected UDP socket is in TCP_CLOSE too: the protocol
+		 * check spares it the lookup.) */
 		family = sk->__sk_common.skc_family;
 		if (sk->__sk_common.skc_state != TCP_CLOSE ||
-		    (family != AF_INET && family != AF_INET6))
+		    (family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP)
 			return 0;
 		closed = bpf_map_lookup_elem(&closed_socks, &key);
 		if (!closed || *closed != (__u64)sk->__sk_common.skc_cookie.counter)

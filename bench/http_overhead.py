@@ -40,7 +40,6 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  http2_max_requests 1000000;
   server {{
     listen {addr}:{port};
     location / {{ return 200 "ok\\n"; }}

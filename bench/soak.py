@@ -37,28 +37,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 import harness  # noqa: E402
+from http_overhead import NGINX_CONF  # noqa: E402  (the same nginx: HTTP/1.1 and h2c)
 
 H1_PORT, H2_PORT, SINK_PORT = 8080, 8081, 8082
 SAMPLE_SECONDS = 10
 GROWTH_LIMIT = 0.05
-NGINX_CONF = """
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  server {{
-    listen {addr}:{h1};
-    location / {{ return 200 "ok\\n"; }}
-  }}
-  server {{
-    listen {addr}:{h2} http2;
-    location / {{ return 200 "ok\\n"; }}
-  }}
-}}
-"""
 
 # Loss reasons that can be non-zero on a busy node without anything being
 # wrong, and why. The check for each gets the final scrape.
@@ -202,7 +185,7 @@ def soak(args):
         addr = topo.SERVER_IP4
         conf = os.path.join(workdir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=workdir, addr=addr, h1=H1_PORT, h2=H2_PORT))
+            f.write(NGINX_CONF.format(dir=workdir, addr=addr, port=H1_PORT, h2port=H2_PORT))
         nginx = subprocess.Popen(harness._orphan_guard("TERM")
                                  + ["ip", "netns", "exec", topo.server_ns, "/usr/sbin/nginx",
                                     "-p", workdir, "-c", conf, "-g", "daemon off;"],

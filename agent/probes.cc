@@ -339,16 +339,15 @@ uint64_t TcpProbes::SumDrop(uint32_t reason) const {
 }
 
 TcpProbes::Drops TcpProbes::ReadDrops() const {
-  auto sum = [this](uint32_t reason) { return SumDrop(reason); };
   Drops d;
-  d.ringbuf_full = sum(PODTAP_DROP_RINGBUF_FULL);
-  d.sockmap_full = sum(PODTAP_DROP_SOCKMAP_FULL);
-  d.payload_ringbuf_full = sum(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
-  d.syscall_map_full = sum(PODTAP_DROP_SYSCALL_MAP_FULL);
-  d.h2_capture_full = sum(PODTAP_DROP_H2_CAPTURE_FULL);
-  d.h2_walk_lost = sum(PODTAP_DROP_H2_WALK_LOST);
-  d.tls_unmapped = sum(PODTAP_DROP_TLS_UNMAPPED);
-  d.close_map_full = sum(PODTAP_DROP_CLOSE_MAP_FULL);
+  d.ringbuf_full = SumDrop(PODTAP_DROP_RINGBUF_FULL);
+  d.sockmap_full = SumDrop(PODTAP_DROP_SOCKMAP_FULL);
+  d.payload_ringbuf_full = SumDrop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
+  d.syscall_map_full = SumDrop(PODTAP_DROP_SYSCALL_MAP_FULL);
+  d.h2_capture_full = SumDrop(PODTAP_DROP_H2_CAPTURE_FULL);
+  d.h2_walk_lost = SumDrop(PODTAP_DROP_H2_WALK_LOST);
+  d.tls_unmapped = SumDrop(PODTAP_DROP_TLS_UNMAPPED);
+  d.close_map_full = SumDrop(PODTAP_DROP_CLOSE_MAP_FULL);
   return d;
 }
 

@@ -263,10 +263,11 @@ int main(int argc, char** argv) {
   opts.probes.mode = probe_mode == "tp_btf"       ? podtap::ProbeMode::kTpBtf
                      : probe_mode == "tracepoint" ? podtap::ProbeMode::kTracepoint
                                                   : podtap::ProbeMode::kAuto;
-  opts.probes.payload_variant = payload_probes == "btf_cast"     ? podtap::PayloadVariant::kBtfCast
-                                : payload_probes == "probe_read" ? podtap::PayloadVariant::kProbeRead
-                                : payload_probes == "compat"     ? podtap::PayloadVariant::kCompat
-                                                                 : podtap::PayloadVariant::kAuto;
+  opts.probes.payload_variant = payload_probes == "btf_cast" ? podtap::PayloadVariant::kBtfCast
+                                : payload_probes == "probe_read"
+                                    ? podtap::PayloadVariant::kProbeRead
+                                : payload_probes == "compat" ? podtap::PayloadVariant::kCompat
+                                                             : podtap::PayloadVariant::kAuto;
   opts.probes.ringbuf_bytes = ringbuf_bytes;
   opts.probes.max_sockets = static_cast<uint32_t>(max_connections);
   opts.probes.capture_payload = capture_payload;

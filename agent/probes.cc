@@ -132,10 +132,9 @@ std::vector<PayloadVariant> PayloadCandidates(const KernelFeatures& f) {
 std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::Attach(const ProbeOptions& opts,
                                                                         EventFn on_event) {
   KernelFeatures features = ProbeKernelFeatures();
-  spdlog::info(
-      "kernel features: ring buffer {}, task storage {}, bpf_loop {}, bpf_rdonly_cast {}",
-      features.ringbuf ? "yes" : "no", features.task_storage ? "yes" : "no",
-      features.bpf_loop ? "yes" : "no", features.rdonly_cast ? "yes" : "no");
+  spdlog::info("kernel features: ring buffer {}, task storage {}, bpf_loop {}, bpf_rdonly_cast {}",
+               features.ringbuf ? "yes" : "no", features.task_storage ? "yes" : "no",
+               features.bpf_loop ? "yes" : "no", features.rdonly_cast ? "yes" : "no");
   if (!features.ringbuf) {
     return std::string(
         "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF): podtap needs Linux 5.8 or "
@@ -212,9 +211,9 @@ namespace {
 // The read/write-family syscalls whose exit the one exit program follows
 // (their entry programs attach by section name).
 constexpr const char* kSyscallExits[] = {
-    "sys_exit_read",   "sys_exit_write",  "sys_exit_readv",   "sys_exit_writev",
-    "sys_exit_recvfrom", "sys_exit_sendto", "sys_exit_recvmsg", "sys_exit_sendmsg",
-    "sys_exit_sendfile64",
+    "sys_exit_read",    "sys_exit_write",    "sys_exit_readv",
+    "sys_exit_writev",  "sys_exit_recvfrom", "sys_exit_sendto",
+    "sys_exit_recvmsg", "sys_exit_sendmsg",  "sys_exit_sendfile64",
 };
 
 // Opens, sizes and loads one build of the socket data programs; every

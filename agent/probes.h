@@ -32,10 +32,10 @@ const char* PayloadVariantName(PayloadVariant v);
 
 // What the running kernel offers the programs, probed before loading.
 struct KernelFeatures {
-  bool ringbuf = false;          // BPF ring buffer (5.8): required
-  bool task_storage = false;     // task local storage + bpf_get_current_task_btf in tracepoints
-  bool bpf_loop = false;         // bpf_loop helper (5.17)
-  bool rdonly_cast = false;      // bpf_rdonly_cast kfunc in the kernel's BTF (6.2)
+  bool ringbuf = false;       // BPF ring buffer (5.8): required
+  bool task_storage = false;  // task local storage + bpf_get_current_task_btf in tracepoints
+  bool bpf_loop = false;      // bpf_loop helper (5.17)
+  bool rdonly_cast = false;   // bpf_rdonly_cast kfunc in the kernel's BTF (6.2)
   // Set once the lifecycle program attached: tp_btf/inet_sock_set_state loaded.
   bool tp_btf = false;
 };

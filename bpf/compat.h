@@ -144,26 +144,29 @@ static __always_inline struct sock *sock_of_fd(__s32 fd)
 
 /* --- bounded walks ------------------------------------------------------ */
 
+/* LOOP(n, fn, ctx) calls fn(i, ctx) for i = 0, 1, ... until it returns 1,
+ * at most n times, and is the number of calls. With bpf_loop the verifier
+ * checks fn once; a bounded loop it follows through every step. */
 #if PODTAP_BPF_LOOP
+#define LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
 #define WALK_STEPS 4096
-/* Calls fn(i, ctx) for i = 0.. until it returns 1, at most `WALK_STEPS`
- * times. */
-#define WALK(fn, ctx) bpf_loop(WALK_STEPS, fn, ctx, 0)
 #else
-/* The verifier follows every path through every step of a bounded loop, and
- * the frame walk's step branches a lot: 4 steps verify in ~150k
- * instructions, 8 exceed the verifier's 1M. So on kernels without bpf_loop
- * a syscall is followed for 4 steps (a few frames), and the walk of a
- * connection that needs more is lost and counted. */
-#define WALK_STEPS 4
-#define WALK(fn, ctx)                                                           \
+#define LOOP(n, fn, ctx)                                                        \
 	({                                                                      \
 		__u32 _i;                                                       \
-		_Pragma("clang loop unroll(disable)") for (_i = 0; _i < WALK_STEPS; _i++) \
+		_Pragma("clang loop unroll(disable)") for (_i = 0; _i < (n); _i++) \
 			if (fn(_i, ctx))                                        \
 				break;                                          \
 		_i;                                                             \
 	})
+/* The frame walk's step branches a lot: 4 steps verify in ~150k
+ * instructions, 8 exceed the verifier's 1M. So on kernels without bpf_loop
+ * a syscall is followed for 4 steps (a few frames), and the walk of a
+ * connection that needs more is lost and counted. */
+#define WALK_STEPS 4
 #endif
+
+/* The HTTP/2 frame walk of one syscall. */
+#define WALK(fn, ctx) LOOP(WALK_STEPS, fn, ctx)
 
 #endif /* PODTAP_BPF_COMPAT_H */

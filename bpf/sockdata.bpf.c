@@ -178,55 +178,76 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	return 0;
 }
 
+/* Copying a user iovec array into a record, one iovec a step. */
+struct iov_copy {
+	__u8 *dst;
+	const struct iovec *uiov;
+	__u64 iovcnt;
+	__u64 want;
+	__u64 off; /* bytes copied so far */
+};
+
+static long copy_iovec_step(__u32 i, void *ctx)
+{
+	struct iov_copy *c = ctx;
+	__u64 off = c->off, n;
+	struct iovec iov;
+
+	if (i >= c->iovcnt || off >= c->want)
+		return 1;
+	if (bpf_probe_read_user(&iov, sizeof(iov), &c->uiov[i]))
+		return 1;
+	n = iov.iov_len;
+	if (n > c->want - off)
+		n = c->want - off;
+	/* off < want <= MAX and n <= MAX: the masks state that for the
+	 * verifier, which cannot follow the comparisons above. */
+	barrier_var(off);
+	off &= PODTAP_PAYLOAD_MAX - 1;
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (n && bpf_probe_read_user(c->dst + off, n, iov.iov_base))
+		return 1;
+	c->off = off + n;
+	return 0;
+}
+
 /* Copies up to `want` bytes from a user iovec array into dst; returns how
  * many. Bytes of an iovec that cannot be read end the copy. */
 static __always_inline __u64 copy_iovecs(__u8 *dst, const struct iovec *uiov, __u64 iovcnt,
 					 __u64 want)
 {
-	struct iovec iov;
-	__u64 off = 0, n;
+	struct iov_copy c = {.dst = dst, .uiov = uiov, .iovcnt = iovcnt, .want = want};
 
-	for (int i = 0; i < MAX_IOVECS; i++) {
-		if (i >= iovcnt || off >= want)
-			break;
-		if (bpf_probe_read_user(&iov, sizeof(iov), &uiov[i]))
-			break;
-		n = iov.iov_len;
-		if (n > want - off)
-			n = want - off;
-		/* off < want <= MAX and n <= MAX: the masks state that for the
-		 * verifier, which cannot follow the comparisons above. */
-		barrier_var(off);
-		off &= PODTAP_PAYLOAD_MAX - 1;
-		barrier_var(n);
-		n &= PODTAP_PAYLOAD_MAX * 2 - 1;
-		if (n && bpf_probe_read_user(dst + off, n, iov.iov_base))
-			break;
-		off += n;
-	}
-	return off;
+	LOOP(MAX_IOVECS, copy_iovec_step, &c);
+	return c.off;
 }
 
 /* Copies the first `want` bytes the syscall moved into dst; returns how many. */
 static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 want)
 {
+	const struct iovec *uiov = (const struct iovec *)a->buf;
 	struct user_msghdr msg = {};
+	__u64 iovcnt = a->iovcnt;
 
-	switch (a->kind) {
-	case BUF_PLAIN:
+	if (a->kind == BUF_PLAIN) {
 		barrier_var(want);
 		want &= PODTAP_PAYLOAD_MAX * 2 - 1;
 		if (want && bpf_probe_read_user(dst, want, (void *)a->buf))
 			return 0; /* paged-out buffer: bytes counted, prefix lost */
 		return want;
-	case BUF_IOVEC:
-		return copy_iovecs(dst, (const struct iovec *)a->buf, a->iovcnt, want);
-	case BUF_MSGHDR:
+	}
+	if (a->kind == BUF_NONE)
+		return 0;
+	if (a->kind == BUF_MSGHDR) {
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
 			return 0;
-		return copy_iovecs(dst, msg.msg_iov, msg.msg_iovlen, want);
+		uiov = msg.msg_iov;
+		iovcnt = msg.msg_iovlen;
 	}
-	return 0;
+	/* One copy for readv/writev and recvmsg/sendmsg: its unrolled loop is
+	 * much of what the verifier follows in the exit program. */
+	return copy_iovecs(dst, uiov, iovcnt, want);
 }
 
 #define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -65,9 +66,17 @@ int main(int argc, char** argv) {
   bool capture_payload = true;
   uint32_t prefix_len = 256;
   uint32_t payload_ringbuf_bytes = 8u << 20;
+  // Runs before CLI11 converts the value, so it also refuses what is not a
+  // number (which the conversion would otherwise get first, with a vaguer message).
   auto power_of_two = [](const std::string& v) -> std::string {
-    unsigned long n = std::stoul(v);
-    return (n >= 4096 && (n & (n - 1)) == 0) ? "" : "must be a power of two >= 4096";
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || v.empty()) {
+      return "must be a whole number of bytes (a power of two >= 4096), not \"" + v + "\"";
+    }
+    return (n >= 4096 && n <= (uint64_t{1} << 31) && (n & (n - 1)) == 0)
+               ? ""
+               : "must be a power of two from 4096 to 2147483648";
   };
   app.add_option("--listen", listen, "Address to serve /metrics, /healthz and /readyz on")
       ->capture_default_str();

@@ -50,6 +50,7 @@ e2e: build
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 4 --bpf-stats
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/startup.py --rounds 5
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py \
 	  --minutes 2 --warmup-minutes 0.75
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/memory.py --runs 5

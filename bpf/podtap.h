@@ -93,7 +93,11 @@ struct podtap_sock_info {
 	__u64 base_acked;
 	__u64 base_received;
 	__u8 direction;
-	__u8 pad[7];
+	/* Bits by enum podtap_data_dir: directions in which a syscall has moved
+	 * bytes (the payload programs set them; an HTTP/2 preface counts only
+	 * as a connection's first bytes). */
+	__u8 data_seen;
+	__u8 pad[6];
 };
 
 /* podtap_payload_event.flags */

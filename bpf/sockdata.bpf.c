@@ -77,9 +77,11 @@ struct io_args {
 	__u64 conn_id;
 	__u64 buf;
 	__u64 iovcnt; /* readv/writev */
+	__u64 sk;     /* the socks key, to mark the direction seen */
 	__u8 kind;
 	__u8 dir;
-	__u8 pad[6];
+	__u8 first; /* no bytes moved in this direction before */
+	__u8 pad[5];
 };
 
 /* By thread (compat.h): the exit program of every read/write-family syscall
@@ -129,6 +131,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	struct sock *sk;
 	__u32 tgid;
 	__u16 family;
+	__u8 first = 0;
 
 	tgid = current_tgid();
 	if (tgid == self_tgid || fd < 0)
@@ -140,6 +143,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	info = bpf_map_lookup_elem(&socks, &key);
 	if (info) {
 		conn_id = info->conn_id;
+		first = !(info->data_seen & dir);
 	} else {
 		/* Closed while tracked, and still this very socket? (An
 		 * unconnected UDP socket is in TCP_CLOSE too: the protocol
@@ -173,8 +177,10 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	a->conn_id = conn_id;
 	a->buf = buf;
 	a->iovcnt = iovcnt;
+	a->sk = key;
 	a->kind = kind;
 	a->dir = dir;
+	a->first = first;
 	return 0;
 }
 
@@ -251,6 +257,16 @@ static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 wan
 }
 
 #define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+
+/* The preface as three little-endian words: "PRI * HT", "TP/2.0\r\n",
+ * "\r\nSM\r\n\r\n". data is the record's 8-byte aligned data[]. */
+static __always_inline bool is_h2_preface(const __u8 *data, __u64 n)
+{
+	const __u64 *w = (const __u64 *)data;
+
+	return n >= H2_PREFACE_LEN && w[0] == 0x5448202a20495250ULL &&
+	       w[1] == 0x0a0d302e322f5054ULL && w[2] == 0x0a0d0a0d4d530a0dULL;
+}
 #define H2_FRAME_HEADER 9
 /* One syscall's frame walk takes at most WALK_STEPS steps (compat.h; a
  * step: a frame header, a frame's bytes within one iovec, or moving to the
@@ -483,9 +499,10 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 		/* The HTTP/2 client preface: from this very syscall on (a gRPC
 		 * client writes preface, SETTINGS and its first request in one
 		 * go), the connection's frames are followed here, since its
-		 * header blocks can lie anywhere in a syscall's bytes. */
-		if (n >= 4 && e->data[0] == 'P' && e->data[1] == 'R' && e->data[2] == 'I' &&
-		    e->data[3] == ' ') {
+		 * header blocks can lie anywhere in a syscall's bytes. All 24
+		 * bytes, and only as the first bytes of the direction: an
+		 * HTTP/1 body may start with "PRI " too. */
+		if (a->first && is_h2_preface(e->data, n)) {
 			struct podtap_verdict h2 = {.verdict = PODTAP_VERDICT_H2};
 
 			h2.walk[(a->dir - 1) & 1].skip = H2_PREFACE_LEN;
@@ -519,13 +536,22 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 
 static __always_inline int on_exit(long ret)
 {
+	struct podtap_sock_info *info;
 	struct io_args *a;
 
 	a = THREAD_STATE(inflight, struct io_args, false);
 	if (!a || !a->conn_id)
 		return 0;
-	if (ret > 0)
+	if (ret > 0) {
 		emit_payload(a, ret);
+		/* Marked at exit, not entry: a first read that fails (EAGAIN)
+		 * moved nothing. */
+		if (a->first) {
+			info = bpf_map_lookup_elem(&socks, &a->sk);
+			if (info && info->conn_id == a->conn_id)
+				info->data_seen |= a->dir;
+		}
+	}
 	a->conn_id = 0;
 	return 0;
 }
@@ -620,6 +646,9 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 			a.buf = c->buf;
 			a.kind = BUF_PLAIN;
 			a.dir = c->dir;
+			/* The plaintext has no marks of its own: the preface's
+			 * 24 bytes alone decide. */
+			a.first = 1;
 			emit_payload(&a, n);
 		}
 	}

@@ -506,6 +506,65 @@ for path in paths:
         self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(len(paths))
                         + self.clean_expects())
 
+    PREFACE_BODY_CLIENT = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+# The HTTP/2 client preface, as the first bytes of a body sent in a write of
+# its own: HTTP/1 all the same.
+body = b"PRI * HTTP/2.0
+
+SM
+
+" + b"x" * 40
+s = socket.create_connection((host, port), timeout=10)
+f = s.makefile("rb")
+
+def answer():
+    status = f.readline().split(b" ", 2)[1].decode()
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"
+", b""):
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    f.read(length)
+    return status
+
+for i in range(3):
+    s.sendall(b"POST /upload HTTP/1.1
+Host: preface.body
+Content-Length: %d
+
+"
+              % len(body))
+    time.sleep(0.05)
+    s.sendall(body)
+    print(answer())
+    s.sendall(b"GET /status/404 HTTP/1.1
+Host: preface.body
+
+")
+    print(answer())
+s.close()
+"""
+
+    def test_n_preface_in_http1_body_exact(self):
+        # Beyond the required cases: a request body that starts with the
+        # HTTP/2 preface, in a write of its own, on a keep-alive HTTP/1
+        # connection. The kernel takes the preface only as a connection's
+        # first bytes, so both sides keep counting HTTP/1 exactly.
+        self.start_agent()
+        since = self.nginx.offset()
+        p = self.client_cmd(["/usr/bin/python3", "-c", self.PREFACE_BODY_CLIENT,
+                             self.topo.SERVER_IP4, str(HTTP_PORT)])
+        self.assertEqual(p.stdout.split(), ["201", "404"] * 3)
+        entries = self.nginx.entries(since, 6)
+        self.wait_equal(self.http_expects(entries) + self.tcp_open_expects(1)
+                        + self.clean_expects())
+
     def route_expects(self, entries):
         """route_* series from nginx's entries: the route each request
         matches, by its method and its path as sent without the query."""

@@ -8,7 +8,7 @@ namespace podtap {
 const std::string& RouteTable::Match(const std::string& method, const std::string& path) const {
   for (const auto& r : routes_) {
     if (!r.method.empty() && r.method != method) continue;
-    if (std::regex_match(path, r.path)) return r.name;
+    if (re2::RE2::FullMatch(path, *r.path)) return r.name;
   }
   return default_;
 }
@@ -43,10 +43,11 @@ std::optional<RouteTable> ParseRoutes(const std::string& json_text, std::string*
       *error = where + ": \"name\" must be non-empty and not " + kDefaultRoute;
       return std::nullopt;
     }
-    try {
-      route.path = std::regex(route.path_regex, std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      *error = where + " (" + route.name + "): bad path_regex: " + e.what();
+    re2::RE2::Options options;
+    options.set_log_errors(false);
+    route.path = std::make_shared<const re2::RE2>(route.path_regex, options);
+    if (!route.path->ok()) {
+      *error = where + " (" + route.name + "): bad path_regex: " + route.path->error();
       return std::nullopt;
     }
     routes.push_back(std::move(route));

@@ -2,8 +2,10 @@
 // config file, for the route_* metrics; unmatched requests are "[DEFAULT]".
 #pragma once
 
+#include <re2/re2.h>
+
+#include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -15,7 +17,9 @@ struct Route {
   std::string name;
   std::string method;  // empty: any method
   std::string path_regex;
-  std::regex path;  // full match against the path without query string
+  // Full match against the path without query string; RE2 (linear time,
+  // Prometheus' syntax), shared so routes stay copyable.
+  std::shared_ptr<const re2::RE2> path;
 };
 
 class RouteTable {

@@ -12,9 +12,9 @@ bool LabelMatcher::Matches(std::string_view v) const {
     case Op::kNotEqual:
       return v != value;
     case Op::kRegex:
-      return std::regex_match(v.begin(), v.end(), re);
+      return re2::RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *re);
     case Op::kNotRegex:
-      return !std::regex_match(v.begin(), v.end(), re);
+      return !re2::RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *re);
   }
   return false;  // unreachable; GCC does not treat the switch as exhaustive
 }
@@ -80,11 +80,16 @@ class Parser {
         if (!value) return std::nullopt;
         m.value = std::move(*value);
         if (m.op == LabelMatcher::Op::kRegex || m.op == LabelMatcher::Op::kNotRegex) {
-          try {
-            m.re = std::regex(m.value, std::regex::ECMAScript | std::regex::optimize);
-          } catch (const std::regex_error& e) {
-            return Fail("bad regular expression \"" + m.value + "\": " + e.what());
+          re2::RE2::Options options;
+          options.set_log_errors(false);
+          // A bound on the compiled program: a pattern past it is an error,
+          // not memory taken from the agent.
+          options.set_max_mem(1 << 20);
+          auto re = std::make_shared<const re2::RE2>(m.value, options);
+          if (!re->ok()) {
+            return Fail("bad regular expression \"" + m.value + "\": " + re->error());
           }
+          m.re = std::move(re);
         }
         sel.matchers.push_back(std::move(m));
         SkipSpace();

@@ -81,6 +81,20 @@ Snapshot Sample3() {
   return s;
 }
 
+TEST(SelectorMatchTest, NestedRepetitionOnALongValueDoesNotBacktrack) {
+  // A backtracking engine (std::regex was one) takes time exponential in
+  // the value here; RE2 answers in one linear pass.
+  const Selector s = Parse(R"({pod=~"(a+)+b"})");
+  const std::string value(100000, 'a');
+  EXPECT_FALSE(s.Matches("tcp_open_total", {{"pod", value}}));
+  EXPECT_TRUE(s.Matches("tcp_open_total", {{"pod", value + "b"}}));
+}
+
+TEST(SelectorParseTest, WhatRe2RefusesIsAnError) {
+  // Backreferences are not RE2 (nor Prometheus) syntax.
+  EXPECT_NE(ParseError(R"({pod=~"(a)\1"})").find("bad regular expression"), std::string::npos);
+}
+
 TEST(SelectSeriesTest, KeepsMatchingSamplesAndDropsEmptyFamilies) {
   const Snapshot out = SelectSeries(Sample3(), {Parse(R"(response_total{direction="inbound"})")});
   ASSERT_EQ(out.families.size(), 1u);

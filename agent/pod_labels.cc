@@ -11,31 +11,14 @@ constexpr const char* kTemplateHashLabel = "pod-template-hash";
 // Names podtap itself sets; a pod label sanitised to one of these is dropped
 // rather than allowed to shadow it.
 const std::set<std::string>& ReservedNames() {
-  static const std::set<std::string> names = {"direction",
-                                              "peer",
-                                              "classification",
-                                              "error",
-                                              "namespace",
-                                              "pod",
-                                              "pod_template_hash",
-                                              "deployment",
-                                              "replicaset",
-                                              "statefulset",
-                                              "daemonset",
-                                              "k8s_job",
-                                              "replicationcontroller",
-                                              "host_process",
-                                              "authority",
-                                              "tls",
-                                              "status_code",
-                                              "grpc_status_code",
-                                              "le",
-                                              // route_* series and the overflow series
-                                              "dst",
-                                              "rt_route",
-                                              "podtap_overflow",
-                                              // tcp_close_total of a failed connection
-                                              "errno"};
+  static const std::set<std::string> names = {
+      "direction", "peer", "classification", "error", "namespace", "pod", "pod_template_hash",
+      "deployment", "replicaset", "statefulset", "daemonset", "k8s_job", "replicationcontroller",
+      "host_process", "authority", "tls", "status_code", "grpc_status_code", "le",
+      // route_* series and the overflow series
+      "dst", "rt_route", "podtap_overflow",
+      // tcp_close_total of a failed connection
+      "errno"};
   return names;
 }
 

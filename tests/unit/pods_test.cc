@@ -90,8 +90,8 @@ TEST(PodLabels, AllowedLabelsNeverShadowRouteOrOverflowLabels) {
   PodMeta p;
   p.ns = "ns";
   p.name = "web-1";
-  p.labels = {{"dst", "a"}, {"rt_route", "b"}, {"podtap_overflow", "c"}, {"errno", "d"},
-              {"dst_pod", "e"}, {"team", "f"}};
+  p.labels = {{"dst", "a"},   {"rt_route", "b"}, {"podtap_overflow", "c"},
+              {"errno", "d"}, {"dst_pod", "e"},  {"team", "f"}};
   Labels l = PodLabels(&p, {"dst", "rt_route", "podtap_overflow", "errno", "dst_pod", "team"});
   Labels want = {{"namespace", "ns"}, {"pod", "web-1"}, {"team", "f"}};
   EXPECT_EQ(l, want);

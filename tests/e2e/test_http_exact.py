@@ -511,11 +511,7 @@ import socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
 # The HTTP/2 client preface, as the first bytes of a body sent in a write of
 # its own: HTTP/1 all the same.
-body = b"PRI * HTTP/2.0
-
-SM
-
-" + b"x" * 40
+body = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"x" * 40
 s = socket.create_connection((host, port), timeout=10)
 f = s.makefile("rb")
 
@@ -524,8 +520,7 @@ def answer():
     length = 0
     while True:
         line = f.readline()
-        if line in (b"
-", b""):
+        if line in (b"\r\n", b""):
             break
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
@@ -534,19 +529,12 @@ def answer():
     return status
 
 for i in range(3):
-    s.sendall(b"POST /upload HTTP/1.1
-Host: preface.body
-Content-Length: %d
-
-"
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: preface.body\r\nContent-Length: %d\r\n\r\n"
               % len(body))
     time.sleep(0.05)
     s.sendall(body)
     print(answer())
-    s.sendall(b"GET /status/404 HTTP/1.1
-Host: preface.body
-
-")
+    s.sendall(b"GET /status/404 HTTP/1.1\r\nHost: preface.body\r\n\r\n")
     print(answer())
 s.close()
 """

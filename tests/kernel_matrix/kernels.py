@@ -1,5 +1,6 @@
 """Debian's own kernels for the kernel matrix, ready to boot under QEMU: the
-newest package of each series from the archive apt is configured with, its
+newest package of each series (bookworm's 6.1 and 6.12 from the archive apt
+is configured with, bullseye's 5.10 through apt options of its own), its
 ELF vmlinux (taken out of the bzImage, so the guest boots through the PVH
 entry without decompressing), its modules with a modules.dep, and an
 initramfs holding busybox, init.sh and the modules init.sh needs to mount
@@ -20,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,12 +29,23 @@ CACHE = os.environ.get("PODTAP_KERNEL_CACHE", "/var/cache/podtap-kernels")
 BUSYBOX = "/bin/busybox"  # busybox-static
 INIT = os.path.join(HERE, "init.sh")
 
-# Series -> (apt-cache search, package name pattern); the capture group
-# orders the candidates. The generic kernels, not -cloud (no 9p) or -rt.
+# Series -> (Debian suite, apt-cache search, package name pattern); the
+# capture group orders the candidates. The generic kernels, not -cloud (no
+# 9p) or -rt. Suite None: the machine's own apt configuration (bookworm).
 SERIES = {
-    "6.1": (r"^linux-image-6\.1\.0-", r"^linux-image-6\.1\.0-(\d+)-amd64$"),
-    "6.12": (r"^linux-image-6\.12\.", r"^linux-image-6\.12\.(\d+)\+(?:deb12|bpo)-amd64$"),
+    "5.10": ("bullseye", r"^linux-image-5\.10\.0-", r"^linux-image-5\.10\.0-(\d+)-amd64$"),
+    "6.1": (None, r"^linux-image-6\.1\.0-", r"^linux-image-6\.1\.0-(\d+)-amd64$"),
+    "6.12": (None, r"^linux-image-6\.12\.",
+             r"^linux-image-6\.12\.(\d+)\+(?:deb12|bpo)-amd64$"),
 }
+# Suites the machine's apt is not configured with: apt runs with sources and
+# package lists of their own in the cache folder, and the host's apt state
+# stays as it is. The archive keyring holds their keys.
+OTHER_SUITES = {
+    "bullseye": ["deb http://deb.debian.org/debian bullseye main",
+                 "deb http://deb.debian.org/debian-security bullseye-security main"],
+}
+LISTS_MAX_AGE = 24 * 3600  # seconds before their lists are updated again
 # What init.sh loads before it mounts the host's root (modprobe adds what
 # they depend on; some are built in, depending on the kernel).
 INITRAMFS_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
@@ -61,11 +74,36 @@ def run(args, **kwargs):
     return subprocess.run(args, check=True, capture_output=True, timeout=600, **kwargs)
 
 
+def apt_options(suite):
+    """apt's options for `suite`: none for the machine's own configuration;
+    otherwise sources and lists in CACHE/apt-<suite>, updated when missing
+    or a day old."""
+    if suite is None:
+        return []
+    base = os.path.join(CACHE, "apt-" + suite)
+    lists = os.path.join(base, "lists")
+    opts = ["-o", "Dir::Etc::SourceList=" + os.path.join(base, "sources.list"),
+            "-o", "Dir::Etc::SourceParts=" + os.path.join(base, "sources.list.d"),
+            "-o", "Dir::State::Lists=" + lists,
+            "-o", "Dir::Cache=" + os.path.join(base, "cache")]
+    got = [os.path.join(lists, f) for f in os.listdir(lists)] if os.path.isdir(lists) else []
+    got = [f for f in got if "_Packages" in f]
+    if not got or time.time() - min(os.path.getmtime(f) for f in got) > LISTS_MAX_AGE:
+        for d in ("sources.list.d", "lists/partial", "cache/archives/partial"):
+            os.makedirs(os.path.join(base, d), exist_ok=True)
+        with open(os.path.join(base, "sources.list"), "w") as f:
+            f.write("".join(l + "\n" for l in OTHER_SUITES[suite]))
+        log("apt-get update for %s (lists in %s)" % (suite, lists))
+        run(["apt-get", "update", "-q"] + opts)
+    return opts
+
+
 def newest_package(series):
     """The newest package of a series apt can download, by its ABI or
     upstream patch number."""
-    search, pattern = SERIES[series]
-    out = run(["apt-cache", "search", "--names-only", search], text=True).stdout
+    suite, search, pattern = SERIES[series]
+    out = run(["apt-cache"] + apt_options(suite) + ["search", "--names-only", search],
+              text=True).stdout
     names = [l.split(" - ", 1)[0] for l in out.splitlines()]
     found = [(int(re.match(pattern, n).group(1)), n) for n in names if re.match(pattern, n)]
     if not found:
@@ -163,7 +201,8 @@ def prepare(series):
     shutil.rmtree(kdir, ignore_errors=True)
     os.makedirs(kdir)
     with tempfile.TemporaryDirectory(dir=kdir) as tmp:
-        run(["apt-get", "download", "-q", package], cwd=tmp)
+        run(["apt-get"] + apt_options(SERIES[series][0]) + ["download", "-q", package],
+            cwd=tmp)
         (deb,) = [f for f in os.listdir(tmp) if f.endswith(".deb")]
         run(["dpkg-deb", "-x", os.path.join(tmp, deb), os.path.join(kdir, "root")])
     extract_vmlinux(os.path.join(kdir, "root", "boot", "vmlinuz-" + version), k.vmlinux)

@@ -3,8 +3,9 @@
 (tests/e2e/test_kernel_smoke.py) on this machine's kernel, then in a QEMU
 guest (TCG, no network device) of each Debian kernel kernels.py prepares,
 each bounded by a timeout; one summary table per run, printed and written to
-build/kernel-matrix.md, the logs beside it in build/kernel-matrix/. Exits 1
-when any kernel failed.
+build/kernel-matrix.md, the logs beside it in build/kernel-matrix/<kernel>/
+(console, suite log, result JSON, and the agent logs and last scrapes of
+failing cases). Exits 1 when any kernel failed.
 
 Each guest shares the host's root read-only (init.sh puts a tmpfs overlay
 over it) and a per-run temporary folder read-write: run.py writes the
@@ -70,7 +71,8 @@ def run_host(agent, agent_args, timeout, logdir):
     """The smoke suite on this machine's kernel."""
     result_path = os.path.join(logdir, "result.json")
     env = dict(os.environ, PODTAP_AGENT=agent, PODTAP_MATRIX_RESULT=result_path,
-               PODTAP_SMOKE_AGENT_ARGS=agent_args)
+               PODTAP_SMOKE_AGENT_ARGS=agent_args,
+               PODTAP_E2E_ARTIFACTS=os.path.join(logdir, "artifacts"))
     with open(os.path.join(logdir, "suite.log"), "w") as out:
         rc, wall = run_bounded([sys.executable, "-B", SMOKE], timeout, out, env)
     return rc, wall, read_result(result_path)
@@ -84,7 +86,8 @@ def run_guest(kernel, agent, agent_args, timeout, logdir):
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "PODTAP_AGENT": agent, "PODTAP_E2E_SLOWDOWN": str(SLOWDOWN),
                "PODTAP_SMOKE_AGENT_ARGS": agent_args,
-               "PODTAP_MATRIX_RESULT": "/run/podtap-matrix/result.json"}
+               "PODTAP_MATRIX_RESULT": "/run/podtap-matrix/result.json",
+               "PODTAP_E2E_ARTIFACTS": "/run/podtap-matrix/artifacts"}
         with open(os.path.join(share, "start"), "w") as f:
             f.write("".join("export %s=%s\n" % (k, shlex.quote(v)) for k, v in env.items()))
             f.write("exec /bin/bash %s %s\n" % (shlex.quote(GUEST), shlex.quote(kernel.modules)))
@@ -102,6 +105,8 @@ def run_guest(kernel, agent, agent_args, timeout, logdir):
         for name in ("suite.log", "result.json"):
             if os.path.exists(os.path.join(share, name)):
                 shutil.copy(os.path.join(share, name), os.path.join(logdir, name))
+        if os.path.isdir(os.path.join(share, "artifacts")):  # a failing case's agent logs
+            shutil.copytree(os.path.join(share, "artifacts"), os.path.join(logdir, "artifacts"))
         return rc, wall, read_result(os.path.join(share, "result.json"))
     finally:
         shutil.rmtree(share, ignore_errors=True)
@@ -148,6 +153,9 @@ def table(rows):
     for r in rows:
         res = r["result"] or {}
         details.append("- %s: kernel features: %s" % (r["kernel"], features(res)))
+        if res.get("programs"):
+            details.append("  - programs attached (the agent's BPF links, kernel's view): %s"
+                           % ", ".join("%s x%d" % kv for kv in sorted(res["programs"].items())))
         if res.get("agent_args"):
             details.append("  - agent flags: %s" % " ".join(res["agent_args"]))
         bad = sorted(k for k, v in res.get("cases", {}).items() if v not in ("pass", "skip"))

@@ -57,9 +57,21 @@ std::string Agent::Start() {
   });
   if (auto* err = std::get_if<std::string>(&r)) return *err;
   probes_ = std::move(std::get<std::unique_ptr<TcpProbes>>(r));
+  if (!probes_->payload_attached()) pipeline_.DisableCapture();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    agg_.self().probe_mode = probes_->mode();
+    SelfStats& self = agg_.self();
+    self.probe_mode = probes_->mode();
+    self.payload_probes = probes_->payload_variant();
+    const KernelFeatures& f = probes_->features();
+    self.kernel_features = {{"ringbuf", f.ringbuf},
+                            {"task_storage", f.task_storage},
+                            {"bpf_loop", f.bpf_loop},
+                            {"bpf_rdonly_cast", f.rdonly_cast}};
+    // tp_btf is known only when it was tried.
+    if (opts_.probes.mode != ProbeMode::kTracepoint) {
+      self.kernel_features.emplace_back("tp_btf", f.tp_btf);
+    }
   }
   PollTlsLibraries(true);
   attached_ = true;
@@ -103,7 +115,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
 }
 
 void Agent::PollTlsLibraries(bool all) {
-  if (!opts_.tls_probes || !opts_.probes.capture_payload) return;
+  if (!opts_.tls_probes || !probes_->payload_attached()) return;
   for (const std::string& path : tls_libs_.FindNew(all)) {
     std::string err = probes_->AttachTls(path);
     std::lock_guard<std::mutex> lock(mu_);

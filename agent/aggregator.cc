@@ -509,8 +509,22 @@ Snapshot Aggregator::Collect() const {
 
   auto build =
       Family("podtap_build_info", "podtap version and the probe set attached.", MetricType::kGauge);
-  AddValue(&build, {{"version", PODTAP_VERSION}, {"probe_mode", self_.probe_mode}}, 1);
+  AddValue(&build,
+           {{"version", PODTAP_VERSION},
+            {"probe_mode", self_.probe_mode},
+            {"payload_probes", self_.payload_probes}},
+           1);
   snap.families.push_back(std::move(build));
+
+  auto features = Family("podtap_kernel_feature",
+                         "Kernel features the probe loader checked at start (1 per feature, "
+                         "state available or missing); podtap_build_info names the builds they "
+                         "chose.",
+                         MetricType::kGauge);
+  for (const auto& [name, available] : self_.kernel_features) {
+    AddValue(&features, {{"feature", name}, {"state", available ? "available" : "missing"}}, 1);
+  }
+  snap.families.push_back(std::move(features));
   return snap;
 }
 

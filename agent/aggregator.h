@@ -94,7 +94,10 @@ struct SelfStats {
   // By source: "pods_file" or "cri" (the local source), "kubernetes".
   std::map<std::string, MetadataSourceStatus> metadata_sources;
   double metadata_last_success_unix = 0;
-  std::string probe_mode;
+  std::string probe_mode;      // the lifecycle hook: "tp_btf" or "tracepoint"
+  std::string payload_probes;  // the socket data build, or "off"
+  // Kernel features the loader probed, by name: available or missing.
+  std::vector<std::pair<std::string, bool>> kernel_features;
   uint64_t config_reloads_ok = 0;  // SIGHUP re-reads of --config
   uint64_t config_reloads_error = 0;
 };

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <charconv>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -58,15 +59,24 @@ int main(int argc, char** argv) {
   std::string allowlist;
   double diag_interval_s = 5;
   std::string probe_mode = "auto";
+  std::string payload_probes = "auto";
   uint32_t ringbuf_bytes = 4u << 20;
   size_t max_connections = 262144;
   std::string log_level = "info";
   bool capture_payload = true;
   uint32_t prefix_len = 256;
   uint32_t payload_ringbuf_bytes = 8u << 20;
+  // Runs before CLI11 converts the value, so it also refuses what is not a
+  // number (which the conversion would otherwise get first, with a vaguer message).
   auto power_of_two = [](const std::string& v) -> std::string {
-    unsigned long n = std::stoul(v);
-    return (n >= 4096 && (n & (n - 1)) == 0) ? "" : "must be a power of two >= 4096";
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || v.empty()) {
+      return "must be a whole number of bytes (a power of two >= 4096), not \"" + v + "\"";
+    }
+    return (n >= 4096 && n <= (uint64_t{1} << 31) && (n & (n - 1)) == 0)
+               ? ""
+               : "must be a power of two from 4096 to 2147483648";
   };
   app.add_option("--listen", listen, "Address to serve /metrics, /healthz and /readyz on")
       ->capture_default_str();
@@ -95,6 +105,13 @@ int main(int argc, char** argv) {
                  "tracepoint), tp_btf or tracepoint")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "tp_btf", "tracepoint"}));
+  app.add_option("--payload-probes", payload_probes,
+                 "Build of the socket data programs: auto (the best this kernel's features "
+                 "allow, falling back to the next, then to TCP metrics only), btf_cast (6.2+), "
+                 "probe_read (5.17+) or compat (5.8+); a named build that does not load is an "
+                 "error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "btf_cast", "probe_read", "compat"}));
   app.add_option("--ringbuf-size", ringbuf_bytes,
                  "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096)")
       ->capture_default_str()
@@ -255,6 +272,11 @@ int main(int argc, char** argv) {
   opts.probes.mode = probe_mode == "tp_btf"       ? podtap::ProbeMode::kTpBtf
                      : probe_mode == "tracepoint" ? podtap::ProbeMode::kTracepoint
                                                   : podtap::ProbeMode::kAuto;
+  opts.probes.payload_variant = payload_probes == "btf_cast" ? podtap::PayloadVariant::kBtfCast
+                                : payload_probes == "probe_read"
+                                    ? podtap::PayloadVariant::kProbeRead
+                                : payload_probes == "compat" ? podtap::PayloadVariant::kCompat
+                                                             : podtap::PayloadVariant::kAuto;
   opts.probes.ringbuf_bytes = ringbuf_bytes;
   opts.probes.max_sockets = static_cast<uint32_t>(max_connections);
   opts.probes.capture_payload = capture_payload;

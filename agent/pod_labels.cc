@@ -29,7 +29,13 @@ const std::set<std::string>& ReservedNames() {
                                               "tls",
                                               "status_code",
                                               "grpc_status_code",
-                                              "le"};
+                                              "le",
+                                              // route_* series and the overflow series
+                                              "dst",
+                                              "rt_route",
+                                              "podtap_overflow",
+                                              // tcp_close_total of a failed connection
+                                              "errno"};
   return names;
 }
 

@@ -2,6 +2,7 @@
 #include "agent/probes.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/magic.h>
 #include <spdlog/spdlog.h>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include "sockdata.skel.h"
+#include "sockdata_compat.skel.h"
+#include "sockdata_probe_read.skel.h"
 #include "tcp.skel.h"
 
 extern "C" {
@@ -86,19 +89,81 @@ std::string PrepareSystem() {
   return EnsureMounted("/sys/fs/bpf", "bpf", BPF_FS_MAGIC);
 }
 
+const char* PayloadVariantName(PayloadVariant v) {
+  switch (v) {
+    case PayloadVariant::kAuto:
+      return "auto";
+    case PayloadVariant::kBtfCast:
+      return "btf_cast";
+    case PayloadVariant::kProbeRead:
+      return "probe_read";
+    case PayloadVariant::kCompat:
+      return "compat";
+  }
+  return "?";
+}
+
+KernelFeatures ProbeKernelFeatures() {
+  KernelFeatures f;
+  f.ringbuf = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr) == 1;
+  f.task_storage =
+      libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1 &&
+      libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_storage_get, nullptr) == 1 &&
+      libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_get_current_task_btf, nullptr) ==
+          1;
+  f.bpf_loop = libbpf_probe_bpf_helper(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, nullptr) == 1;
+  // A kfunc is there when the kernel's BTF has it; whether tracepoints may
+  // call it, the load itself tells (a refused load falls back).
+  if (btf* vmlinux = btf__load_vmlinux_btf(); vmlinux != nullptr) {
+    f.rdonly_cast = btf__find_by_name_kind(vmlinux, "bpf_rdonly_cast", BTF_KIND_FUNC) > 0;
+    btf__free(vmlinux);
+  }
+  return f;
+}
+
+std::vector<PayloadVariant> PayloadCandidates(const KernelFeatures& f) {
+  std::vector<PayloadVariant> v;
+  if (f.rdonly_cast && f.task_storage && f.bpf_loop) v.push_back(PayloadVariant::kBtfCast);
+  if (f.task_storage && f.bpf_loop) v.push_back(PayloadVariant::kProbeRead);
+  v.push_back(PayloadVariant::kCompat);
+  return v;
+}
+
 std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::Attach(const ProbeOptions& opts,
                                                                         EventFn on_event) {
-  if (opts.mode != ProbeMode::kTracepoint) {
-    auto r = TryAttach(opts, /*btf=*/true, on_event);
-    if (opts.mode == ProbeMode::kTpBtf || std::holds_alternative<std::unique_ptr<TcpProbes>>(r)) {
-      return r;
-    }
-    spdlog::warn(
-        "tp_btf/inet_sock_set_state unavailable ({}); falling back to the "
-        "sock/inet_sock_set_state tracepoint",
-        std::get<std::string>(r));
+  KernelFeatures features = ProbeKernelFeatures();
+  spdlog::info("kernel features: ring buffer {}, task storage {}, bpf_loop {}, bpf_rdonly_cast {}",
+               features.ringbuf ? "yes" : "no", features.task_storage ? "yes" : "no",
+               features.bpf_loop ? "yes" : "no", features.rdonly_cast ? "yes" : "no");
+  if (!features.ringbuf) {
+    return std::string(
+        "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF): podtap needs Linux 5.8 or "
+        "later");
   }
-  return TryAttach(opts, /*btf=*/false, on_event);
+  std::variant<std::unique_ptr<TcpProbes>, std::string> r;
+  if (opts.mode != ProbeMode::kTracepoint) {
+    r = TryAttach(opts, /*btf=*/true, on_event);
+    if (opts.mode == ProbeMode::kAuto && std::holds_alternative<std::string>(r)) {
+      spdlog::warn(
+          "tp_btf/inet_sock_set_state did not load ({}); using the sock/inet_sock_set_state "
+          "tracepoint instead (same metrics; socket cookies only where the kernel made one)",
+          std::get<std::string>(r));
+      r = TryAttach(opts, /*btf=*/false, on_event);
+    }
+  } else {
+    r = TryAttach(opts, /*btf=*/false, on_event);
+  }
+  auto* probes = std::get_if<std::unique_ptr<TcpProbes>>(&r);
+  if (probes == nullptr) return r;
+  TcpProbes& p = **probes;
+  p.features_ = features;
+  p.features_.tp_btf = p.mode_ == "tp_btf";
+  if (!opts.capture_payload) {
+    spdlog::info("payload capture off: TCP metrics only");
+    return r;
+  }
+  if (std::string err = p.AttachPayload(opts); !err.empty()) return err;
+  return r;
 }
 
 std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(const ProbeOptions& opts,
@@ -138,90 +203,180 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(const
   }
   spdlog::info("attached {} (ring buffer {} bytes, socket map {} entries)", prog_desc,
                opts.ringbuf_bytes, opts.max_sockets);
-  if (opts.capture_payload) {
-    if (std::string err = p->AttachPayload(opts); !err.empty()) return err;
-  } else {
-    spdlog::info("payload capture off: TCP metrics only");
-  }
   return p;
 }
 
-std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
-  data_skel_ = sockdata_bpf__open();
-  if (data_skel_ == nullptr) {
-    return std::string("cannot open BPF object sockdata.bpf.o: ") + std::strerror(errno);
-  }
-  data_skel_->rodata->prefix_len = opts.prefix_len;
-  data_skel_->rodata->self_tgid = static_cast<uint32_t>(getpid());
-  data_skel_->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
+namespace {
+
+// The read/write-family syscalls whose exit the one exit program follows
+// (their entry programs attach by section name).
+constexpr const char* kSyscallExits[] = {
+    "sys_exit_read",    "sys_exit_write",    "sys_exit_readv",
+    "sys_exit_writev",  "sys_exit_recvfrom", "sys_exit_sendto",
+    "sys_exit_recvmsg", "sys_exit_sendmsg",  "sys_exit_sendfile64",
+};
+
+// Opens, sizes and loads one build of the socket data programs; every
+// build's skeleton has the same members, so one template serves them all.
+template <typename Skel>
+struct SkelFns {
+  Skel* (*open)();
+  int (*load)(Skel*);
+  int (*attach)(Skel*);
+  void (*destroy)(Skel*);
+};
+
+template <typename Skel>
+std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_bpf* tcp,
+                              TcpProbes::PayloadObject* out) {
+  Skel* s = fns.open();
+  if (s == nullptr) return std::string("cannot open the BPF object: ") + std::strerror(errno);
+  auto fail = [&](std::string msg) {
+    fns.destroy(s);
+    return msg;
+  };
+  s->rodata->prefix_len = opts.prefix_len;
+  s->rodata->self_tgid = static_cast<uint32_t>(getpid());
+  s->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
   uint64_t per_check = uint64_t(std::max(libbpf_num_possible_cpus(), 1)) * PODTAP_PAYLOAD_MAX;
-  data_skel_->rodata->backlog_check_every = static_cast<uint32_t>(
+  s->rodata->backlog_check_every = static_cast<uint32_t>(
       std::clamp<uint64_t>(opts.payload_ringbuf_bytes / 4 / per_check, 1, 64));
   // One socket map and one set of drop counters for both objects.
-  if (bpf_map__reuse_fd(data_skel_->maps.socks, bpf_map__fd(skel_->maps.socks)) != 0 ||
-      bpf_map__reuse_fd(data_skel_->maps.drops, bpf_map__fd(skel_->maps.drops)) != 0 ||
-      bpf_map__reuse_fd(data_skel_->maps.closed_socks, bpf_map__fd(skel_->maps.closed_socks)) !=
-          0) {
-    return std::string("cannot share maps with the socket data programs: ") + std::strerror(errno);
+  if (bpf_map__reuse_fd(s->maps.socks, bpf_map__fd(tcp->maps.socks)) != 0 ||
+      bpf_map__reuse_fd(s->maps.drops, bpf_map__fd(tcp->maps.drops)) != 0 ||
+      bpf_map__reuse_fd(s->maps.closed_socks, bpf_map__fd(tcp->maps.closed_socks)) != 0) {
+    return fail(std::string("cannot share maps with the lifecycle programs: ") +
+                std::strerror(errno));
   }
-  bpf_map__set_max_entries(data_skel_->maps.payload_events, opts.payload_ringbuf_bytes);
-  bpf_map__set_max_entries(data_skel_->maps.verdicts, opts.max_sockets);
-  if (int err = sockdata_bpf__load(data_skel_); err != 0) {
-    return std::string("cannot load the socket data programs (syscalls/sys_exit_*): ") +
-           std::strerror(-err) + " — " + LastLibbpfWarning();
+  bpf_map__set_max_entries(s->maps.payload_events, opts.payload_ringbuf_bytes);
+  bpf_map__set_max_entries(s->maps.verdicts, opts.max_sockets);
+  if (int err = fns.load(s); err != 0) {
+    return fail(std::string("load: ") + std::strerror(-err) + " — " + LastLibbpfWarning());
   }
-  if (int err = sockdata_bpf__attach(data_skel_); err != 0) {
-    return std::string("cannot attach the socket data programs (syscalls/sys_*_read ...): ") +
-           std::strerror(-err) + " — " + LastLibbpfWarning();
+  // The sys_enter_* programs attach by their section names; the exit and
+  // uprobe programs have none and are attached by the caller.
+  if (int err = fns.attach(s); err != 0) {
+    return fail(std::string("attach: ") + std::strerror(-err) + " — " + LastLibbpfWarning());
   }
-  if (ring_buffer__add(rb_, bpf_map__fd(data_skel_->maps.payload_events), &TcpProbes::OnSample,
-                       this) != 0) {
-    return std::string("cannot open the payload ring buffer: ") + std::strerror(errno);
+  out->skeleton = s->skeleton;
+  out->destroy = [s, destroy = fns.destroy] { destroy(s); };
+  out->payload_events = s->maps.payload_events;
+  out->verdicts = s->maps.verdicts;
+  out->sys_exit = s->progs.podtap_sys_exit;
+  out->ssl_exit = s->progs.podtap_ssl_exit;
+  out->ssl_enter = {s->progs.podtap_ssl_enter_read, s->progs.podtap_ssl_enter_write,
+                    s->progs.podtap_ssl_enter_read_ex, s->progs.podtap_ssl_enter_write_ex,
+                    s->progs.podtap_ssl_enter_do_handshake};
+  return "";
+}
+
+}  // namespace
+
+std::string TcpProbes::AttachPayloadVariant(PayloadVariant v, const ProbeOptions& opts) {
+  std::string err;
+  PayloadObject obj;
+  switch (v) {
+    case PayloadVariant::kBtfCast:
+      err = LoadPayloadObject<sockdata_bpf>(
+          {sockdata_bpf__open, sockdata_bpf__load, sockdata_bpf__attach, sockdata_bpf__destroy},
+          opts, skel_, &obj);
+      break;
+    case PayloadVariant::kProbeRead:
+      err = LoadPayloadObject<sockdata_probe_read_bpf>(
+          {sockdata_probe_read_bpf__open, sockdata_probe_read_bpf__load,
+           sockdata_probe_read_bpf__attach, sockdata_probe_read_bpf__destroy},
+          opts, skel_, &obj);
+      break;
+    case PayloadVariant::kCompat:
+    case PayloadVariant::kAuto:
+      err = LoadPayloadObject<sockdata_compat_bpf>(
+          {sockdata_compat_bpf__open, sockdata_compat_bpf__load, sockdata_compat_bpf__attach,
+           sockdata_compat_bpf__destroy},
+          opts, skel_, &obj);
+      break;
   }
-  spdlog::info(
-      "attached socket data probes on read, write, readv, writev, recvfrom, sendto, "
-      "recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes)",
-      opts.prefix_len, opts.payload_ringbuf_bytes);
+  if (!err.empty()) return err;
+  payload_ = std::move(obj);
+  for (const char* tp : kSyscallExits) {
+    bpf_link* link = bpf_program__attach_tracepoint(payload_.sys_exit, "syscalls", tp);
+    if (link == nullptr) {
+      err = std::string("attach syscalls/") + tp + ": " + std::strerror(errno);
+      break;
+    }
+    exit_links_.push_back(link);
+  }
+  if (err.empty() && ring_buffer__add(rb_, bpf_map__fd(payload_.payload_events),
+                                      &TcpProbes::OnSample, this) != 0) {
+    err = std::string("cannot open the payload ring buffer: ") + std::strerror(errno);
+  }
+  if (!err.empty()) {
+    for (bpf_link* link : exit_links_) bpf_link__destroy(link);
+    exit_links_.clear();
+    payload_.destroy();
+    payload_ = PayloadObject();
+  }
+  return err;
+}
+
+std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
+  std::vector<PayloadVariant> candidates = opts.payload_variant == PayloadVariant::kAuto
+                                               ? PayloadCandidates(features_)
+                                               : std::vector{opts.payload_variant};
+  std::string last;
+  for (PayloadVariant v : candidates) {
+    auto started = std::chrono::steady_clock::now();
+    std::string err = AttachPayloadVariant(v, opts);
+    if (err.empty()) {
+      payload_variant_ = PayloadVariantName(v);
+      spdlog::info(
+          "attached socket data probes, {} build, on read, write, readv, writev, recvfrom, "
+          "sendto, recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes; loaded in "
+          "{} ms)",
+          payload_variant_, opts.prefix_len, opts.payload_ringbuf_bytes,
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                started)
+              .count());
+      return "";
+    }
+    last = std::string(PayloadVariantName(v)) + " build: " + err;
+    if (opts.payload_variant != PayloadVariant::kAuto) {
+      return "cannot load the socket data programs (" + last + ")";
+    }
+    spdlog::warn("socket data programs, {}; trying the next build", last);
+  }
+  spdlog::warn(
+      "HTTP metrics off: no build of the socket data programs loads on this kernel (last: {}); "
+      "TCP metrics stay exact",
+      last);
   return "";
 }
 
 void TcpProbes::StopCapture(uint64_t conn_id) {
-  if (data_skel_ == nullptr) return;
+  if (payload_.verdicts == nullptr) return;
   podtap_verdict value{};
   value.verdict = PODTAP_VERDICT_STOP;
-  bpf_map__update_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), &value, sizeof(value),
+  bpf_map__update_elem(payload_.verdicts, &conn_id, sizeof(conn_id), &value, sizeof(value),
                        BPF_ANY);
 }
 
 void TcpProbes::ClearVerdict(uint64_t conn_id) {
-  if (data_skel_ == nullptr) return;
-  bpf_map__delete_elem(data_skel_->maps.verdicts, &conn_id, sizeof(conn_id), 0);
+  if (payload_.verdicts == nullptr) return;
+  bpf_map__delete_elem(payload_.verdicts, &conn_id, sizeof(conn_id), 0);
 }
 
 std::string TcpProbes::AttachTls(const std::string& path) {
-  if (data_skel_ == nullptr) return "payload capture is off";
-  struct Probe {
-    const char* func;
-    bpf_program* enter;
-    bpf_program* exit;
-  };
-  auto& p = data_skel_->progs;
-  const Probe probes[] = {
-      {"SSL_read", p.podtap_ssl_enter_read, p.podtap_ssl_exit_read},
-      {"SSL_write", p.podtap_ssl_enter_write, p.podtap_ssl_exit_write},
-      {"SSL_read_ex", p.podtap_ssl_enter_read_ex, p.podtap_ssl_exit_read_ex},
-      {"SSL_write_ex", p.podtap_ssl_enter_write_ex, p.podtap_ssl_exit_write_ex},
-      {"SSL_do_handshake", p.podtap_ssl_enter_do_handshake, p.podtap_ssl_exit_do_handshake},
-  };
+  if (payload_.skeleton == nullptr) return "payload capture is off";
+  static constexpr const char* kFuncs[] = {"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex",
+                                           "SSL_do_handshake"};
   std::vector<bpf_link*> links;
-  for (const Probe& probe : probes) {
+  for (size_t i = 0; i < std::size(kFuncs); i++) {
     for (bool ret : {false, true}) {
-      LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .func_name = probe.func);
-      bpf_link* l =
-          bpf_program__attach_uprobe_opts(ret ? probe.exit : probe.enter, -1, path.c_str(), 0, &o);
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .func_name = kFuncs[i]);
+      bpf_link* l = bpf_program__attach_uprobe_opts(ret ? payload_.ssl_exit : payload_.ssl_enter[i],
+                                                    -1, path.c_str(), 0, &o);
       if (l == nullptr) {
         std::string err = path + ": cannot attach " + (ret ? "uretprobe" : "uprobe") + " on " +
-                          probe.func + ": " + std::strerror(errno) + " — " + LastLibbpfWarning();
+                          kFuncs[i] + ": " + std::strerror(errno) + " — " + LastLibbpfWarning();
         for (bpf_link* done : links) bpf_link__destroy(done);
         return err;
       }
@@ -264,11 +419,11 @@ void DetachAll(std::initializer_list<bpf_object_skeleton*> skeletons,
 }  // namespace
 
 TcpProbes::~TcpProbes() {
-  DetachAll({skel_ != nullptr ? skel_->skeleton : nullptr,
-             data_skel_ != nullptr ? data_skel_->skeleton : nullptr},
-            &tls_links_);
+  std::vector<bpf_link*> links = std::move(tls_links_);
+  links.insert(links.end(), exit_links_.begin(), exit_links_.end());
+  DetachAll({skel_ != nullptr ? skel_->skeleton : nullptr, payload_.skeleton}, &links);
   if (rb_ != nullptr) ring_buffer__free(rb_);
-  if (data_skel_ != nullptr) sockdata_bpf__destroy(data_skel_);
+  if (payload_.destroy) payload_.destroy();
   if (skel_ != nullptr) tcp_bpf__destroy(skel_);
 }
 

@@ -12,13 +12,37 @@
 #include <vector>
 
 struct tcp_bpf;
-struct sockdata_bpf;
 struct ring_buffer;
 struct bpf_link;
+struct bpf_map;
+struct bpf_program;
+struct bpf_object_skeleton;
 
 namespace podtap {
 
 enum class ProbeMode { kAuto, kTpBtf, kTracepoint };
+
+// Builds of the socket data programs (bpf/compat.h), best first. kAuto
+// takes the best one the kernel's features allow, falling back to the next
+// when it does not load, and to TCP metrics only when none does.
+enum class PayloadVariant { kAuto, kBtfCast, kProbeRead, kCompat };
+
+// "btf_cast", "probe_read", "compat" (or "auto").
+const char* PayloadVariantName(PayloadVariant v);
+
+// What the running kernel offers the programs, probed before loading.
+struct KernelFeatures {
+  bool ringbuf = false;       // BPF ring buffer (5.8): required
+  bool task_storage = false;  // task local storage + bpf_get_current_task_btf in tracepoints
+  bool bpf_loop = false;      // bpf_loop helper (5.17)
+  bool rdonly_cast = false;   // bpf_rdonly_cast kfunc in the kernel's BTF (6.2)
+  // Set once the lifecycle program attached: tp_btf/inet_sock_set_state loaded.
+  bool tp_btf = false;
+};
+KernelFeatures ProbeKernelFeatures();
+
+// The variants the features allow, best first.
+std::vector<PayloadVariant> PayloadCandidates(const KernelFeatures& f);
 
 struct ProbeOptions {
   ProbeMode mode = ProbeMode::kAuto;
@@ -28,6 +52,7 @@ struct ProbeOptions {
   bool capture_payload = true;
   uint32_t prefix_len = 256;  // bytes captured per syscall, at most PODTAP_PAYLOAD_MAX
   uint32_t payload_ringbuf_bytes = 8u << 20;
+  PayloadVariant payload_variant = PayloadVariant::kAuto;
 };
 
 // Checks that must pass before loading: root, kernel BTF, tracefs and bpffs
@@ -83,11 +108,31 @@ class TcpProbes {
 
   // "tp_btf" or "tracepoint": which program is attached.
   const std::string& mode() const { return mode_; }
+  // The socket data build attached ("btf_cast", "probe_read", "compat"), or
+  // "off" (payload capture off, or no build loads on this kernel).
+  const std::string& payload_variant() const { return payload_variant_; }
+  bool payload_attached() const { return payload_.skeleton != nullptr; }
+  const KernelFeatures& features() const { return features_; }
+
+  // The socket data object that loaded, whichever build.
+  struct PayloadObject {
+    bpf_object_skeleton* skeleton = nullptr;
+    std::function<void()> destroy;
+    bpf_map* payload_events = nullptr;
+    bpf_map* verdicts = nullptr;
+    bpf_program* sys_exit = nullptr;
+    bpf_program* ssl_exit = nullptr;
+    // SSL_read, SSL_write, SSL_read_ex, SSL_write_ex, SSL_do_handshake.
+    std::array<bpf_program*, 5> ssl_enter{};
+  };
 
  private:
   TcpProbes() = default;
   static std::variant<std::unique_ptr<TcpProbes>, std::string> TryAttach(const ProbeOptions& opts,
                                                                          bool btf, EventFn fn);
+  // Loads and attaches one build; an error says why it did not.
+  std::string AttachPayloadVariant(PayloadVariant v, const ProbeOptions& opts);
+  // The best build that loads; an error only when an explicitly chosen one fails.
   std::string AttachPayload(const ProbeOptions& opts);
   static int OnSample(void* ctx, void* data, size_t size);
   // Takes every event out of the pending closes map; the count or a negative errno.
@@ -96,11 +141,15 @@ class TcpProbes {
   uint64_t SumDrop(uint32_t reason) const;
 
   tcp_bpf* skel_ = nullptr;
-  sockdata_bpf* data_skel_ = nullptr;
+  PayloadObject payload_;
   ring_buffer* rb_ = nullptr;
+  // The exit program's link on each sys_exit_* tracepoint, and the TLS uprobes.
+  std::vector<bpf_link*> exit_links_;
   std::vector<bpf_link*> tls_links_;
   EventFn on_event_;
   std::string mode_;
+  std::string payload_variant_ = "off";
+  KernelFeatures features_;
   Recovered recovered_;
   uint64_t full_at_drain_ = 0;  // the ring-full count at the last drain
   std::chrono::steady_clock::time_point next_drain_{};

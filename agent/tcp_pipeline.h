@@ -29,6 +29,10 @@ class TcpPipeline {
   TcpPipeline(Aggregator* agg, size_t max_connections, std::set<std::string> allowed_pod_labels,
               bool capture_payload);
 
+  // Payload capture turned out unavailable (no socket data build loads):
+  // count opens at once, as with capture off.
+  void DisableCapture() { capture_payload_ = false; }
+
   void SetPods(const PodList& pods);
   void SetRoutes(RouteTable routes) { routes_ = std::move(routes); }
   // Also feeds the query service (endpoints, exchanges, bytes); null: off.

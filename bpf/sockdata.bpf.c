@@ -7,6 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "compat.h"
 #include "podtap.h"
 #include "shared_maps.h"
 
@@ -81,17 +82,10 @@ struct io_args {
 	__u8 pad[6];
 };
 
-/* Task local storage, not a hash by thread id: the exit program of every
- * read/write-family syscall on the node looks here, and a task's storage is a
- * pointer away, where a hash costs a lookup, and an update and a delete per
- * traced syscall. conn_id 0 means no syscall on a tracked socket is in
- * progress. */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct io_args);
-} inflight SEC(".maps");
+/* By thread (compat.h): the exit program of every read/write-family syscall
+ * on the node looks here. conn_id 0 means no syscall on a tracked socket is
+ * in progress. */
+PER_THREAD_MAP(inflight, struct io_args);
 
 /* An SSL_read/SSL_write (or _ex, or SSL_do_handshake) in progress, by
  * thread: the plaintext buffer, and the connection once a syscall on a
@@ -106,12 +100,7 @@ struct ssl_call {
 	__u8 pad[6];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct ssl_call);
-} ssl_calls SEC(".maps");
+PER_THREAD_MAP(ssl_calls, struct ssl_call);
 
 /* The connection of an SSL object, learned from the syscalls made inside
  * its calls: OpenSSL may answer an SSL_read from bytes it already holds,
@@ -129,46 +118,22 @@ struct {
 	__type(value, __u64);
 } ssl_conns SEC(".maps");
 
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
-
-/* The struct sock behind a file descriptor of the current task, or NULL. A
- * file that is not a socket fails the back-pointer check, and a socket that
- * is not tracked is not a key of `socks`, so both cost one lookup. The walk
- * uses the kernel's types directly (loads the verifier guards, not a helper
- * call per pointer): only the fd array slot needs a probe read. */
-static __always_inline struct sock *sock_of_fd(struct task_struct *task, __s32 fd)
-{
-	struct fdtable *fdt = task->files->fdt;
-	struct socket *sock;
-	struct file *file;
-	void *slot;
-
-	if ((unsigned int)fd >= fdt->max_fds)
-		return NULL;
-	if (bpf_probe_read_kernel(&slot, sizeof(slot), &fdt->fd[fd]) || !slot)
-		return NULL;
-	file = bpf_rdonly_cast(slot, bpf_core_type_id_kernel(struct file));
-	sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
-	if (!sock || sock->file != slot)
-		return NULL;
-	return sock->sk;
-}
-
 /* Entry does the socket lookup, so that the common case, a read or write on
  * something that is not a tracked TCP socket, costs no map update at all. */
 static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct podtap_sock_info *info;
 	__u64 key, conn_id, *closed;
 	struct ssl_call *call;
 	struct io_args *a;
 	struct sock *sk;
+	__u32 tgid;
 	__u16 family;
 
-	if (task->tgid == self_tgid || fd < 0)
+	tgid = current_tgid();
+	if (tgid == self_tgid || fd < 0)
 		return 0;
-	sk = sock_of_fd(task, fd);
+	sk = sock_of_fd(fd);
 	if (!sk)
 		return 0;
 	key = (__u64)sk;
@@ -179,18 +144,19 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		/* Closed while tracked, and still this very socket? (An
 		 * unconnected UDP socket is in TCP_CLOSE too: the protocol
 		 * check spares it the lookup.) */
-		family = sk->__sk_common.skc_family;
-		if (sk->__sk_common.skc_state != TCP_CLOSE ||
-		    (family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP)
+		family = SK_FIELD(sk, __sk_common.skc_family);
+		if (SK_FIELD(sk, __sk_common.skc_state) != TCP_CLOSE ||
+		    (family != AF_INET && family != AF_INET6) ||
+		    SK_FIELD(sk, sk_protocol) != IPPROTO_TCP)
 			return 0;
 		closed = bpf_map_lookup_elem(&closed_socks, &key);
-		if (!closed || *closed != (__u64)sk->__sk_common.skc_cookie.counter)
+		if (!closed || *closed != (__u64)SK_FIELD(sk, __sk_common.skc_cookie.counter))
 			return 0;
 		conn_id = *closed;
 	}
-	call = bpf_task_storage_get(&ssl_calls, task, 0, 0);
+	call = THREAD_STATE(ssl_calls, struct ssl_call, false);
 	if (call && call->active) {
-		struct ssl_key k = {.ssl = call->ssl, .tgid = task->tgid};
+		struct ssl_key k = {.ssl = call->ssl, .tgid = tgid};
 
 		call->conn_id = conn_id;
 		bpf_map_update_elem(&ssl_conns, &k, &conn_id, BPF_ANY);
@@ -199,7 +165,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		if (call->dir)
 			return 0;
 	}
-	a = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	a = THREAD_STATE(inflight, struct io_args, true);
 	if (!a) {
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
 		return 0;
@@ -212,62 +178,83 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	return 0;
 }
 
+/* Copying a user iovec array into a record, one iovec a step. */
+struct iov_copy {
+	__u8 *dst;
+	const struct iovec *uiov;
+	__u64 iovcnt;
+	__u64 want;
+	__u64 off; /* bytes copied so far */
+};
+
+static long copy_iovec_step(__u32 i, void *ctx)
+{
+	struct iov_copy *c = ctx;
+	__u64 off = c->off, n;
+	struct iovec iov;
+
+	if (i >= c->iovcnt || off >= c->want)
+		return 1;
+	if (bpf_probe_read_user(&iov, sizeof(iov), &c->uiov[i]))
+		return 1;
+	n = iov.iov_len;
+	if (n > c->want - off)
+		n = c->want - off;
+	/* off < want <= MAX and n <= MAX: the masks state that for the
+	 * verifier, which cannot follow the comparisons above. */
+	barrier_var(off);
+	off &= PODTAP_PAYLOAD_MAX - 1;
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (n && bpf_probe_read_user(c->dst + off, n, iov.iov_base))
+		return 1;
+	c->off = off + n;
+	return 0;
+}
+
 /* Copies up to `want` bytes from a user iovec array into dst; returns how
  * many. Bytes of an iovec that cannot be read end the copy. */
 static __always_inline __u64 copy_iovecs(__u8 *dst, const struct iovec *uiov, __u64 iovcnt,
 					 __u64 want)
 {
-	struct iovec iov;
-	__u64 off = 0, n;
+	struct iov_copy c = {.dst = dst, .uiov = uiov, .iovcnt = iovcnt, .want = want};
 
-	for (int i = 0; i < MAX_IOVECS; i++) {
-		if (i >= iovcnt || off >= want)
-			break;
-		if (bpf_probe_read_user(&iov, sizeof(iov), &uiov[i]))
-			break;
-		n = iov.iov_len;
-		if (n > want - off)
-			n = want - off;
-		/* off < want <= MAX and n <= MAX: the masks state that for the
-		 * verifier, which cannot follow the comparisons above. */
-		barrier_var(off);
-		off &= PODTAP_PAYLOAD_MAX - 1;
-		barrier_var(n);
-		n &= PODTAP_PAYLOAD_MAX * 2 - 1;
-		if (n && bpf_probe_read_user(dst + off, n, iov.iov_base))
-			break;
-		off += n;
-	}
-	return off;
+	LOOP(MAX_IOVECS, copy_iovec_step, &c);
+	return c.off;
 }
 
 /* Copies the first `want` bytes the syscall moved into dst; returns how many. */
 static __always_inline __u64 copy_prefix(__u8 *dst, struct io_args *a, __u64 want)
 {
+	const struct iovec *uiov = (const struct iovec *)a->buf;
 	struct user_msghdr msg = {};
+	__u64 iovcnt = a->iovcnt;
 
-	switch (a->kind) {
-	case BUF_PLAIN:
+	if (a->kind == BUF_PLAIN) {
 		barrier_var(want);
 		want &= PODTAP_PAYLOAD_MAX * 2 - 1;
 		if (want && bpf_probe_read_user(dst, want, (void *)a->buf))
 			return 0; /* paged-out buffer: bytes counted, prefix lost */
 		return want;
-	case BUF_IOVEC:
-		return copy_iovecs(dst, (const struct iovec *)a->buf, a->iovcnt, want);
-	case BUF_MSGHDR:
+	}
+	if (a->kind == BUF_NONE)
+		return 0;
+	if (a->kind == BUF_MSGHDR) {
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
 			return 0;
-		return copy_iovecs(dst, msg.msg_iov, msg.msg_iovlen, want);
+		uiov = msg.msg_iov;
+		iovcnt = msg.msg_iovlen;
 	}
-	return 0;
+	/* One copy for readv/writev and recvmsg/sendmsg: its unrolled loop is
+	 * much of what the verifier follows in the exit program. */
+	return copy_iovecs(dst, uiov, iovcnt, want);
 }
 
 #define H2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
 #define H2_FRAME_HEADER 9
-/* Steps of one syscall's frame walk (a step: a frame header, a frame's
- * bytes within one iovec, or moving to the next iovec). */
-#define H2_WALK_STEPS 4096
+/* One syscall's frame walk takes at most WALK_STEPS steps (compat.h; a
+ * step: a frame header, a frame's bytes within one iovec, or moving to the
+ * next iovec). */
 
 /* One syscall's HTTP/2 frame walk: where it is in the syscall's bytes and
  * in its buffers, and the segments written to the record so far. */
@@ -418,8 +405,6 @@ static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podt
 {
 	struct h2_walk_ctx w = {};
 	struct user_msghdr msg = {};
-	long steps;
-
 	if (st->lost)
 		return 0;
 	w.e = e;
@@ -449,8 +434,11 @@ static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podt
 		break;
 	}
 	if (!st->lost) {
-		steps = bpf_loop(H2_WALK_STEPS, h2_walk_step, &w, 0);
-		if (steps >= H2_WALK_STEPS && w.off < w.total)
+		long steps = WALK(h2_walk_step, &w);
+
+		/* Out of steps before the end of the syscall's bytes (every
+		 * other early stop sets `lost` itself). */
+		if (steps >= WALK_STEPS && w.off < w.total)
 			st->lost = 1;
 	}
 	h2_close_segment(&w);
@@ -533,7 +521,7 @@ static __always_inline int on_exit(long ret)
 {
 	struct io_args *a;
 
-	a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	a = THREAD_STATE(inflight, struct io_args, false);
 	if (!a || !a->conn_id)
 		return 0;
 	if (ret > 0)
@@ -556,12 +544,16 @@ static __always_inline int on_exit(long ret)
 			return 0;                                               \
 		return on_enter((__s32)ctx->args[0], ctx->args[1], ctx->args[2], \
 				kind, dir);                                     \
-	}                                                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                              \
-	int podtap_exit_##name(struct trace_event_raw_sys_exit *ctx)            \
-	{                                                                       \
-		return on_exit(ctx->ret);                                       \
 	}
+
+/* One exit program for every syscall above: the loader attaches it to each
+ * sys_exit_* tracepoint (their records have one layout), so the verifier
+ * checks the payload path once instead of once per syscall. */
+SEC("tracepoint")
+int podtap_sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
 
 ENTER(read, BUF_PLAIN, PODTAP_DATA_RECV, -1)
 ENTER(write, BUF_PLAIN, PODTAP_DATA_SEND, -1)
@@ -582,14 +574,13 @@ ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
  * syscall inside this call or an earlier one of the same SSL object. */
 static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct ssl_key k = {.tgid = task->tgid};
+	struct ssl_key k = {.tgid = current_tgid()};
 	struct ssl_call *c;
 	__u64 *conn;
 
-	if (task->tgid == self_tgid)
+	if (k.tgid == self_tgid)
 		return 0;
-	c = bpf_task_storage_get(&ssl_calls, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	c = THREAD_STATE(ssl_calls, struct ssl_call, true);
 	if (!c) {
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
 		return 0;
@@ -611,7 +602,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 	struct ssl_call *c;
 	long ret;
 
-	c = bpf_task_storage_get(&ssl_calls, bpf_get_current_task_btf(), 0, 0);
+	c = THREAD_STATE(ssl_calls, struct ssl_call, false);
 	if (!c || !c->active)
 		return 0;
 	c->active = 0;
@@ -640,11 +631,6 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 	int podtap_ssl_enter_##name(struct pt_regs *ctx)                        \
 	{                                                                       \
 		return ssl_enter(ctx, dir, ex);                                 \
-	}                                                                       \
-	SEC("uretprobe")                                                        \
-	int podtap_ssl_exit_##name(struct pt_regs *ctx)                         \
-	{                                                                       \
-		return ssl_exit(ctx);                                           \
 	}
 
 SSL_PROBES(read, PODTAP_DATA_RECV, false)
@@ -652,5 +638,12 @@ SSL_PROBES(write, PODTAP_DATA_SEND, false)
 SSL_PROBES(read_ex, PODTAP_DATA_RECV, true)
 SSL_PROBES(write_ex, PODTAP_DATA_SEND, true)
 SSL_PROBES(do_handshake, 0, false)
+
+/* The return of every function above (one program, verified once). */
+SEC("uretprobe")
+int podtap_ssl_exit(struct pt_regs *ctx)
+{
+	return ssl_exit(ctx);
+}
 
 char LICENSE[] SEC("license") = "GPL";

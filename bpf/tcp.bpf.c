@@ -46,12 +46,37 @@ static __always_inline void fill_addresses(struct podtap_tcp_event *e, struct so
 	}
 }
 
+/* Before Linux 5.15, sock_cgroup_data was a union whose `val` holds the
+ * cgroup pointer while its lowest bit (is_data) is clear. */
+struct sock_cgroup_data___pre_5_15 {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+struct sock___pre_5_15 {
+	struct sock_cgroup_data___pre_5_15 sk_cgrp_data;
+} __attribute__((preserve_access_index));
+
+/* The cgroup v2 id of the socket's cgroup, whichever layout the kernel has. */
+static __always_inline __u64 sock_cgroup_id(struct sock *sk)
+{
+	struct cgroup *cg;
+	__u64 val;
+
+	if (bpf_core_field_exists(sk->sk_cgrp_data.cgroup)) {
+		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	} else {
+		val = BPF_CORE_READ((struct sock___pre_5_15 *)sk, sk_cgrp_data.val);
+		cg = val & 1 ? NULL : (struct cgroup *)val;
+	}
+	return cg ? BPF_CORE_READ(cg, kn, id) : 0;
+}
+
 static __always_inline void fill_owner(struct podtap_tcp_event *e, struct sock *sk)
 {
 	/* Both keys are read from the socket, not from the current task: passive
 	 * opens complete in softirq, where "current" is whoever was interrupted. */
 	e->netns_ino = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	e->cgroup_id = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	e->cgroup_id = sock_cgroup_id(sk);
 }
 
 static __always_inline void fill_counters(struct podtap_tcp_event *e, struct sock *sk)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -596,6 +597,9 @@ class Agent:
         if probe_mode is not None:
             self.args += ["--probe-mode", probe_mode]
         self.args += list(extra_args)
+        # Every suite again with other agent flags, e.g. another build of
+        # the kernel programs: PODTAP_AGENT_ARGS="--payload-probes compat".
+        self.args += shlex.split(os.environ.get("PODTAP_AGENT_ARGS", ""))
         self.popen = None
         self.exit_code = None
 

@@ -7,6 +7,7 @@
 #   tests/e2e/run.sh test_http_exact       one suite (module; any tests/e2e/test_*.py)
 #   tests/e2e/run.sh test_e_long_lived     one TCP case (or a full unittest name)
 #   PODTAP_AGENT=/path/to/podtap-agent     another agent binary
+#   PODTAP_AGENT_ARGS="--payload-probes probe_read"   flags added to every agent
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [ "$(id -u)" -ne 0 ]; then

@@ -84,6 +84,19 @@ TEST(PodLabels, OwnersAndAllowedLabels) {
   EXPECT_EQ(l, want);
 }
 
+TEST(PodLabels, AllowedLabelsNeverShadowRouteOrOverflowLabels) {
+  // A pod label named like one podtap sets on some family would give that
+  // family's series the label twice, and Prometheus refuses the whole scrape.
+  PodMeta p;
+  p.ns = "ns";
+  p.name = "web-1";
+  p.labels = {{"dst", "a"}, {"rt_route", "b"}, {"podtap_overflow", "c"}, {"errno", "d"},
+              {"dst_pod", "e"}, {"team", "f"}};
+  Labels l = PodLabels(&p, {"dst", "rt_route", "podtap_overflow", "errno", "dst_pod", "team"});
+  Labels want = {{"namespace", "ns"}, {"pod", "web-1"}, {"team", "f"}};
+  EXPECT_EQ(l, want);
+}
+
 TEST(PodLabels, ReplicaSetWithoutMatchingHashHasNoDeployment) {
   PodMeta p;
   p.name = "x";

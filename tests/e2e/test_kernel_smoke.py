@@ -19,9 +19,9 @@ it ends, so the shared agent's numbers belong to one case at a time.
 Run as root: /usr/bin/python3 -B tests/e2e/test_kernel_smoke.py. Environment:
   PODTAP_AGENT             the agent binary
   PODTAP_E2E_SLOWDOWN      factor on every bound on a wait (a guest: 20)
-  PODTAP_SMOKE_AGENT_ARGS  extra agent flags (split on spaces); with
-                           `--capture-payload false` the HTTP cases are
-                           skipped (the agent then only sees TCP)
+  PODTAP_AGENT_ARGS        extra agent flags (harness.py adds them to every
+                           agent); with `--capture-payload false` the HTTP
+                           cases are skipped (the agent then only sees TCP)
   PODTAP_MATRIX_RESULT     where to write the JSON result: per case
                            pass/fail/error/skip, each agent start's time to
                            /readyz 200, podtap_build_info's labels, the
@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -61,7 +62,7 @@ SETTLE = 2.0  # seconds the values must stay equal once reached
 CLIENT_TIMEOUT = scaled(60)
 READY_TIMEOUT = scaled(180)  # the agent verifies its programs before /readyz says 200
 HOLD_TIMEOUT = READY_TIMEOUT + 2 * CLIENT_TIMEOUT  # peer.py's --io-timeout around a restart
-AGENT_ARGS = os.environ.get("PODTAP_SMOKE_AGENT_ARGS", "").split()
+AGENT_ARGS = shlex.split(os.environ.get("PODTAP_AGENT_ARGS", ""))
 PAYLOAD = not re.search(r"--capture-payload[ =](false|0|off)\b", " ".join(AGENT_ARGS))
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-smoke-artifacts-"))
@@ -133,9 +134,8 @@ class KernelSmokeTest(harness.PodPairTest):
             kernel_features=[{"feature": s.labels.get("feature", ""),
                               "state": s.labels.get("state", ""), "value": s.value}
                              for s in ex.select("podtap_kernel_feature")] or "unknown",
-            programs=dict(collections.Counter(
-                "%s %s" % (p["prog"], p["tp"] or p["link"])
-                for p in cls.agent.attached_programs())))
+            programs=dict(collections.Counter(p["prog"]
+                                              for p in cls.agent.attached_programs())))
 
     @classmethod
     def start_timed_agent(cls, name):
@@ -143,7 +143,7 @@ class KernelSmokeTest(harness.PodPairTest):
         time from process start to /readyz 200."""
         workdir = os.path.join(ARTIFACTS, name)
         os.makedirs(workdir, exist_ok=True)
-        agent = harness.Agent(workdir, [cls.client_pod, cls.server_pod], extra_args=AGENT_ARGS)
+        agent = harness.Agent(workdir, [cls.client_pod, cls.server_pod])
         cls.addClassCleanup(agent.stop)
         t0 = time.monotonic()
         agent.start()

@@ -71,7 +71,7 @@ def run_host(agent, agent_args, timeout, logdir):
     """The smoke suite on this machine's kernel."""
     result_path = os.path.join(logdir, "result.json")
     env = dict(os.environ, PODTAP_AGENT=agent, PODTAP_MATRIX_RESULT=result_path,
-               PODTAP_SMOKE_AGENT_ARGS=agent_args,
+               PODTAP_AGENT_ARGS=agent_args,
                PODTAP_E2E_ARTIFACTS=os.path.join(logdir, "artifacts"))
     with open(os.path.join(logdir, "suite.log"), "w") as out:
         rc, wall = run_bounded([sys.executable, "-B", SMOKE], timeout, out, env)
@@ -85,7 +85,7 @@ def run_guest(kernel, agent, agent_args, timeout, logdir):
     try:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "PODTAP_AGENT": agent, "PODTAP_E2E_SLOWDOWN": str(SLOWDOWN),
-               "PODTAP_SMOKE_AGENT_ARGS": agent_args,
+               "PODTAP_AGENT_ARGS": agent_args,
                "PODTAP_MATRIX_RESULT": "/run/podtap-matrix/result.json",
                "PODTAP_E2E_ARTIFACTS": "/run/podtap-matrix/artifacts"}
         with open(os.path.join(share, "start"), "w") as f:
@@ -154,8 +154,9 @@ def table(rows):
         res = r["result"] or {}
         details.append("- %s: kernel features: %s" % (r["kernel"], features(res)))
         if res.get("programs"):
-            details.append("  - programs attached (the agent's BPF links, kernel's view): %s"
-                           % ", ".join("%s x%d" % kv for kv in sorted(res["programs"].items())))
+            details.append("  - programs attached, by type (the agent's BPF links as the "
+                           "kernel lists them): %s"
+                           % ", ".join("%s %d" % kv for kv in sorted(res["programs"].items())))
         if res.get("agent_args"):
             details.append("  - agent flags: %s" % " ".join(res["agent_args"]))
         bad = sorted(k for k, v in res.get("cases", {}).items() if v not in ("pass", "skip"))
@@ -163,10 +164,10 @@ def table(rows):
             details.append("  - not passed: %s" % ", ".join(
                 "%s (%s)" % (k, res["cases"][k]) for k in bad))
         if res.get("agent_error"):
-            last = [l for l in res["agent_error"].splitlines()
-                    if "[podtap]" in l and ("warn" in l or "error" in l)]
-            details.append("  - the agent did not become ready: %s"
-                           % (last[-1] if last else res["agent_error"].splitlines()[-2]))
+            lines = [l for l in res["agent_error"].splitlines() if "[podtap]" in l]
+            worst = ([l for l in lines if "[critical]" in l or "[error]" in l]
+                     or [l for l in lines if "[warning]" in l] or lines or ["(no log)"])
+            details.append("  - the agent did not become ready: %s" % worst[-1])
     return "\n".join(lines) + "\n\n" + "\n".join(details) + "\n"
 
 

@@ -124,8 +124,8 @@ class KernelSmokeTest(harness.PodPairTest):
                                          ["server", "--addr", cls.topo.SERVER_IP4, "--port",
                                           TCP_PORT, "--io-timeout", HOLD_TIMEOUT],
                                          "server %s:%d" % (cls.topo.SERVER_IP4, TCP_PORT))
-        cls.server.wait_event("listening", timeout=CLIENT_TIMEOUT)
         cls.addClassCleanup(cls.server.stop)
+        cls.server.wait_event("listening", timeout=CLIENT_TIMEOUT)
         cls.agent = cls.start_timed_agent("first")
         ex = cls.agent.scrape()
         build = ex.select("podtap_build_info")

@@ -162,8 +162,16 @@ class KernelSmokeTest(harness.PodPairTest):
         self.baseline = self.agent.scrape()
 
     def require_payload(self):
+        """Skips the HTTP cases when the flags turned capture off; fails them
+        at once when the agent says no socket-data build loaded on this
+        kernel (no HTTP series can ever appear, so waiting for them would
+        only burn the guest's time)."""
         if not PAYLOAD:
             self.skipTest("the agent runs with --capture-payload false")
+        info = self.agent_facts.get("build_info")
+        if isinstance(info, dict) and info.get("payload_probes") == "off":
+            self.fail('HTTP metrics off on this kernel: podtap_build_info{payload_probes="off"} '
+                      "(no build of the socket data programs loaded; see the agent log)")
 
     # ---- clients and ground truth ---------------------------------------------
 
@@ -356,7 +364,10 @@ class KernelSmokeTest(harness.PodPairTest):
 
 
 class _Result(unittest.TextTestResult):
-    """TextTestResult that also keeps the cases that passed."""
+    """TextTestResult that also keeps the cases that passed, and rewrites
+    the JSON result after each case (a run cut short still leaves one)."""
+
+    cases = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -365,6 +376,11 @@ class _Result(unittest.TextTestResult):
     def addSuccess(self, test):
         super().addSuccess(test)
         self.passed.append(test)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        if os.environ.get("PODTAP_MATRIX_RESULT"):
+            write_result(os.environ["PODTAP_MATRIX_RESULT"], self, self.cases)
 
 
 def write_result(path, result, cases):
@@ -394,7 +410,7 @@ def write_result(path, result, cases):
 
 def main():
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(KernelSmokeTest)
-    cases = list(suite)
+    cases = _Result.cases = list(suite)
     result = unittest.TextTestRunner(verbosity=2, resultclass=_Result).run(suite)
     if os.environ.get("PODTAP_MATRIX_RESULT"):
         write_result(os.environ["PODTAP_MATRIX_RESULT"], result, cases)

@@ -135,6 +135,8 @@ def row(name, where, rc, wall, result):
         cases = "%d / %d" % (result["passed"], result["failed"])
         if result["skipped"]:
             cases += " (%d skipped)" % result["skipped"]
+        if rc is None:
+            cases += " (timed out)"
     else:
         cases = "no result (%s)" % ("timed out" if rc is None else "exit %s" % rc)
     return {"kernel": name, "where": where, "variant": variant(result),

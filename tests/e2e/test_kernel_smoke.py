@@ -122,10 +122,11 @@ class KernelSmokeTest(harness.PodPairTest):
         cls.addClassCleanup(cls.nginx.remove, ARTIFACTS)
         cls.nginx.start()
         # The held connection of case (f) waits out an agent restart: the
-        # server's I/O timeout must outlast it.
+        # server's I/O timeout must outlast it, and its life the suite's.
         cls.server = harness.PeerProcess(cls.topo.server_ns,
                                          ["server", "--addr", cls.topo.SERVER_IP4, "--port",
-                                          TCP_PORT, "--io-timeout", HOLD_TIMEOUT],
+                                          TCP_PORT, "--io-timeout", HOLD_TIMEOUT,
+                                          "--max-seconds", scaled(600)],
                                          "server %s:%d" % (cls.topo.SERVER_IP4, TCP_PORT))
         cls.addClassCleanup(cls.server.stop)
         cls.server.wait_event("listening", timeout=CLIENT_TIMEOUT)
@@ -340,7 +341,7 @@ class KernelSmokeTest(harness.PodPairTest):
         hold = harness.PeerProcess(self.topo.client_ns,
                                    ["hold", "--addr", self.topo.SERVER_IP4, "--port", TCP_PORT,
                                     "--rounds", "4000:6000", "--seed", 21,
-                                    "--io-timeout", HOLD_TIMEOUT],
+                                    "--io-timeout", HOLD_TIMEOUT, "--max-seconds", HOLD_TIMEOUT],
                                    "hold -> %s:%d" % (self.topo.SERVER_IP4, TCP_PORT))
         self.addCleanup(hold.stop)
         ev = hold.wait_event("exchanged", timeout=CLIENT_TIMEOUT)[0]

@@ -16,6 +16,7 @@ Root; stdlib only, for Debian's /usr/bin/python3.
 """
 
 import argparse
+import atexit
 import json
 import os
 import shlex
@@ -76,6 +77,23 @@ def run_host(agent, agent_args, timeout, logdir):
     with open(os.path.join(logdir, "suite.log"), "w") as out:
         rc, wall = run_bounded([sys.executable, "-B", SMOKE], timeout, out, env)
     return rc, wall, read_result(result_path)
+
+
+def guest_visible(agent):
+    """The agent binary at a path a guest sees: the guest has the host's root
+    but a /tmp and /run of its own, so an agent there is copied into the
+    kernel cache for the run (removed at exit)."""
+    real = os.path.realpath(agent)
+    if not real.startswith(("/tmp/", "/run/", "/var/run/")):
+        return real
+    folder = os.path.join(kernels.CACHE, "agent-%d" % os.getpid())
+    os.makedirs(folder, exist_ok=True)
+    atexit.register(shutil.rmtree, folder, True)
+    copy = os.path.join(folder, os.path.basename(real))
+    shutil.copy2(real, copy)
+    log("%s is not visible in a guest (its /tmp and /run are its own): using a copy, %s"
+        % (agent, copy))
+    return copy
 
 
 def run_guest(kernel, agent, agent_args, timeout, logdir):
@@ -202,13 +220,16 @@ def main():
         rc, wall, res = run_host(agent, extra.get("host", ""), args.host_timeout, logdir)
         rows.append(row(os.uname().release, "host", rc, wall, res))
         log("host: %s in %.0f s" % (rows[-1]["verdict"], wall))
-    for series in [s for s in args.kernels.split(",") if s]:
+    series_list = [s for s in args.kernels.split(",") if s]
+    guest_agent = guest_visible(agent) if series_list else agent
+    for series in series_list:
         k = kernels.prepare(series)
         logdir = os.path.join(logroot, k.version)
         os.makedirs(logdir)
         log("guest %s: smoke suite under QEMU (logs in %s, bound %.0f s)"
             % (k.version, logdir, args.guest_timeout))
-        rc, wall, res = run_guest(k, agent, extra.get(series, ""), args.guest_timeout, logdir)
+        rc, wall, res = run_guest(k, guest_agent, extra.get(series, ""), args.guest_timeout,
+                                  logdir)
         rows.append(row(k.version, "QEMU guest", rc, wall, res))
         log("guest %s: %s in %.0f s" % (k.version, rows[-1]["verdict"], wall))
     text = table(rows)

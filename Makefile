@@ -12,9 +12,10 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
 	nghttp2-client gnutls-bin libclang-rt-14-dev libcurl4-openssl-dev libyaml-cpp-dev \
-	nodejs kubectl python3-yaml libre2-dev
+	nodejs kubectl python3-yaml libre2-dev qemu-system-x86 zstd
 
-.PHONY: all deps build test unit e2e bench soak run demo fmt lint clean unit-asan fuzz-build fuzz-smoke fuzz
+.PHONY: all deps build test unit e2e kernel-matrix bench soak run demo fmt lint clean unit-asan \
+	fuzz-build fuzz-smoke fuzz
 
 all: build
 
@@ -45,6 +46,13 @@ unit: build
 
 e2e: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L e2e
+
+# The smoke suite on this machine's kernel, then in QEMU guests of Debian's
+# 6.1 and 6.12 kernels (downloaded once to /var/cache/podtap-kernels); the
+# table goes to build/kernel-matrix.md (docs/kernel-matrix.md). Root, ~25 min.
+kernel-matrix: build
+	flock /tmp/podtap-e2e.lock /usr/bin/python3 -B tests/kernel_matrix/run.py \
+	  --agent $(abspath $(BUILD_DIR))/podtap-agent --out $(abspath $(BUILD_DIR))/kernel-matrix.md
 
 # Benchmarks (not tests): figures for docs/benchmarks.md. Root, real kernel.
 bench: build

@@ -40,11 +40,21 @@ HEADER_LEN = 12  # peer.py's header, counted as payload by the kernel and by us
 # Linkerd's latency/duration bucket bounds, milliseconds (METRICS.md).
 LINKERD_BUCKETS = [1, 10, 50, 100, 200, 300, 400, 500, 1000, 5000, 10000, math.inf]
 
+# How much slower than this machine the tests run: a QEMU guest without KVM
+# (tests/kernel_matrix) sets PODTAP_E2E_SLOWDOWN=20; every bound scales with it.
+SLOWDOWN = float(os.environ.get("PODTAP_E2E_SLOWDOWN", "1"))
+
+
+def scaled(seconds):
+    """A bound on a wait, in seconds, for the machine the tests run on."""
+    return seconds * SLOWDOWN
+
+
 # Bounds on every wait in this file, seconds.
-CMD_TIMEOUT = 30
-READY_TIMEOUT = 60
-STOP_TIMEOUT = 10
-SCRAPE_TIMEOUT = 5
+CMD_TIMEOUT = scaled(30)
+READY_TIMEOUT = scaled(60)
+STOP_TIMEOUT = scaled(10)
+SCRAPE_TIMEOUT = scaled(5)
 
 
 def log(msg):
@@ -197,14 +207,14 @@ class Topology:
         return self
 
     def _wait_link_up(self, timeout=10):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline:
             a = sh(["ip", "-n", self.client_ns, "-o", "link", "show", "pt0"]).stdout
             b = sh(["ip", "-n", self.server_ns, "-o", "link", "show", "pt1"]).stdout
             if "LOWER_UP" in a and "LOWER_UP" in b:
                 return
             time.sleep(0.05)
-        raise RuntimeError("veth pair did not come up within %ds" % timeout)
+        raise RuntimeError("veth pair did not come up within %.0fs" % scaled(timeout))
 
     def netns_path(self, ns):
         return "/var/run/netns/%s" % ns
@@ -268,17 +278,18 @@ def write_pods_file(path, pods):
 
 
 class PeerProcess:
-    """A peer.py process in a namespace; its JSON stdout lines are collected
-    by a reader thread."""
+    """A peer.py process (or another `script` printing JSON lines, such as
+    grpc_peer.py) in a namespace; its JSON stdout lines are collected by a
+    reader thread."""
 
-    def __init__(self, ns, args, name):
+    def __init__(self, ns, args, name, script=PEER):
         self.name = name
         self.ns = ns
         self.records = []
         self._cond = threading.Condition()
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._stderr_text = None
-        cmd = (_orphan_guard("KILL") + ["ip", "netns", "exec", ns, PY, PEER]
+        cmd = (_orphan_guard("KILL") + ["ip", "netns", "exec", ns, PY, script]
                + [str(a) for a in args])
         self.cmd = cmd
         self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -358,7 +369,7 @@ class PeerProcess:
 def start_server(ns, addr, port, seed=1):
     p = PeerProcess(ns, ["server", "--addr", addr, "--port", port, "--seed", seed],
                     "server %s:%s" % (addr, port))
-    p.wait_event("listening", timeout=15)
+    p.wait_event("listening", timeout=scaled(15))
     return p
 
 

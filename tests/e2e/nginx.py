@@ -84,7 +84,7 @@ class Nginx:
         self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
                                       stderr=subprocess.STDOUT)
         harness._live_procs[self.popen.pid] = self.popen
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + harness.scaled(15)
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError("nginx exited with %s\n%s" % (self.popen.returncode,
@@ -92,8 +92,8 @@ class Nginx:
             if len(self.listening()) == self.listeners:
                 return self
             time.sleep(0.05)
-        raise RuntimeError("nginx not listening within 15s: %s\n%s"
-                           % (self.listening(), self.logs_tail()))
+        raise RuntimeError("nginx not listening within %.0fs: %s\n%s"
+                           % (harness.scaled(15), self.listening(), self.logs_tail()))
 
     def listening_all(self):
         """Every listening TCP address in the namespace."""

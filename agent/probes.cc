@@ -39,9 +39,14 @@ std::mutex g_log_mu;
 std::string g_last_libbpf_warning;
 
 int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
-  std::string line(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+  // Whole, however long: a refused program's verifier log is one message,
+  // and its reason is at the end.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  std::string line(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) vsnprintf(line.data(), line.size() + 1, fmt, args);
   while (!line.empty() && line.back() == '\n') line.pop_back();
   if (level == LIBBPF_WARN) {
     std::lock_guard<std::mutex> lock(g_log_mu);

@@ -35,6 +35,24 @@ GUEST = os.path.join(kernels.HERE, "guest.sh")
 QEMU = "/usr/bin/qemu-system-x86_64"
 SLOWDOWN = 20  # PODTAP_E2E_SLOWDOWN in a guest: TCG runs 12-20x slower
 
+# Cases that fail on a kernel series today, by series, with why: the agent's
+# open faults on that kernel (issue #16, docs/kernel-matrix.md). They still
+# run and are reported; the matrix fails when any other case fails, and
+# says so when a listed case passes (then it comes off this list).
+KNOWN_FAILURES = {
+    "6.1": {
+        "test_c_http2_h2load": "probe_read build: HTTP/2 records fail to decode (decode_error)",
+        "test_d_grpc": "probe_read build: HTTP/2 records fail to decode (decode_error)",
+    },
+    "5.10": {
+        "test_b_http1_nginx": "no socket data build loads (compat: EACCES): TCP metrics only",
+        "test_c_http2_h2load": "no socket data build loads (compat: EACCES): TCP metrics only",
+        "test_d_grpc": "no socket data build loads (compat: EACCES): TCP metrics only",
+        "test_e_tls_openssl": "no socket data build loads (compat: EACCES): TCP metrics only",
+        "test_f_restart_adoption": "connections adopted at start counted twice (4 for 2)",
+    },
+}
+
 
 def log(msg):
     sys.stderr.write("[kernel-matrix] %s\n" % msg)
@@ -145,10 +163,16 @@ def features(result):
     return ", ".join("%s=%s" % (f["feature"], f["state"]) for f in feats if f["value"])
 
 
-def row(name, where, rc, wall, result):
+def row(name, where, rc, wall, result, series):
     starts = (result or {}).get("agent_starts", [])
     startup = " / ".join("-" if s["seconds"] is None else "%.1f" % s["seconds"] for s in starts)
-    ok = bool(result) and rc == 0 and result["failed"] == 0
+    known = KNOWN_FAILURES.get(series, {})
+    failed = {k for k, v in (result or {}).get("cases", {}).items() if v not in ("pass", "skip")}
+    ok = bool(result) and rc is not None and failed <= set(known)
+    verdict = "PASS" if ok and rc == 0 and not failed else "FAIL"
+    if ok and failed:
+        verdict = "PASS but known failures (%d)" % len(failed)
+    mended = sorted(set(known) - failed) if result else []
     if result:
         cases = "%d / %d" % (result["passed"], result["failed"])
         if result["skipped"]:
@@ -159,7 +183,7 @@ def row(name, where, rc, wall, result):
         cases = "no result (%s)" % ("timed out" if rc is None else "exit %s" % rc)
     return {"kernel": name, "where": where, "variant": variant(result),
             "startup": startup or "-", "cases": cases, "wall": "%.0f" % wall,
-            "verdict": "PASS" if ok else "FAIL", "result": result}
+            "verdict": verdict, "result": result, "known": known, "mended": mended}
 
 
 def table(rows):
@@ -182,7 +206,13 @@ def table(rows):
         bad = sorted(k for k, v in res.get("cases", {}).items() if v not in ("pass", "skip"))
         if bad:
             details.append("  - not passed: %s" % ", ".join(
-                "%s (%s)" % (k, res["cases"][k]) for k in bad))
+                "%s (%s%s)" % (k, res["cases"][k],
+                               "; known: " + r["known"][k] if k in r["known"] else "")
+                for k in bad))
+        if r["mended"]:
+            details.append("  - listed as known failures but passed (take them off "
+                           "KNOWN_FAILURES in tests/kernel_matrix/run.py): %s"
+                           % ", ".join(r["mended"]))
         if res.get("agent_error"):
             lines = [l for l in res["agent_error"].splitlines() if "[podtap]" in l]
             worst = ([l for l in lines if "[critical]" in l or "[error]" in l]
@@ -218,7 +248,7 @@ def main():
         os.makedirs(logdir)
         log("host kernel %s: smoke suite (logs in %s)" % (os.uname().release, logdir))
         rc, wall, res = run_host(agent, extra.get("host", ""), args.host_timeout, logdir)
-        rows.append(row(os.uname().release, "host", rc, wall, res))
+        rows.append(row(os.uname().release, "host", rc, wall, res, "host"))
         log("host: %s in %.0f s" % (rows[-1]["verdict"], wall))
     series_list = [s for s in args.kernels.split(",") if s]
     guest_agent = guest_visible(agent) if series_list else agent
@@ -230,7 +260,7 @@ def main():
             % (k.version, logdir, args.guest_timeout))
         rc, wall, res = run_guest(k, guest_agent, extra.get(series, ""), args.guest_timeout,
                                   logdir)
-        rows.append(row(k.version, "QEMU guest", rc, wall, res))
+        rows.append(row(k.version, "QEMU guest", rc, wall, res, series))
         log("guest %s: %s in %.0f s" % (k.version, rows[-1]["verdict"], wall))
     text = table(rows)
     text += "\nWhole matrix: %.0f s wall.\n" % (time.monotonic() - t0)
@@ -238,7 +268,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(text)
-    return 0 if all(r["verdict"] == "PASS" for r in rows) else 1
+    return 0 if all(r["verdict"].startswith("PASS") for r in rows) else 1
 
 
 if __name__ == "__main__":

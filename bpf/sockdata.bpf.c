@@ -49,6 +49,8 @@ struct payload_scratch {
 	struct podtap_payload_event ev;
 	__u8 slack[2 * PODTAP_PAYLOAD_MAX];
 	__u32 records; /* emitted on this CPU: paces the backlog check */
+	/* Never written: a zero the verifier cannot know (see h2_walk). */
+	__u32 zero;
 };
 
 
@@ -416,13 +418,24 @@ static long h2_walk_step(__u32 i, void *ctx)
 /* Fills e->data with segments: every frame header, and the payload of every
  * frame the agent reads (header blocks above all), wherever they lie in the
  * syscall's bytes; DATA payloads are skipped by their length. */
-static __always_inline __u32 h2_walk(struct podtap_payload_event *e, struct podtap_h2_walk *st,
+static __always_inline __u32 h2_walk(struct payload_scratch *scr, struct podtap_h2_walk *st,
 				     struct io_args *a, __u64 total)
 {
+	struct podtap_payload_event *e = &scr->ev;
 	struct h2_walk_ctx w = {};
 	struct user_msghdr msg = {};
+
 	if (st->lost)
 		return 0;
+	/* The record's bookkeeping starts at zero, but read from memory the
+	 * verifier cannot see into: verifiers before 6.7 check a bpf_loop
+	 * callback as if it ran once, from these starting values, and hard-wire
+	 * the branches that are not taken then (on 6.1 the record's room was
+	 * never checked and segments overran it). */
+	w.out = scr->zero;
+	w.seg_len = scr->zero;
+	w.seg_hdr = scr->zero;
+	w.full = scr->zero;
 	w.e = e;
 	w.st = st;
 	w.total = total;
@@ -515,7 +528,7 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 	}
 	if (verdict) {
 		e->flags |= PODTAP_PF_SEGMENTS;
-		n = h2_walk(e, &verdict->walk[(a->dir - 1) & 1], a, ret);
+		n = h2_walk(scr, &verdict->walk[(a->dir - 1) & 1], a, ret);
 	}
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;

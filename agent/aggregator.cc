@@ -2,13 +2,17 @@
 #include "agent/aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace podtap {
 
 void Histogram::Observe(double v) {
-  auto it = std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), v);
+  // Linkerd's proxy records whole milliseconds (a Duration truncated), so
+  // 10.7 ms is 10 and falls in le="10", as it does there; the sum adds them too.
+  const double ms = std::floor(v);
+  auto it = std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), ms);
   buckets_[static_cast<size_t>(it - kLatencyBoundsMs.begin())]++;
-  sum_ += v;
+  sum_ += ms;
   count_++;
 }
 

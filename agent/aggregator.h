@@ -26,6 +26,8 @@ inline constexpr std::array<double, 11> kLatencyBoundsMs = {1,   10,  50,   100,
 
 class Histogram {
  public:
+  // `v` in milliseconds; counted as whole milliseconds (truncated), in the
+  // first bucket whose bound is >= it.
   void Observe(double v);
   HistogramData ToData() const;
 

@@ -175,7 +175,7 @@ TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) 
   agg.Expire(t0, 1s, NoPods);
   EXPECT_EQ(agg.Expire(t0 + 1h, 1s, NoPods), 0u);
   s->open_now--;  // the close
-  s->close_total[0]++;
+  s->Close(Classification::kSuccess, 0).total++;
   agg.Expire(t0 + 1h, 1s, NoPods);
   agg.Collect();
   EXPECT_EQ(agg.Expire(t0 + 2h, 1s, NoPods), 1u);

@@ -102,18 +102,18 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Prometheus:
-    """prometheus with its own config and a temporary storage folder,
-    listening on a free loopback port, stopped by PID."""
+    """prometheus with its own config (one scrape job, named `job`) and a
+    temporary storage folder, listening on a free loopback port, stopped by PID."""
 
-    def __init__(self, workdir, target):
+    def __init__(self, workdir, target, job="podtap"):
         self.dir = workdir
         self.port = harness.free_port()
         self.config = os.path.join(workdir, "prometheus.yml")
         with open(self.config, "w") as f:
             f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
                     "  evaluation_interval: 1s\n"
-                    "scrape_configs:\n  - job_name: podtap\n"
-                    "    static_configs:\n      - targets: ['%s']\n" % target)
+                    "scrape_configs:\n  - job_name: %s\n"
+                    "    static_configs:\n      - targets: ['%s']\n" % (job, target))
         self.log_path = os.path.join(workdir, "prometheus.log")
         self.popen = None
 

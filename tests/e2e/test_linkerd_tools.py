@@ -24,8 +24,10 @@ The backend namespace drops (nft) every packet to port 9002: the server's
 connects there time out after one SYN retry (tcp_syn_retries=1 in the server
 namespace, about 3 s). Nothing listens on the backend's 9001: refused.
 
-The scrape job is named linkerd-proxy, as the dashboards select it
-(deploy/daemonset/prometheus-scrape-config.yaml documents the choice).
+The scrape job is podtap's, with the metric relabelling of the shipped
+kustomize component deploy/daemonset/linkerd-job (read from it here): the
+traffic series are under job="linkerd-proxy", as the dashboards select them,
+while `up` and podtap_* stay under job="podtap".
 
 Network: loopback (agent, API, Prometheus) and the test's namespaces only.
 Every process is started and stopped by PID. Runtime about 40 s.
@@ -42,11 +44,15 @@ import tempfile
 import time
 import unittest
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import kube_replay  # noqa: E402
 from test_prometheus import PROMETHEUS, Prometheus  # noqa: E402
 
+LINKERD_JOB_COMPONENT = os.path.join(harness.REPO, "deploy", "daemonset", "linkerd-job",
+                                     "kustomization.yaml")
 TOKEN = "podtap-e2e-token-linkerd-21"
 NODE = "node-e2e"
 DOMAIN = "cluster.e2e"  # --cluster-domain: not the default, so the flag is what names it
@@ -210,6 +216,17 @@ def api_objects():
             ("services", backend_svc), ("endpointslices", backend_slice)]
 
 
+def linkerd_job_relabel():
+    """The component's PodMonitor metricRelabelings as Prometheus'
+    metric_relabel_configs (the operator renames the keys alike)."""
+    with open(LINKERD_JOB_COMPONENT) as f:
+        component = yaml.safe_load(f)
+    (patch,) = component["patches"]
+    (op,) = yaml.safe_load(patch["patch"])
+    names = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    return [{names.get(k, k): v for k, v in rule.items()} for rule in op["value"]]
+
+
 def wire_bytes(plan):
     """(written, read) by the dialing side over a plan's connections."""
     return (sum(HEADER + req for _, req, _ in plan), sum(resp for _, _, resp in plan))
@@ -248,11 +265,12 @@ class LinkerdToolsTest(unittest.TestCase):
         self.agent.wait_ready()
         self.servers = [self._server("server", SERVER_IP, SERVER_PORT),
                         self._server("backend", BACKEND_IP, DATA_PORT)]
-        self.prom = Prometheus(self.workdir, "127.0.0.1:%d" % self.agent.port, job=JOB)
+        self.prom = Prometheus(self.workdir, "127.0.0.1:%d" % self.agent.port,
+                               metric_relabel=linkerd_job_relabel())
         self.addCleanup(self.prom.stop)
         self.prom.start()
-        self.prom.wait_value('up{job="%s"}' % JOB, 1.0)
-        self.prom.wait_value('sum(podtap_metadata_objects{source="kubernetes",'
+        self.prom.wait_value('up{job="podtap"}', 1.0)
+        self.prom.wait_value('sum(podtap_metadata_objects{job="podtap",source="kubernetes",'
                              'resource=~"services|endpointslices"})', 4.0)
 
     # ---- fixture ----------------------------------------------------------------
@@ -433,8 +451,8 @@ class LinkerdToolsTest(unittest.TestCase):
         # linkerd viz stat svc/server and svc/backend, TCP columns, while the
         # held connections are open.
         def viz(family, svc):
-            return ('sum(%s{authority=~"^%s.shop.svc.%s.*",direction="outbound",peer="dst"}) '
-                    'by (dst_namespace, dst_service)' % (family, svc, DOMAIN))
+            return ('sum(%s{job="%s",authority=~"^%s.shop.svc.%s.*",direction="outbound",'
+                    'peer="dst"}) by (dst_namespace, dst_service)' % (family, JOB, svc, DOMAIN))
 
         to_server = CLEAN + HELD + CLIENT_RESETS + SERVER_RESETS
         written, read = wire_bytes(to_server)
@@ -460,9 +478,12 @@ class LinkerdToolsTest(unittest.TestCase):
                           0.0,
                           self.key(authority="backend.shop.svc.%s:%d" % (DOMAIN, DARK_PORT)):
                           0.0})
-        # Inbound series never carry a TCP authority.
+        # Inbound series never carry a TCP authority, and no traffic series
+        # stayed under podtap's own job name.
         self.assertEqual(self.vector('count(tcp_open_total{direction="inbound",authority!=""})'),
                          {})
+        self.assertEqual(self.vector('count({job="podtap",__name__=~"tcp_.*|.*_tcp_errors_total|'
+                                     'response_.*|request_total|route_.*"})'), {})
 
         holder.stdin.write("close\n")
         holder.stdin.flush()

@@ -43,8 +43,13 @@ TcpPipeline::ConnLabels TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netn
                                                uint16_t remote_port) {
   const PodMeta* local = index_.ForSocket(cgroup_id, netns_ino);
   const PodMeta* peer = dir == Direction::kOutbound ? index_.ForIp(remote) : nullptr;
-  std::string authority = ServiceAuthority(peer, remote_port, cluster_domain_);
-  LabelKey key{local, peer, authority.empty() ? 0 : remote_port};
+  // The port is part of the key only when it names a Service port (bounded); the authority
+  // string is built once per key, not per connection.
+  const bool to_service =
+      peer != nullptr && !peer->service.empty() &&
+      std::any_of(peer->authority_ports.begin(), peer->authority_ports.end(),
+                  [remote_port](const auto& p) { return p.first == remote_port; });
+  LabelKey key{local, peer, to_service ? remote_port : 0};
   auto it = label_cache_.find(key);
   if (it == label_cache_.end()) {
     Labels labels = PodLabels(local, allowed_labels_);
@@ -55,8 +60,8 @@ TcpPipeline::ConnLabels TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netn
     ConnLabels ids;
     ids.http = agg_->Intern(labels);
     ids.tcp = ids.http;
-    if (!authority.empty()) {
-      labels.emplace_back("authority", std::move(authority));
+    if (to_service) {
+      labels.emplace_back("authority", ServiceAuthority(peer, remote_port, cluster_domain_));
       ids.tcp = agg_->Intern(labels);
     }
     it = label_cache_.emplace(key, ids).first;

@@ -23,6 +23,7 @@ Agent::Agent(AgentOptions opts)
       taps_(opts_.taps),
       recorder_(&taps_) {
   pipeline_.SetRoutes(opts_.routes);
+  pipeline_.SetClusterDomain(opts_.cluster_domain);
   pipeline_.SetRecorder(&recorder_);
   if (opts_.cri_socket) {
     pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);

@@ -35,6 +35,8 @@ struct AgentOptions {
   std::optional<KubeOptions> kubernetes;
   RouteTable routes;
   std::set<std::string> pod_label_allowlist;
+  // The cluster's DNS domain, in the TCP authority of connections to Services.
+  std::string cluster_domain = "cluster.local";
   std::chrono::milliseconds diag_interval{5000};  // 0: no live byte updates
   size_t max_connections = 262144;
   AggregatorOptions aggregator;

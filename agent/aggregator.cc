@@ -2,13 +2,17 @@
 #include "agent/aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace podtap {
 
 void Histogram::Observe(double v) {
-  auto it = std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), v);
+  // Linkerd's proxy records whole milliseconds (a Duration truncated), so
+  // 10.7 ms is 10 and falls in le="10", as it does there; the sum adds them too.
+  const double ms = std::floor(v);
+  auto it = std::lower_bound(kLatencyBoundsMs.begin(), kLatencyBoundsMs.end(), ms);
   buckets_[static_cast<size_t>(it - kLatencyBoundsMs.begin())]++;
-  sum_ += v;
+  sum_ += ms;
   count_++;
 }
 
@@ -51,7 +55,8 @@ std::string CleanLabelValue(std::string_view value, size_t max_bytes) {
 namespace {
 
 uint64_t Activity(const TransportSeries& s) {
-  uint64_t a = s.open_total + s.read_bytes + s.write_bytes + s.close_total[0] + s.close_total[1];
+  uint64_t a = s.open_total + s.read_bytes + s.write_bytes;
+  for (const CloseClass& c : s.closes) a += c.total;
   for (uint64_t e : s.errors) a += e;
   return a;
 }
@@ -119,6 +124,16 @@ auto* FindOrCreate(Map& map, typename Map::key_type key, const typename Map::key
 }
 
 }  // namespace
+
+CloseClass& TransportSeries::Close(Classification c, int err) {
+  for (CloseClass& cc : closes) {
+    if (cc.classification == c && cc.err == err) return cc;
+  }
+  CloseClass& cc = closes.emplace_back();
+  cc.classification = c;
+  cc.err = err;
+  return cc;
+}
 
 TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool tls) {
   return FindOrCreate(transport_, {Key{id, direction}, tls}, {Key{overflow_id_, direction}, false},
@@ -205,7 +220,9 @@ size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
 
 namespace {
 
-const char* ClassificationName(size_t c) { return c == 0 ? "success" : "failure"; }
+const char* ClassificationName(Classification c) {
+  return c == Classification::kSuccess ? "success" : "failure";
+}
 
 MetricFamily Family(const char* name, const char* help, MetricType type, const char* unit = "") {
   MetricFamily f;
@@ -289,13 +306,13 @@ Snapshot Aggregator::Collect() const {
     AddValue(&open_now, with_peer, static_cast<double>(s->open_now));
     AddValue(&read_bytes, with_peer, static_cast<double>(s->read_bytes));
     AddValue(&write_bytes, with_peer, static_cast<double>(s->write_bytes));
-    for (size_t c = 0; c < 2; c++) {
-      if (s->close_total[c] == 0) continue;
-      Labels l = With(with_peer, {{"classification", ClassificationName(c)}});
-      AddValue(&close_total, l, static_cast<double>(s->close_total[c]));
+    for (const CloseClass& c : s->closes) {
+      Labels l = With(with_peer, {{"classification", ClassificationName(c.classification)},
+                                  {"errno", ErrnoName(c.err)}});
+      AddValue(&close_total, l, static_cast<double>(c.total));
       Sample h;
       h.labels = std::move(l);
-      h.histogram = s->duration_ms[c].ToData();
+      h.histogram = c.duration_ms.ToData();
       duration.samples.push_back(std::move(h));
     }
     for (size_t e = 0; e < kTcpErrorCount; e++) {

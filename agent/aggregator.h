@@ -26,6 +26,8 @@ inline constexpr std::array<double, 11> kLatencyBoundsMs = {1,   10,  50,   100,
 
 class Histogram {
  public:
+  // `v` in milliseconds; counted as whole milliseconds (truncated), in the
+  // first bucket whose bound is >= it.
   void Observe(double v);
   HistogramData ToData() const;
 
@@ -37,15 +39,27 @@ class Histogram {
 
 enum class Classification : uint8_t { kSuccess = 0, kFailure = 1 };
 
+// Closes of one (classification, errno) pair: tcp_close_total and
+// tcp_connection_duration_ms of that pair.
+struct CloseClass {
+  Classification classification = Classification::kSuccess;
+  int err = 0;  // 0: errno=""
+  uint64_t total = 0;
+  Histogram duration_ms;
+};
+
 // Everything counted for one (pod labels, direction) pair.
 struct TransportSeries {
   uint64_t open_total = 0;
   int64_t open_now = 0;
   uint64_t read_bytes = 0;
   uint64_t write_bytes = 0;
-  std::array<uint64_t, 2> close_total{};  // by Classification
-  std::array<Histogram, 2> duration_ms;   // by Classification
+  // One entry per pair seen, in first-seen order: a clean close and the few
+  // errnos a connection can end with (ErrnoName bounds them).
+  std::vector<CloseClass> closes;
   std::array<uint64_t, kTcpErrorCount> errors{};
+
+  CloseClass& Close(Classification c, int err);
 };
 
 // Everything counted for one (pod labels, direction, authority) triple.

@@ -26,6 +26,9 @@ struct Conn {
   TransportSeries* series = nullptr;
   bool tls = false;
   Aggregator::LabelSetId labels = 0;
+  // The transport series' labels: `labels` plus the TCP authority of an
+  // outbound connection to a Service (HTTP series carry their own authority).
+  Aggregator::LabelSetId tcp_labels = 0;
   // Protocol state, created on the first payload; null once given up.
   std::unique_ptr<HttpConn> http;
   bool http_given_up = false;

@@ -42,6 +42,7 @@ TcpClose DecodeClose(const podtap_tcp_event& e) {
   c.cgroup_id = e.cgroup_id;
   c.netns_ino = e.netns_ino;
   c.remote = IpAddr::FromKernel(e.family == AF_INET6, e.daddr);
+  c.remote_port = e.dport;
   c.received_total = SubClamped(e.bytes_received, (e.flags & PODTAP_F_FIN_RECEIVED) ? 1 : 0);
   c.acked_total = SubClamped(e.bytes_acked, (e.flags & PODTAP_F_FIN_ACKED) ? 1 : 0);
   c.kernel_saw_open = (e.flags & PODTAP_F_UNTRACKED) == 0;
@@ -57,6 +58,7 @@ TcpClose DecodeClose(const podtap_tcp_event& e) {
   bool aborted = e.old_state == kEstablished || e.old_state == kCloseWait;
   if (e.sk_err != 0 || aborted) {
     c.failed = true;
+    c.err = e.sk_err != 0 ? e.sk_err : ECONNRESET;
     if (e.sk_err == 0 || e.sk_err == ECONNRESET || e.sk_err == EPIPE) {
       c.error = TcpError::kReset;
     } else {
@@ -132,6 +134,7 @@ DecodedEvent DecodeTcpEvent(const void* data, size_t size) {
       f.remote = IpAddr::FromKernel(e.family == AF_INET6, e.daddr);
       f.remote_port = e.dport;
       f.error = ConnectError(e.sk_err);
+      f.err = e.sk_err;
       return f;
     }
     default:

@@ -363,6 +363,7 @@ void Http1Parser::Feed(HttpStream which, std::span<const uint8_t> captured, uint
       case Phase::kBody:
       case Phase::kChunkData: {
         uint64_t n = std::min(s.remaining, total_len - pos);
+        if (n > 0) MarkBody(s, ts_ns);
         pos += n;
         s.remaining -= n;
         if (s.remaining > 0) break;
@@ -399,6 +400,9 @@ void Http1Parser::Feed(HttpStream which, std::span<const uint8_t> captured, uint
         pos = ConsumeTrailers(s, captured, pos, total_len, ts_ns);
         break;
       case Phase::kUntilClose:
+        MarkBody(s, ts_ns);
+        pos = total_len;
+        break;
       case Phase::kTunnel:
       case Phase::kResync:
       case Phase::kSeek:
@@ -406,6 +410,10 @@ void Http1Parser::Feed(HttpStream which, std::span<const uint8_t> captured, uint
         break;
     }
   }
+}
+
+void Http1Parser::MarkBody(Stream& s, uint64_t ts) {
+  if (s.current && s.current->first_byte_ns == 0) s.current->first_byte_ns = ts;
 }
 
 // In kSeek / kResync only a Feed start can be a message start: nothing says where else one
@@ -614,11 +622,12 @@ void Http1Parser::ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t
     queue_.erase(queue_.begin());
   }
   r.status = h.status;
-  r.first_byte_ns = s.msg_start_ns;
   const std::string& method = r.request.method;
   bool connect = method == "CONNECT";
   bool switched = h.status == 101 || (connect && h.status < 300);
   bool no_body = method == "HEAD" || h.status == 204 || h.status == 304;
+  // A head cut off by the prefix hides where its body starts: the status line's Feed stands in.
+  if (cut && !no_body && !(h.has_length && h.length == 0)) r.first_byte_ns = s.msg_start_ns;
   s.current = std::move(r);
   if (connect && request_.phase == Phase::kTunnel && !switched) EnterSeek(request_);
   if (switched) {

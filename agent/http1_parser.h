@@ -23,11 +23,14 @@ struct Http1Request {
 };
 
 struct Http1Response {
-  Http1Request request;        // empty when the connection closed on a request never answered
-  int status = 0;              // 0 when cut off before the status line
-  uint64_t first_byte_ns = 0;  // ts of the Feed carrying the final status line's first byte
-  uint64_t end_ns = 0;         // ts of the Feed carrying the last byte, or of the close
-  bool cut_off = false;        // the connection closed before the response ended
+  Http1Request request;  // empty when the connection closed on a request never answered
+  int status = 0;        // 0 when cut off before the status line
+  // ts of the Feed carrying the response's first body byte (Linkerd's first DATA frame); 0 when
+  // it has no body, whose end then counts. Headers past the captured prefix hide where the body
+  // starts: then the Feed of the status line.
+  uint64_t first_byte_ns = 0;
+  uint64_t end_ns = 0;   // ts of the Feed carrying the last byte, or of the close
+  bool cut_off = false;  // the connection closed before the response ended
 };
 
 enum class Http1Error : uint8_t {
@@ -90,8 +93,8 @@ struct Http1Limits {
 // to (attached mid-connection, garbage where a message should begin), at most
 // max_feeds_without_start Feeds are waited for (then kNotHttp, or kLostSync once HTTP was seen).
 //
-// Timing: 1xx interim responses are skipped, so first_byte_ns is the final response's status
-// line, as Linkerd measures it.
+// Timing: 1xx interim responses are skipped; first_byte_ns is the final response's first body
+// byte, as Linkerd measures latency (to the first DATA frame, or the end without one).
 class Http1Parser {
  public:
   using Limits = Http1Limits;
@@ -167,6 +170,8 @@ class Http1Parser {
   uint64_t ConsumeTrailers(Stream& s, std::span<const uint8_t> cap, uint64_t pos, uint64_t total,
                            uint64_t ts);
   void BeginHead(Stream& s, uint64_t ts);
+  // The current response's first body byte is in the Feed at `ts` (the first such Feed counts).
+  void MarkBody(Stream& s, uint64_t ts);
   void EndMessage(Stream& s, uint64_t ts, bool estimated);
   void LoseFraming(Stream& s, uint64_t ts);
   void EnterSeek(Stream& s);

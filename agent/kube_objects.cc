@@ -105,9 +105,24 @@ KubePod DecodePod(const json& obj, const Meta& meta, const KubeDecodeOptions& op
   return p;
 }
 
+// TCP entries of a "ports" array (protocol defaults to TCP).
+std::vector<KubePort> TcpPorts(const json& ports) {
+  std::vector<KubePort> out;
+  for (const auto& p : ports) {
+    const json& port = Field(p, "port");
+    std::string protocol = Str(p, "protocol");
+    if (!port.is_number_integer() || (!protocol.empty() && protocol != "TCP")) continue;
+    auto n = port.get<int64_t>();
+    if (n <= 0 || n > 65535) continue;
+    out.push_back({Str(p, "name"), static_cast<uint16_t>(n)});
+  }
+  return out;
+}
+
 KubeService DecodeService(const json& obj, const Meta& meta) {
-  KubeService s{meta.ns, meta.name, {}};
+  KubeService s{meta.ns, meta.name, {}, {}};
   const json& spec = Object(obj, "spec");
+  s.ports = TcpPorts(Array(spec, "ports"));
   for (const auto& ip : Array(spec, "clusterIPs")) {
     if (ip.is_string()) AddIp(ip.get<std::string>(), &s.cluster_ips);
   }
@@ -116,9 +131,10 @@ KubeService DecodeService(const json& obj, const Meta& meta) {
 }
 
 KubeEndpointSlice DecodeSlice(const json& obj, const Meta& meta) {
-  KubeEndpointSlice e{meta.ns, meta.name, "", {}};
+  KubeEndpointSlice e{meta.ns, meta.name, "", {}, {}};
   const json& labels = Object(Object(obj, "metadata"), "labels");
   e.service = Str(labels, kServiceNameLabel);
+  e.ports = TcpPorts(Array(obj, "ports"));
   std::string type = Str(obj, "addressType");
   if (type != "IPv4" && type != "IPv6") return e;  // FQDN endpoints name no address
   for (const auto& ep : Array(obj, "endpoints")) {
@@ -381,6 +397,33 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
     }
     return "";
   };
+  // Endpoint port -> Service port, per address, from the slices of the
+  // address' Service: a slice port names the Service port it serves.
+  std::unordered_map<IpAddr, std::vector<std::pair<uint16_t, uint16_t>>, IpHash> ports_of;
+  for (const auto& [key, slice] : cache.endpointslices) {
+    auto svc = cache.services.find(slice.ns + "/" + slice.service);
+    if (slice.service.empty() || svc == cache.services.end()) continue;
+    for (const auto& ip : slice.addresses) {
+      auto owner = endpoint_of.find(ip);
+      if (owner->second != std::make_pair(slice.ns, slice.service)) continue;
+      auto& ports = ports_of[ip];
+      for (const KubePort& ep : slice.ports) {
+        for (const KubePort& sp : svc->second.ports) {
+          if (sp.name == ep.name) ports.emplace_back(ep.port, sp.port);
+        }
+      }
+    }
+  }
+  auto set_service = [&](PodMeta* m) {
+    m->service = service_of(m->ips, m->ns);
+    m->authority_ports.clear();
+    if (m->service.empty()) return;
+    for (const auto& ip : m->ips) {
+      auto it = ports_of.find(ip);
+      if (it == ports_of.end()) continue;
+      m->authority_ports.insert(m->authority_ports.end(), it->second.begin(), it->second.end());
+    }
+  };
 
   std::unordered_map<std::string, const KubePod*> by_uid;
   for (const auto& [key, p] : cache.pods) {
@@ -407,7 +450,7 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
       for (const auto& [k, v] : api->labels) m->labels[k] = v;
       if (m->ips.empty()) m->ips = api->ips;
     }
-    m->service = service_of(m->ips, m->ns);
+    set_service(m.get());
     locals.push_back(std::move(m));
   }
 
@@ -421,6 +464,7 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
     m->ns = s.ns;
     m->service = s.name;
     m->ips = s.cluster_ips;
+    for (const KubePort& p : s.ports) m->authority_ports.emplace_back(p.port, p.port);
     out.push_back(std::move(m));
   }
   for (const auto& [key, p] : cache.pods) {
@@ -433,7 +477,7 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
     m->labels = p.labels;
     ApplyOwner(p, cache, m.get());
     m->ips = p.ips;
-    m->service = service_of(m->ips, m->ns);
+    set_service(m.get());
     out.push_back(std::move(m));
   }
   for (const auto& lp : locals) {
@@ -445,8 +489,8 @@ PodList MergeKubePods(const PodList& local, const KubeCache& cache) {
     if (svc.second.empty() || pod_ips.contains(ip)) continue;
     auto m = std::make_shared<PodMeta>();
     m->ns = svc.first;
-    m->service = svc.second;
     m->ips = {ip};
+    set_service(m.get());
     out.push_back(std::move(m));
   }
   out.insert(out.end(), locals.begin(), locals.end());

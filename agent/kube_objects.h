@@ -35,15 +35,25 @@ struct KubeReplicaSet {
   std::string deployment;  // the controlling Deployment; "" when none
 };
 
+// A TCP port of a Service or EndpointSlice and its name ("" when the
+// Service has a single unnamed port; the slice's ports carry the Service's names).
+struct KubePort {
+  std::string name;
+  uint16_t port = 0;
+  bool operator==(const KubePort&) const = default;
+};
+
 struct KubeService {
   std::string ns, name;
   std::vector<IpAddr> cluster_ips;  // none for headless services
+  std::vector<KubePort> ports;      // spec.ports (TCP)
 };
 
 struct KubeEndpointSlice {
   std::string ns, name;
   std::string service;  // label kubernetes.io/service-name
   std::vector<IpAddr> addresses;
+  std::vector<KubePort> ports;  // the endpoints' ports (TCP)
 };
 
 using KubeObject = std::variant<KubePod, KubeReplicaSet, KubeService, KubeEndpointSlice>;
@@ -105,8 +115,10 @@ struct KubeCache {
 // source had none); then every other API pod, Service ClusterIP and
 // EndpointSlice address as a remote end only (no socket keys), for dst_*
 // labels. A pod IP listed by exactly one Service's EndpointSlices also names
-// that Service (dst_service). A local pod without a name (ProcPodSource) takes
-// its API pod's, and is left out when the API does not know its uid.
+// that Service (dst_service). Service addresses carry the authority ports
+// (PodMeta::authority_ports): a ClusterIP its Service's ports, an endpoint
+// address each slice port that has a Service port of the same name. A local pod without a name
+// (ProcPodSource) takes its API pod's, and is left out when the API does not know its uid.
 PodList MergeKubePods(const PodList& local, const KubeCache& cache);
 
 }  // namespace podtap

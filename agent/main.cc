@@ -189,6 +189,11 @@ int main(int argc, char** argv) {
                  "kubeconfig file for the Kubernetes API (default: the in-cluster service "
                  "account)")
       ->check(CLI::ExistingFile);
+  std::string cluster_domain = "cluster.local";
+  app.add_option("--cluster-domain", cluster_domain,
+                 "The cluster's DNS domain: outbound TCP series to a Service carry "
+                 "authority=\"NAME.NAMESPACE.svc.DOMAIN:PORT\", as Linkerd's proxy names it")
+      ->capture_default_str();
   app.add_option("--node-name", node_name,
                  "This node's name; only its pods keep their allow-listed labels in memory "
                  "(default: $NODE_NAME)");
@@ -287,6 +292,7 @@ int main(int argc, char** argv) {
   opts.tls_probes = tls_probes;
   if (cri_opt->count() > 0) opts.cri_socket = cri_socket == "auto" ? "" : cri_socket;
   opts.pod_label_allowlist = SplitList(allowlist);
+  opts.cluster_domain = cluster_domain;
   opts.aggregator = agg_opts;
   opts.series_retention =
       std::chrono::milliseconds(static_cast<int64_t>(series_retention_s * 1000));

@@ -93,6 +93,17 @@ Labels PodLabels(const PodMeta* pod, const std::set<std::string>& allowed) {
   return out;
 }
 
+std::string ServiceAuthority(const PodMeta* peer, uint16_t port,
+                             const std::string& cluster_domain) {
+  if (peer == nullptr || peer->service.empty()) return "";
+  for (const auto& [dst_port, service_port] : peer->authority_ports) {
+    if (dst_port != port) continue;
+    return peer->service + "." + peer->ns + ".svc." + cluster_domain + ":" +
+           std::to_string(service_port);
+  }
+  return "";
+}
+
 Labels DstPodLabels(const PodMeta& pod) {
   Labels out;
   if (pod.name.empty()) {  // a Service address

@@ -18,6 +18,13 @@ Labels PodLabels(const PodMeta* pod, const std::set<std::string>& allowed);
 // outbound connection.
 Labels DstPodLabels(const PodMeta& pod);
 
+// The authority Linkerd's proxy labels an outbound TCP connection with when
+// it went to a Service: "NAME.NS.svc.CLUSTER_DOMAIN:PORT" when `peer` is a
+// Service address (ClusterIP, or an endpoint of a known Service) and
+// `port`, the destination port as the socket has it, is one its Service
+// declares (PORT is then the Service's port); "" otherwise.
+std::string ServiceAuthority(const PodMeta* peer, uint16_t port, const std::string& cluster_domain);
+
 // "pod-template-hash" -> "pod_template_hash"; a leading digit gets "_".
 std::string SanitizeLabelName(const std::string& name);
 

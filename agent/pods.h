@@ -37,6 +37,11 @@ struct PodMeta {
   // EndpointSlice address it is. An entry with a service and no name is a
   // Service address, not a pod.
   std::string service;
+  // With `service`: (destination port as connected, Service port) pairs
+  // that give an outbound connection here the TCP authority label
+  // SERVICE.NS.svc.CLUSTER_DOMAIN:SERVICE_PORT. Only the ports the Service
+  // declares, so the label stays bounded.
+  std::vector<std::pair<uint16_t, uint16_t>> authority_ports;
 };
 
 using PodList = std::vector<std::shared_ptr<const PodMeta>>;

@@ -25,6 +25,13 @@ const char* TcpErrorName(TcpError e) {
   return "other";
 }
 
+const char* ErrnoName(int err) {
+  if (err == 0) return "";
+  // glibc names every Linux errno; Linkerd's proxy names 1 to 131 and calls the rest unknown.
+  const char* name = err > 0 && err <= 131 ? strerrorname_np(err) : nullptr;
+  return name != nullptr ? name : "UNKNOWN_ERRNO";
+}
+
 std::string IpAddr::ToString() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (v6) {

@@ -22,6 +22,9 @@ inline constexpr int kTcpErrorCount = 4;
 const char* DirectionName(Direction d);
 const char* PeerName(Direction d);  // "dst" for outbound, "src" for inbound
 const char* TcpErrorName(TcpError e);
+// The errno label as Linkerd's proxy writes it: the constant's name
+// ("ECONNRESET"), "" for 0, "UNKNOWN_ERRNO" past the names Linkerd knows (1 to 131).
+const char* ErrnoName(int err);
 
 struct IpAddr {
   bool v6 = false;                  // IPv4-mapped IPv6 addresses are stored as IPv4
@@ -52,6 +55,7 @@ struct TcpClose {
   uint64_t cgroup_id = 0;
   uint32_t netns_ino = 0;
   IpAddr remote;
+  uint16_t remote_port = 0;
   // Kernel counters at close with our FIN / the peer's FIN taken out.
   uint64_t acked_total = 0, received_total = 0;
   // What the kernel remembered from the open. When `kernel_saw_open` is false
@@ -62,6 +66,9 @@ struct TcpClose {
   uint64_t base_acked = 0, base_received = 0;
   bool failed = false;                // reset, timeout or socket error
   TcpError error = TcpError::kOther;  // meaningful when failed
+  // The errno the connection ended with: the socket's error, or ECONNRESET
+  // when this side aborted it (sent the reset); 0 for a clean close.
+  int err = 0;
 };
 
 struct TcpConnectFail {
@@ -71,6 +78,7 @@ struct TcpConnectFail {
   IpAddr remote;
   uint16_t remote_port = 0;
   TcpError error = TcpError::kOther;
+  int err = 0;  // the socket's error (ECONNREFUSED, ETIMEDOUT, ...)
 };
 
 enum class DataDir : uint8_t { kSend = 0, kRecv = 1 };

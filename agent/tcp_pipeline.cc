@@ -38,11 +38,18 @@ void TcpPipeline::SetPods(const PodList& pods) {
       std::count_if(pods.begin(), pods.end(), [](const auto& p) { return !p->name.empty(); }));
 }
 
-Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
-                                              const IpAddr& remote) {
+TcpPipeline::ConnLabels TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns_ino,
+                                               Direction dir, const IpAddr& remote,
+                                               uint16_t remote_port) {
   const PodMeta* local = index_.ForSocket(cgroup_id, netns_ino);
   const PodMeta* peer = dir == Direction::kOutbound ? index_.ForIp(remote) : nullptr;
-  auto key = std::make_pair(local, peer);
+  // The port is part of the key only when it names a Service port (bounded); the authority
+  // string is built once per key, not per connection.
+  const bool to_service =
+      peer != nullptr && !peer->service.empty() &&
+      std::any_of(peer->authority_ports.begin(), peer->authority_ports.end(),
+                  [remote_port](const auto& p) { return p.first == remote_port; });
+  LabelKey key{local, peer, to_service ? remote_port : 0};
   auto it = label_cache_.find(key);
   if (it == label_cache_.end()) {
     Labels labels = PodLabels(local, allowed_labels_);
@@ -50,13 +57,20 @@ Aggregator::LabelSetId TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netns
       Labels dst = DstPodLabels(*peer);
       labels.insert(labels.end(), dst.begin(), dst.end());
     }
-    it = label_cache_.emplace(key, agg_->Intern(labels)).first;
+    ConnLabels ids;
+    ids.http = agg_->Intern(labels);
+    ids.tcp = ids.http;
+    if (to_service) {
+      labels.emplace_back("authority", ServiceAuthority(peer, remote_port, cluster_domain_));
+      ids.tcp = agg_->Intern(labels);
+    }
+    it = label_cache_.emplace(key, ids).first;
   }
   return it->second;
 }
 
 void TcpPipeline::CountOpen(Conn* c) {
-  c->series = agg_->Transport(c->labels, c->direction, c->tls);
+  c->series = agg_->Transport(c->tcp_labels, c->direction, c->tls);
   c->series->open_total++;
   c->series->open_now++;
 }
@@ -90,7 +104,9 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   c.base_acked = e.base_acked;
   c.base_received = e.base_received;
   c.conn_id = e.conn_id;
-  c.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
+  ConnLabels ids = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote, e.remote_port);
+  c.labels = ids.http;
+  c.tcp_labels = ids.tcp;
   if (recorder_ != nullptr) {
     // Both directions: the query service names the peer of inbound
     // connections too (the metrics' inbound series do not).
@@ -139,7 +155,9 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     synthesized.direction = e.direction;
     synthesized.base_acked = e.base_acked;
     synthesized.base_received = e.base_received;
-    synthesized.labels = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote);
+    ConnLabels ids = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote, e.remote_port);
+    synthesized.labels = ids.http;
+    synthesized.tcp_labels = ids.tcp;
     if (recorder_ != nullptr) {
       synthesized.endpoints =
           recorder_->Endpoints(index_.ForSocket(e.cgroup_id, e.netns_ino), index_.ForIp(e.remote));
@@ -150,11 +168,11 @@ void TcpPipeline::OnClose(const TcpClose& e) {
   Report(c, SubClamped(e.received_total, c->base_received),
          SubClamped(e.acked_total, c->base_acked), e.ts_ns);
   TransportSeries* s = c->series;
-  auto cls = static_cast<size_t>(e.failed ? Classification::kFailure : Classification::kSuccess);
+  CloseClass& cc = s->Close(e.failed ? Classification::kFailure : Classification::kSuccess, e.err);
   s->open_now--;
-  s->close_total[cls]++;
+  cc.total++;
   if (!c->adopted) {
-    s->duration_ms[cls].Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
+    cc.duration_ms.Observe(static_cast<double>(SubClamped(e.ts_ns, c->open_ns)) / 1e6);
   }
   if (e.failed) s->errors[static_cast<size_t>(e.error)]++;
   c->series = nullptr;  // counted for good; may expire from here on
@@ -243,8 +261,13 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
 }
 
 void TcpPipeline::OnConnectFail(const TcpConnectFail& e) {
-  auto labels = LabelsFor(e.cgroup_id, e.netns_ino, Direction::kOutbound, e.remote);
-  agg_->Transport(labels, Direction::kOutbound, false)->errors[static_cast<size_t>(e.error)]++;
+  auto ids = LabelsFor(e.cgroup_id, e.netns_ino, Direction::kOutbound, e.remote, e.remote_port);
+  TransportSeries* s = agg_->Transport(ids.tcp, Direction::kOutbound, false);
+  s->errors[static_cast<size_t>(e.error)]++;
+  // Linkerd's proxy counts closes of established connections only; podtap
+  // also counts a failed connect as a close (no open, no duration), so that
+  // tcp_close_total{errno!=""} shows refused and timed-out connects.
+  s->Close(Classification::kFailure, e.err).total++;
 }
 
 void TcpPipeline::OnLive(const LiveCounters& l, uint64_t now_ns) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -35,6 +36,11 @@ class TcpPipeline {
 
   void SetPods(const PodList& pods);
   void SetRoutes(RouteTable routes) { routes_ = std::move(routes); }
+  // The cluster's DNS domain, for the TCP authority label of connections to Services.
+  void SetClusterDomain(std::string domain) {
+    cluster_domain_ = std::move(domain);
+    label_cache_.clear();
+  }
   // Also feeds the query service (endpoints, exchanges, bytes); null: off.
   void SetRecorder(QueryRecorder* recorder) { recorder_ = recorder; }
   const ConnTable& conns() const { return conns_; }
@@ -90,8 +96,13 @@ class TcpPipeline {
   size_t tracked() const { return conns_.size(); }
 
  private:
-  Aggregator::LabelSetId LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir,
-                                   const IpAddr& remote);
+  // A connection's label sets: for its HTTP series, and for its transport series
+  // (with the authority of a Service destination).
+  struct ConnLabels {
+    Aggregator::LabelSetId http, tcp;
+  };
+  ConnLabels LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir, const IpAddr& remote,
+                       uint16_t remote_port);
   void Report(Conn* c, uint64_t read, uint64_t written, uint64_t ts_ns);
   void CountOpen(Conn* c);
   // Feeds the connection's HTTP parser of its bytes on the wire, or of its TLS plaintext.
@@ -113,14 +124,19 @@ class TcpPipeline {
   std::set<std::string> allowed_labels_;
   bool capture_payload_;
   PodIndex index_;
-  // (local pod, remote pod) -> interned label set; cleared when pods change.
-  struct PairHash {
-    size_t operator()(const std::pair<const PodMeta*, const PodMeta*>& p) const {
-      return std::hash<const void*>()(p.first) * 31 + std::hash<const void*>()(p.second);
+  std::string cluster_domain_ = "cluster.local";
+  // (local pod, remote pod, remote port when it names a Service port, else 0)
+  // -> interned label sets; cleared when pods change.
+  using LabelKey = std::tuple<const PodMeta*, const PodMeta*, uint16_t>;
+  struct KeyHash {
+    size_t operator()(const LabelKey& k) const {
+      return (std::hash<const void*>()(std::get<0>(k)) * 31 +
+              std::hash<const void*>()(std::get<1>(k))) *
+                 31 +
+             std::get<2>(k);
     }
   };
-  std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Aggregator::LabelSetId, PairHash>
-      label_cache_;
+  std::unordered_map<LabelKey, ConnLabels, KeyHash> label_cache_;
 };
 
 }  // namespace podtap

@@ -296,10 +296,15 @@ class KubeApiTest(harness.PodPairTest):
         ex = self.wait(self.outbound(dict(WEB_LABELS, **DST_DB_POD), to_pod)
                        + self.outbound(dict(WEB_LABELS, **dst_service("db"), dst_pod=""), to_svc)
                        + self.inbound(DB_LABELS, to_pod, to_svc))
-        # Exactly these two label sets, nothing more or less on them.
+        # Exactly these two label sets, nothing more or less on them. The
+        # ClusterIP connection carries the Service's TCP authority (its port
+        # is the Service's); the slice names its port "db" and the Service
+        # leaves its one unnamed, so the pod address gives none.
         common = dict(WEB_LABELS, direction="outbound", peer="dst", tls="false")
         self.assertEqual(self.outbound_label_sets(ex),
-                         sorted([dict(common, **DST_DB_POD), dict(common, **dst_service("db"))],
+                         sorted([dict(common, **DST_DB_POD),
+                                 dict(common, **dst_service("db"),
+                                      authority="db.shop.svc.cluster.local:%d" % PORT)],
                                 key=lambda d: sorted(d.items())))
         # The client authenticated every request with the token, asked for
         # bookmarks, and listed each resource once.

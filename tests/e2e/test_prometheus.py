@@ -102,10 +102,12 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Prometheus:
-    """prometheus with its own config and a temporary storage folder,
-    listening on a free loopback port, stopped by PID."""
+    """prometheus with its own config (one scrape job, podtap) and a temporary
+    storage folder, listening on a free loopback port, stopped by PID."""
 
-    def __init__(self, workdir, target):
+    def __init__(self, workdir, target, metric_relabel=None):
+        """`metric_relabel`: the job's metric_relabel_configs (a list of
+        dicts, written as JSON, which YAML reads)."""
         self.dir = workdir
         self.port = harness.free_port()
         self.config = os.path.join(workdir, "prometheus.yml")
@@ -114,6 +116,8 @@ class Prometheus:
                     "  evaluation_interval: 1s\n"
                     "scrape_configs:\n  - job_name: podtap\n"
                     "    static_configs:\n      - targets: ['%s']\n" % target)
+            if metric_relabel:
+                f.write("    metric_relabel_configs: %s\n" % json.dumps(metric_relabel))
         self.log_path = os.path.join(workdir, "prometheus.log")
         self.popen = None
 

@@ -163,12 +163,15 @@ class TcpExactTest(harness.PodPairTest):
         out = self.labels("client", direction="outbound", peer="dst")
         inb = self.labels("server", direction="inbound", peer="src")
         ex = []
-        for lbl, written, read in ((out, t.client_written, t.client_read),
-                                   (inb, t.server_written, t.server_read)):
+        # A failed connect counts as a failed close of the client pod (no open,
+        # no duration): tcp_close_total{errno!=""} shows it, as the dashboards want.
+        for lbl, written, read, failed in (
+                (out, t.client_written, t.client_read, t.reset + t.refused + t.timeout),
+                (inb, t.server_written, t.server_read, t.reset)):
             ex += [
                 Expect("tcp_open_total", lbl, t.opened),
                 Expect("tcp_close_total", dict(lbl, classification="success"), t.ok),
-                Expect("tcp_close_total", dict(lbl, classification="failure"), t.reset),
+                Expect("tcp_close_total", dict(lbl, classification="failure"), failed),
                 Expect("tcp_write_bytes_total", lbl, written),
                 Expect("tcp_read_bytes_total", lbl, read),
                 Expect("tcp_open_connections", lbl, 0, absolute=True),

@@ -24,6 +24,19 @@ Labels Pod(const std::string& name) { return {{"namespace", "shop"}, {"pod", nam
 bool NoPods(const Labels&) { return false; }
 bool AllPods(const Labels&) { return true; }
 
+TEST(HistogramTest, WholeMillisecondsAndInclusiveBoundsAsLinkerdCountsThem) {
+  Histogram h;
+  // 1 and 1.9 ms are 1 ms (le="1"); 10.7 ms is 10 (le="10"); 10.0 stays in
+  // le="10"; 50.001 is 50 (le="50"); 10000.5 is 10000 (le="10000"); 0.4 is 0.
+  for (double ms : {0.4, 1.0, 1.9, 10.0, 10.7, 50.001, 51.0, 10000.5, 10001.0}) h.Observe(ms);
+  const HistogramData d = h.ToData();
+  ASSERT_EQ(d.cumulative_counts.size(), kLatencyBoundsMs.size() + 1);
+  // le:                      1  10  50 100 ... 5000 10000 +Inf
+  EXPECT_EQ(d.cumulative_counts, (std::vector<uint64_t>{3, 5, 6, 7, 7, 7, 7, 7, 7, 7, 8, 9}));
+  EXPECT_DOUBLE_EQ(d.sum, 0 + 1 + 1 + 10 + 10 + 50 + 51 + 10000 + 10001);
+  EXPECT_EQ(d.count, 9u);
+}
+
 TEST(AggregatorCapTest, NewLabelSetsPastTheCapGoToOneOverflowSeries) {
   Aggregator agg({.max_series_per_family = 2});
   const auto id = agg.Intern(Pod("api-0"));
@@ -162,7 +175,7 @@ TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) 
   agg.Expire(t0, 1s, NoPods);
   EXPECT_EQ(agg.Expire(t0 + 1h, 1s, NoPods), 0u);
   s->open_now--;  // the close
-  s->close_total[0]++;
+  s->Close(Classification::kSuccess, 0).total++;
   agg.Expire(t0 + 1h, 1s, NoPods);
   agg.Collect();
   EXPECT_EQ(agg.Expire(t0 + 2h, 1s, NoPods), 1u);

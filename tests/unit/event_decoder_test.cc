@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 extern "C" {
@@ -97,6 +98,41 @@ TEST(EventDecoder, RetransmitTimeoutIsOther) {
   EXPECT_EQ(c->error, TcpError::kOther);
 }
 
+TEST(EventDecoder, CloseCarriesTheErrnoItEndedWith) {
+  // (old state, sk_err) -> errno of the close: the socket's error, ECONNRESET
+  // when this side sent the reset, 0 for a clean close.
+  for (auto [state, sk_err, want] :
+       {std::tuple{1, ECONNRESET, ECONNRESET},                              // peer's RST
+        std::tuple{8, EPIPE, EPIPE},                                        // RST in CLOSE_WAIT
+        std::tuple{4, ETIMEDOUT, ETIMEDOUT}, std::tuple{1, 0, ECONNRESET},  // we aborted
+        std::tuple{9, 0, 0}}) {                                             // LAST_ACK: clean
+    auto e = Base(PODTAP_EV_TCP_CLOSE);
+    e.old_state = static_cast<uint8_t>(state);
+    e.sk_err = sk_err;
+    e.dport = 8080;
+    auto d = Decode(&e, sizeof(e));
+    auto* c = std::get_if<TcpClose>(&d);
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->err, want) << state << " " << sk_err;
+    EXPECT_EQ(c->failed, want != 0);
+    EXPECT_EQ(c->remote_port, 8080);
+  }
+}
+
+TEST(EventDecoder, ErrnoNamesAreLinkerdsLabels) {
+  EXPECT_STREQ(ErrnoName(0), "");
+  EXPECT_STREQ(ErrnoName(ECONNRESET), "ECONNRESET");
+  EXPECT_STREQ(ErrnoName(ETIMEDOUT), "ETIMEDOUT");
+  EXPECT_STREQ(ErrnoName(ECONNREFUSED), "ECONNREFUSED");
+  EXPECT_STREQ(ErrnoName(EPIPE), "EPIPE");
+  EXPECT_STREQ(ErrnoName(EHOSTUNREACH), "EHOSTUNREACH");
+  EXPECT_STREQ(ErrnoName(EAGAIN), "EAGAIN");
+  EXPECT_STREQ(ErrnoName(EOPNOTSUPP), "EOPNOTSUPP");
+  EXPECT_STREQ(ErrnoName(ENOTRECOVERABLE), "ENOTRECOVERABLE");  // 131, Linkerd's last
+  // Past Linkerd's table, gaps in it, and what no kernel sends: one bounded value.
+  for (int err : {41, 58, 132, 133, 4095, -1}) EXPECT_STREQ(ErrnoName(err), "UNKNOWN_ERRNO") << err;
+}
+
 TEST(EventDecoder, UntrackedCloseHasNoBaseline) {
   auto e = Base(PODTAP_EV_TCP_CLOSE);
   e.old_state = 9;
@@ -119,6 +155,7 @@ TEST(EventDecoder, ConnectFailures) {
     auto* f = std::get_if<TcpConnectFail>(&d);
     ASSERT_NE(f, nullptr);
     EXPECT_EQ(f->error, want) << err;
+    EXPECT_EQ(f->err, err);
   }
 }
 

@@ -89,7 +89,8 @@ TEST_F(Http1ParserTest, KeepAliveThreeExchanges) {
   for (int i = 0; i < 3; ++i) {
     uint64_t t = 100 * (i + 1);
     Feed(p_, kReq, Get("/item/" + std::to_string(i)), t);
-    // Headers and body in separate writes: the end is the body's write.
+    // Headers and body in separate writes: the body's write is both its first body byte (the
+    // latency's end, as Linkerd's first DATA frame) and its end.
     Feed(p_, kResp, "HTTP/1.1 " + std::to_string(statuses[i]) + " X\r\nContent-Length: 3\r\n\r\n",
          t + 1);
     EXPECT_EQ(rec_.responses.size(), static_cast<size_t>(i));
@@ -100,7 +101,7 @@ TEST_F(Http1ParserTest, KeepAliveThreeExchanges) {
     uint64_t t = 100 * (i + 1);
     EXPECT_EQ(rec_.responses[i].status, statuses[i]);
     EXPECT_EQ(rec_.responses[i].request.path, "/item/" + std::to_string(i));
-    EXPECT_EQ(rec_.responses[i].first_byte_ns, t + 1);
+    EXPECT_EQ(rec_.responses[i].first_byte_ns, t + 2);
     EXPECT_EQ(rec_.responses[i].end_ns, t + 2);
   }
   EXPECT_TRUE(rec_.errors.empty());
@@ -162,7 +163,7 @@ TEST_F(Http1ParserTest, ChunkedResponseAcrossFeeds) {
   EXPECT_TRUE(rec_.responses.empty());
   Feed(p_, kResp, "\r\n", 7);
   ASSERT_EQ(rec_.responses.size(), 1u);
-  EXPECT_EQ(rec_.responses[0].first_byte_ns, 2u);
+  EXPECT_EQ(rec_.responses[0].first_byte_ns, 3u);  // the first chunk's data, not the head
   EXPECT_EQ(rec_.responses[0].end_ns, 7u);
   EXPECT_TRUE(rec_.errors.empty());
   // Still in step: the next exchange parses.
@@ -252,6 +253,18 @@ TEST_F(Http1ParserTest, HeadResponseHasNoBodyWhateverItsContentLength) {
   EXPECT_TRUE(rec_.errors.empty());
 }
 
+TEST_F(Http1ParserTest, ABodyRunningToTheCloseStartsWithItsFirstWrite) {
+  Feed(p_, kReq, Get("/old"), 1);
+  Feed(p_, kResp, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", 2);
+  Feed(p_, kResp, "xyz", 5);
+  Feed(p_, kResp, "more", 6);
+  p_.OnClose(7);
+  ASSERT_EQ(rec_.responses.size(), 1u);
+  EXPECT_EQ(rec_.responses[0].first_byte_ns, 5u);
+  EXPECT_EQ(rec_.responses[0].end_ns, 7u);
+  EXPECT_FALSE(rec_.responses[0].cut_off);
+}
+
 TEST_F(Http1ParserTest, ContinueIsNotTheFinalResponse) {
   Feed(p_, kReq,
        "POST /form HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n", 1);
@@ -261,7 +274,8 @@ TEST_F(Http1ParserTest, ContinueIsNotTheFinalResponse) {
   Feed(p_, kResp, Ok("", 201), 4);
   ASSERT_EQ(rec_.responses.size(), 1u);
   EXPECT_EQ(rec_.responses[0].status, 201);
-  EXPECT_EQ(rec_.responses[0].first_byte_ns, 4u);
+  EXPECT_EQ(rec_.responses[0].first_byte_ns, 0u);  // no body: its end counts
+  EXPECT_EQ(rec_.responses[0].end_ns, 4u);
   EXPECT_EQ(rec_.responses[0].request.path, "/form");
   // Interim and final in one write.
   Feed(p_, kReq, Get("/hints"), 5);
@@ -358,7 +372,10 @@ TEST(Http1Parser, EverySplitPointGivesTheSameExchange) {
   ASSERT_GT(req.size(), 180u);
   ASSERT_GT(resp.size(), 180u);
   const size_t head_end = req.size() - body.size();  // one past the header block's last byte
-  auto check = [&](const Recorder& rec, uint64_t headers_end_ns, const std::string& where) {
+  // The response's first body byte: the first chunk's data, after "7\r\n".
+  const size_t first_data = resp.find("\r\n\r\n") + 4 + 3;
+  auto check = [&](const Recorder& rec, uint64_t headers_end_ns, uint64_t first_byte_ns,
+                   const std::string& where) {
     ASSERT_EQ(rec.requests.size(), 1u) << where;
     EXPECT_EQ(rec.requests[0].method, "POST") << where;
     EXPECT_EQ(rec.requests[0].path, "/api/v1/orders") << where;
@@ -366,7 +383,7 @@ TEST(Http1Parser, EverySplitPointGivesTheSameExchange) {
     EXPECT_EQ(rec.requests[0].headers_end_ns, headers_end_ns) << where;
     ASSERT_EQ(rec.responses.size(), 1u) << where;
     EXPECT_EQ(rec.responses[0].status, 201) << where;
-    EXPECT_EQ(rec.responses[0].first_byte_ns, 3u) << where;
+    EXPECT_EQ(rec.responses[0].first_byte_ns, first_byte_ns) << where;
     EXPECT_EQ(rec.responses[0].end_ns, 4u) << where;
     EXPECT_TRUE(rec.errors.empty()) << where;
   };
@@ -378,7 +395,7 @@ TEST(Http1Parser, EverySplitPointGivesTheSameExchange) {
       Feed(p, kReq, std::string_view(req).substr(i), 2);
       Feed(p, kResp, std::string_view(resp).substr(0, j), 3);
       Feed(p, kResp, std::string_view(resp).substr(j), 4);
-      check(rec, i >= head_end ? 1 : 2,
+      check(rec, i >= head_end ? 1 : 2, j > first_data ? 3 : 4,
             "request split at " + std::to_string(i) + ", response at " + std::to_string(j));
     }
   }
@@ -390,7 +407,7 @@ TEST(Http1Parser, EverySplitPointGivesTheSameExchange) {
   for (size_t j = 0; j < resp.size(); ++j) {
     Feed(p, kResp, std::string_view(resp).substr(j, 1), j + 1 == resp.size() ? 4 : 3);
   }
-  check(rec, 2, "byte by byte");
+  check(rec, 2, 3, "byte by byte");
 }
 
 TEST_F(Http1ParserTest, RequestHeadersLargerThanThePrefix) {

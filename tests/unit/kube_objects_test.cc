@@ -104,6 +104,16 @@ TEST(KubeDecode, ServiceReplicaSetAndEndpointSlice) {
   ASSERT_TRUE(svc) << err;
   EXPECT_EQ(std::get<KubeService>(*svc).cluster_ips,
             (std::vector<IpAddr>{Ip("10.96.0.10"), Ip("fd00:96::a")}));
+  EXPECT_EQ(std::get<KubeService>(*svc).ports, (std::vector<KubePort>{{"", 80}}));
+  auto multi = DecodeKubeObject(KubeResource::kServices, nlohmann::json::parse(R"({
+      "metadata":{"name":"dns","namespace":"kube-system"},"spec":{"clusterIP":"10.96.0.53",
+      "ports":[{"name":"dns","port":53,"protocol":"UDP","targetPort":53},
+               {"name":"dns-tcp","port":53,"protocol":"TCP","targetPort":53},
+               {"name":"metrics","port":9153,"protocol":"TCP","targetPort":9153}]}})"),
+                                {}, &err);
+  ASSERT_TRUE(multi) << err;
+  EXPECT_EQ(std::get<KubeService>(*multi).ports,
+            (std::vector<KubePort>{{"dns-tcp", 53}, {"metrics", 9153}}));
   auto headless = DecodeKubeObject(KubeResource::kServices, nlohmann::json::parse(R"({
       "metadata":{"name":"db","namespace":"shop"},"spec":{"clusterIP":"None",
       "clusterIPs":["None"]}})"),
@@ -131,6 +141,7 @@ TEST(KubeDecode, ServiceReplicaSetAndEndpointSlice) {
   EXPECT_EQ(std::get<KubeEndpointSlice>(*slice).service, "api");
   EXPECT_EQ(std::get<KubeEndpointSlice>(*slice).addresses,
             (std::vector<IpAddr>{Ip("10.1.2.3"), Ip("10.1.2.4")}));
+  EXPECT_EQ(std::get<KubeEndpointSlice>(*slice).ports, (std::vector<KubePort>{{"", 8080}}));
 }
 
 TEST(KubeDecode, ListPage) {
@@ -200,13 +211,13 @@ TEST(KubeCache, UpsertEraseReplace) {
   KubeCache c;
   c.Upsert(KubePod{"a", "p1", "u1", "", {}, "", "", {}});
   c.Upsert(KubePod{"a", "p1", "u1b", "", {}, "", "", {}});  // MODIFIED
-  c.Upsert(KubeService{"a", "s", {}});
+  c.Upsert(KubeService{"a", "s", {}, {}});
   EXPECT_EQ(c.Count(KubeResource::kPods), 1u);
   EXPECT_EQ(c.pods.at("a/p1").uid, "u1b");
   c.Erase(KubePod{"a", "p1", "", "", {}, "", "", {}});
   EXPECT_EQ(c.Count(KubeResource::kPods), 0u);
   EXPECT_EQ(c.Count(KubeResource::kServices), 1u);
-  std::vector<KubeObject> fresh = {KubeService{"b", "t", {}}, KubeService{"b", "u", {}}};
+  std::vector<KubeObject> fresh = {KubeService{"b", "t", {}, {}}, KubeService{"b", "u", {}, {}}};
   c.Replace(KubeResource::kServices, std::move(fresh));
   EXPECT_EQ(c.Count(KubeResource::kServices), 2u);
   EXPECT_FALSE(c.services.contains("a/s"));
@@ -234,12 +245,14 @@ KubeCache Cluster() {
   c.Upsert(KubeReplicaSet{"shop", "web-7d4b9c6f5", "web"});
   c.Upsert(KubeReplicaSet{"shop", "api-5f7c9d8b6", "api"});
   c.Upsert(KubeReplicaSet{"shop", "legacy-abc12", ""});  // created by hand, no Deployment
-  c.Upsert(KubeService{"shop", "api", {Ip("10.96.0.10")}});
-  c.Upsert(KubeEndpointSlice{"shop", "api-x1", "api", {Ip("10.2.0.1")}});
-  c.Upsert(KubeEndpointSlice{"shop", "ext-1", "payments", {Ip("192.0.2.7")}});
+  // Service port 80 ("http") is served on the pods' port 8080; 9090 ("admin") on 9090.
+  c.Upsert(KubeService{"shop", "api", {Ip("10.96.0.10")}, {{"http", 80}, {"admin", 9090}}});
+  c.Upsert(KubeEndpointSlice{"shop", "api-x1", "api", {Ip("10.2.0.1")}, {{"http", 8080}}});
+  // A Service without selector: its slice, written by hand, names no known Service object.
+  c.Upsert(KubeEndpointSlice{"shop", "ext-1", "payments", {Ip("192.0.2.7")}, {{"", 5432}}});
   // 10.2.0.3 backs two Services: no single dst_service.
-  c.Upsert(KubeEndpointSlice{"shop", "m-1", "metrics", {Ip("10.2.0.3")}});
-  c.Upsert(KubeEndpointSlice{"shop", "n-1", "node-exporter", {Ip("10.2.0.3")}});
+  c.Upsert(KubeEndpointSlice{"shop", "m-1", "metrics", {Ip("10.2.0.3")}, {}});
+  c.Upsert(KubeEndpointSlice{"shop", "n-1", "node-exporter", {Ip("10.2.0.3")}, {}});
   return c;
 }
 
@@ -281,6 +294,30 @@ TEST(KubeMerge, DstLabelsForPodsAndServices) {
   EXPECT_EQ(idx.ForIp(Ip("10.9.9.9")), nullptr);
   // Remote ends never match a socket.
   EXPECT_TRUE(idx.Netns().empty());
+}
+
+std::string AuthorityOf(const PodIndex& idx, const char* ip, uint16_t port) {
+  return ServiceAuthority(idx.ForIp(Ip(ip)), port, "cluster.local");
+}
+
+TEST(KubeMerge, TcpAuthorityOfServiceAddresses) {
+  PodList merged = MergeKubePods({}, Cluster());
+  PodIndex idx(merged);
+  // The ClusterIP, on each port its Service declares, and nothing else.
+  EXPECT_EQ(AuthorityOf(idx, "10.96.0.10", 80), "api.shop.svc.cluster.local:80");
+  EXPECT_EQ(AuthorityOf(idx, "10.96.0.10", 9090), "api.shop.svc.cluster.local:9090");
+  EXPECT_EQ(AuthorityOf(idx, "10.96.0.10", 8080), "");
+  // An endpoint of the Service: its port 8080 serves the Service's port 80 ("http").
+  EXPECT_EQ(AuthorityOf(idx, "10.2.0.1", 8080), "api.shop.svc.cluster.local:80");
+  EXPECT_EQ(AuthorityOf(idx, "10.2.0.1", 80), "");
+  EXPECT_EQ(ServiceAuthority(idx.ForIp(Ip("10.2.0.1")), 8080, "corp.example"),
+            "api.shop.svc.corp.example:80");
+  // No Service object for the slice, or two Services for one address: no authority.
+  EXPECT_EQ(AuthorityOf(idx, "192.0.2.7", 5432), "");
+  EXPECT_EQ(AuthorityOf(idx, "10.2.0.3", 9100), "");
+  // A pod no Service selects, and no remote end at all.
+  EXPECT_EQ(AuthorityOf(idx, "10.2.0.6", 80), "");
+  EXPECT_EQ(AuthorityOf(idx, "10.9.9.9", 80), "");
 }
 
 TEST(KubeMerge, LocalPodsAreEnrichedByUidThenName) {

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
+
 #include "tests/unit/snapshot_util.h"
 
 namespace podtap {
@@ -181,6 +184,99 @@ TEST_F(PipelineTest, ResetAndRefusedCountErrors) {
   refused.emplace_back("error", "connection_refused");
   EXPECT_EQ(Value(s, "outbound_tcp_errors_total", refused), 2);
   EXPECT_EQ(Value(s, "tcp_open_total", web_out), 0);  // a refused connect never opened
+}
+
+TEST_F(PipelineTest, ClosesAndFailedConnectsCarryTheirErrno) {
+  for (uint64_t id : {1, 2, 3}) pipe.OnOpen(Open(id, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  pipe.OnClose(Close(1, 1, 0));
+  for (uint64_t id : {2, 3}) {
+    auto c = Close(id, 1, 0);
+    c.failed = true;
+    c.error = TcpError::kReset;
+    c.err = ECONNRESET;
+    pipe.OnClose(c);
+  }
+  TcpConnectFail f;
+  f.netns_ino = 200;
+  f.remote = V4(10, 0, 0, 2);
+  for (int err : {ECONNREFUSED, ETIMEDOUT, ETIMEDOUT}) {
+    f.err = err;
+    pipe.OnConnectFail(f);
+  }
+  auto s = agg.Collect();
+  auto with = [](Labels l, const char* cls, const char* err) {
+    l.emplace_back("classification", cls);
+    l.emplace_back("errno", err);
+    return l;
+  };
+  EXPECT_EQ(Value(s, "tcp_close_total", with(api_in, "success", "")), 1);
+  EXPECT_EQ(Value(s, "tcp_close_total", with(api_in, "failure", "ECONNRESET")), 2);
+  const Sample* h = Find(s, "tcp_connection_duration_ms", with(api_in, "failure", "ECONNRESET"));
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->histogram.count, 2u);
+  // A failed connect is a close with no open and no duration.
+  EXPECT_EQ(Value(s, "tcp_close_total", with(web_out, "failure", "ECONNREFUSED")), 1);
+  EXPECT_EQ(Value(s, "tcp_close_total", with(web_out, "failure", "ETIMEDOUT")), 2);
+  h = Find(s, "tcp_connection_duration_ms", with(web_out, "failure", "ETIMEDOUT"));
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->histogram.count, 0u);
+  EXPECT_EQ(Value(s, "tcp_open_total", web_out), 0);
+  EXPECT_EQ(Value(s, "tcp_open_connections", web_out), 0);
+}
+
+TEST_F(PipelineTest, OutboundTcpToAServiceCarriesItsAuthority) {
+  auto svc = std::make_shared<PodMeta>();  // a ClusterIP serving port 80
+  svc->ns = "shop";
+  svc->service = "api";
+  svc->ips = {V4(10, 96, 0, 10)};
+  svc->authority_ports = {{80, 80}};
+  auto api = Pod("shop", "api-5f7c9d8b6-abcde", 100, V4(10, 0, 0, 2));
+  api->service = "api";  // an endpoint: its 8080 serves the Service's 80
+  api->authority_ports = {{8080, 80}};
+  auto web = Pod("shop", "web-0", 200, V4(10, 0, 0, 3));
+  pipe.SetPods({svc, api, web});
+  pipe.SetClusterDomain("corp.example");
+  auto open = [&](uint64_t id, IpAddr remote, uint16_t port) {
+    TcpOpen o = Open(id, 200, Direction::kOutbound, remote);
+    o.remote_port = port;
+    pipe.OnOpen(o);
+  };
+  open(1, V4(10, 96, 0, 10), 80);
+  open(2, V4(10, 0, 0, 2), 8080);
+  open(3, V4(10, 96, 0, 10), 81);  // not a port of the Service
+  open(4, V4(10, 0, 0, 2), 9999);
+  TcpConnectFail f;
+  f.netns_ino = 200;
+  f.remote = V4(10, 96, 0, 10);
+  f.remote_port = 80;
+  f.err = ECONNREFUSED;
+  pipe.OnConnectFail(f);
+  pipe.OnOpen(Open(5, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  auto s = agg.Collect();
+  // tcp_open_total by authority, summed as a PromQL sum() would.
+  auto opens = [&](const std::string& authority) {
+    double n = 0;
+    for (const auto& fam : s.families) {
+      if (fam.name != "tcp_open_total") continue;
+      for (const auto& x : fam.samples) {
+        auto it = std::find_if(x.labels.begin(), x.labels.end(),
+                               [](const auto& l) { return l.first == "authority"; });
+        if ((it == x.labels.end() ? "" : it->second) == authority) n += x.value;
+      }
+    }
+    return n;
+  };
+  const std::string authority = "api.shop.svc.corp.example:80";
+  EXPECT_EQ(opens(authority), 2);  // the ClusterIP and the endpoint
+  EXPECT_EQ(opens(""), 3);         // ports 81 and 9999, and the inbound connection
+  Labels to_pod = web_out;
+  to_pod.emplace_back("authority", authority);
+  to_pod.emplace_back("dst_pod", "api-5f7c9d8b6-abcde");
+  EXPECT_EQ(Value(s, "tcp_open_total", to_pod), 1);
+  Labels refused = web_out;
+  refused.emplace_back("authority", authority);
+  refused.emplace_back("errno", "ECONNREFUSED");
+  EXPECT_EQ(Value(s, "tcp_close_total", refused), 1);
 }
 
 TEST_F(PipelineTest, LostOpenEventIsRecoveredFromTheKernelsMemory) {

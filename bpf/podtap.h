@@ -143,10 +143,6 @@ struct podtap_h2_walk {
 	__u8 lost;      /* 1: frame boundaries lost; nothing more is captured */
 	__u8 pad;
 	__u8 head[4];   /* its length and type bytes */
-	/* 16 bytes in all: the payload programs index walk[] by direction, and
-	 * 5.10's verifier bounds index * 16 exactly where it lost index * 12
-	 * (and refused the write to head[]). */
-	__u8 pad2[4];
 };
 
 /* The verdicts key of a connection's TLS plaintext: its id with this bit

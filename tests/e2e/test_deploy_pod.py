@@ -232,7 +232,8 @@ class PodAgent(harness.Agent):
         pb = self.cri.pb
         t0 = time.monotonic()
         self.cri.rt.StopContainer(pb.StopContainerRequest(
-            container_id=self.cid, timeout=harness.STOP_TIMEOUT), timeout=harness.STOP_TIMEOUT + 10)
+            container_id=self.cid, timeout=int(harness.STOP_TIMEOUT)),
+            timeout=harness.STOP_TIMEOUT + 10)
         self.stop_seconds = time.monotonic() - t0
         # The log says whether SIGTERM ended it cleanly.
         self.exit_code = 0 if "kernel programs detached" in self.log_text() else 1

@@ -98,24 +98,28 @@ def run_host(agent, agent_args, timeout, logdir):
     return rc, wall, read_result(result_path)
 
 
-def guest_visible(agent):
-    """The agent binary at a path a guest sees: the guest has the host's root
-    but a /tmp and /run of its own, so an agent there is copied into the
-    kernel cache for the run (removed at exit)."""
-    real = os.path.realpath(agent)
+def guest_visible(path):
+    """`path` (the agent binary, or the tests folder) where a guest sees it:
+    the guest has the host's root but a /tmp and /run of its own, so what
+    lies there (a checkout CI made under /tmp, say) is copied into the kernel
+    cache for the run (removed at exit)."""
+    real = os.path.realpath(path)
     if not real.startswith(("/tmp/", "/run/", "/var/run/")):
         return real
-    folder = os.path.join(kernels.CACHE, "agent-%d" % os.getpid())
+    folder = os.path.join(kernels.CACHE, "run-%d" % os.getpid())
     os.makedirs(folder, exist_ok=True)
     atexit.register(shutil.rmtree, folder, True)
     copy = os.path.join(folder, os.path.basename(real))
-    shutil.copy2(real, copy)
+    if os.path.isdir(real):
+        shutil.copytree(real, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        shutil.copy2(real, copy)
     log("%s is not visible in a guest (its /tmp and /run are its own): using a copy, %s"
-        % (agent, copy))
+        % (path, copy))
     return copy
 
 
-def run_guest(kernel, agent, agent_args, timeout, logdir):
+def run_guest(kernel, agent, guest_script, agent_args, timeout, logdir):
     """The smoke suite in a QEMU guest of `kernel`; the guest's logs are
     copied to logdir."""
     share = tempfile.mkdtemp(prefix="podtap-kmatrix-")
@@ -127,7 +131,8 @@ def run_guest(kernel, agent, agent_args, timeout, logdir):
                "PODTAP_E2E_ARTIFACTS": "/run/podtap-matrix/artifacts"}
         with open(os.path.join(share, "start"), "w") as f:
             f.write("".join("export %s=%s\n" % (k, shlex.quote(v)) for k, v in env.items()))
-            f.write("exec /bin/bash %s %s\n" % (shlex.quote(GUEST), shlex.quote(kernel.modules)))
+            f.write("exec /bin/bash %s %s\n" % (shlex.quote(guest_script),
+                                                 shlex.quote(kernel.modules)))
         cmd = [QEMU, "-machine", "q35,accel=tcg", "-cpu", "max", "-m", "2G", "-smp", "2",
                "-nographic", "-no-reboot", "-nic", "none",
                "-kernel", kernel.vmlinux, "-initrd", kernel.initramfs,
@@ -253,14 +258,17 @@ def main():
         log("host: %s in %.0f s" % (rows[-1]["verdict"], wall))
     series_list = [s for s in args.kernels.split(",") if s]
     guest_agent = guest_visible(agent) if series_list else agent
+    # guest.sh runs the smoke suite beside it, from the same tests folder.
+    guest_script = (os.path.join(guest_visible(os.path.join(REPO, "tests")), "kernel_matrix",
+                                 os.path.basename(GUEST)) if series_list else GUEST)
     for series in series_list:
         k = kernels.prepare(series)
         logdir = os.path.join(logroot, k.version)
         os.makedirs(logdir)
         log("guest %s: smoke suite under QEMU (logs in %s, bound %.0f s)"
             % (k.version, logdir, args.guest_timeout))
-        rc, wall, res = run_guest(k, guest_agent, extra.get(series, ""), args.guest_timeout,
-                                  logdir)
+        rc, wall, res = run_guest(k, guest_agent, guest_script, extra.get(series, ""),
+                                  args.guest_timeout, logdir)
         rows.append(row(k.version, "QEMU guest", rc, wall, res, series))
         log("guest %s: %s in %.0f s" % (k.version, rows[-1]["verdict"], wall))
     text = table(rows)

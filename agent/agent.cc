@@ -47,9 +47,12 @@ Agent::Agent(AgentOptions opts)
 }
 
 std::string Agent::Start() {
+  // Before Run, this thread is the control thread and the event thread both.
+  const std::atomic<bool> running{false};
   if (pods_) {
     spdlog::info("pod metadata from {}", pods_->Describe());
-    PollPods();
+    PollPods(running);
+    ApplyMail();
   } else {
     spdlog::info("no pod metadata source: every connection counts as a host process");
   }
@@ -74,60 +77,85 @@ std::string Agent::Start() {
       self.kernel_features.emplace_back("tp_btf", f.tp_btf);
     }
   }
-  PollTlsLibraries(true);
+  PollTlsLibraries(true, running);
+  ApplyMail();
   attached_ = true;
   return "";
 }
 
 void Agent::Run(const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
-  auto next_pods = Clock::now() + std::chrono::seconds(1);
-  auto next_tls = Clock::now() + std::chrono::seconds(1);
-  auto next_diag = Clock::now() + opts_.diag_interval;
   auto next_expiry = Clock::now() + std::chrono::seconds(5);
-  int tls_polls = 0;
   AdoptOpenConnections();
+  control_ = std::thread([this, &stop] { RunControl(stop); });
   while (!stop.load()) {
-    // The timeout bounds how stale socket data gets between wakeups.
+    // The timeout bounds how stale socket data gets between wakeups, and how
+    // long the control thread's updates wait.
     int n = probes_->Poll(50);
     if (n < 0 && n != -EINTR) {
       spdlog::error("ring buffer poll failed: {}", std::strerror(-n));
     }
     ApplyBatch();
+    ApplyMail();
     auto now = Clock::now();
-    if (pods_ && now >= next_pods) {
-      PollPods();
-      next_pods = now + std::chrono::seconds(1);
-    }
-    if (now >= next_tls) {
-      // New processes every second; every process's maps every 30 s (dlopen'd libraries).
-      PollTlsLibraries(++tls_polls % 30 == 0);
-      next_tls = now + std::chrono::seconds(1);
-    }
-    if (opts_.diag_interval.count() > 0 && now >= next_diag) {
-      PollLiveCounters();
-      next_diag = now + opts_.diag_interval;
-    }
     if (now >= next_expiry) {
       ExpireSeries();
       next_expiry = now + std::chrono::seconds(5);
     }
   }
+  control_.join();
 }
 
-void Agent::PollTlsLibraries(bool all) {
+void Agent::ApplyMail() {
+  std::lock_guard<std::mutex> lock(mu_);
+  mail_.Drain();
+}
+
+void Agent::RunControl(const std::atomic<bool>& stop) {
+  using Clock = std::chrono::steady_clock;
+  auto next_pods = Clock::now() + std::chrono::seconds(1);
+  auto next_tls = Clock::now() + std::chrono::seconds(1);
+  auto next_diag = Clock::now() + opts_.diag_interval;
+  int tls_polls = 0;
+  while (!stop.load()) {
+    auto now = Clock::now();
+    if (pods_ && now >= next_pods) {
+      PollPods(stop);
+      next_pods = Clock::now() + std::chrono::seconds(1);
+    }
+    if (now >= next_tls) {
+      // New processes every second; every process's maps every 30 s (dlopen'd libraries).
+      PollTlsLibraries(++tls_polls % 30 == 0, stop);
+      next_tls = Clock::now() + std::chrono::seconds(1);
+    }
+    if (opts_.diag_interval.count() > 0 && now >= next_diag) {
+      PollLiveCounters(stop);
+      next_diag = Clock::now() + opts_.diag_interval;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   if (!opts_.tls_probes || !probes_->payload_attached()) return;
+  uint64_t attached = 0, failed = 0;
   for (const std::string& path : tls_libs_.FindNew(all)) {
     std::string err = probes_->AttachTls(path);
-    std::lock_guard<std::mutex> lock(mu_);
     if (err.empty()) {
-      agg_.self().tls_libraries++;
+      attached++;
       spdlog::info("TLS plaintext probes attached to {}", path);
     } else {
-      agg_.self().tls_attach_errors++;
+      failed++;
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
+  if (attached + failed == 0) return;
+  mail_.Post(
+      [this, attached, failed] {
+        agg_.self().tls_libraries += attached;
+        agg_.self().tls_attach_errors += failed;
+      },
+      stop);
 }
 
 void Agent::ExpireSeries() {
@@ -242,10 +270,32 @@ void Agent::ApplyBatch() {
   }
 }
 
-void Agent::PollPods() {
+void Agent::PollPods(const std::atomic<bool>& stop) {
   PodListResult r = pods_->Poll();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (kube_ != nullptr) agg_.self().metadata_sources["kubernetes"] = kube_->Status();
+  std::optional<MetadataSourceStatus> kube;
+  if (kube_ != nullptr) kube = kube_->Status();
+  {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    pods_describe_ = pods_->Describe();
+  }
+  if (!r.error.empty()) {
+    if (r.error != last_pods_error_) {
+      spdlog::error("{} (keeping the last good pod list)", r.error);
+      last_pods_error_ = r.error;
+    }
+  } else {
+    last_pods_error_.clear();
+  }
+  if (r.changed) {
+    // With the API on, the list changes with the cluster: log it at debug.
+    spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
+                "loaded {} pods and remote addresses from {}", r.pods.size(), pods_describe_);
+  }
+  mail_.Post([this, r = std::move(r), kube = std::move(kube)] { ApplyPods(r, kube); }, stop);
+}
+
+void Agent::ApplyPods(const PodListResult& r, const std::optional<MetadataSourceStatus>& kube) {
+  if (kube) agg_.self().metadata_sources["kubernetes"] = *kube;
   if (!pods_source_name_.empty()) {
     MetadataSourceStatus& local = agg_.self().metadata_sources[pods_source_name_];
     local.up = r.error.empty();
@@ -253,14 +303,9 @@ void Agent::PollPods() {
   }
   if (!r.error.empty()) {
     agg_.self().metadata_sources[pods_source_name_].errors["read"]++;
-    if (r.error != last_pods_error_) {
-      spdlog::error("{} (keeping the last good pod list)", r.error);
-      last_pods_error_ = r.error;
-    }
     // The API's pods may still have changed while the local source is away.
     if (!r.changed) return;
   } else {
-    last_pods_error_.clear();
     agg_.self().metadata_last_success_unix = static_cast<double>(std::time(nullptr));
   }
   if (!r.changed) return;
@@ -272,9 +317,6 @@ void Agent::PollPods() {
     if (pod->name.empty()) continue;  // a Service address
     live_pods_.emplace(CleanLabelValue(pod->ns, max_bytes), CleanLabelValue(pod->name, max_bytes));
   }
-  // With the API on, the list changes with the cluster: log it at debug.
-  spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
-              "loaded {} pods and remote addresses from {}", r.pods.size(), pods_->Describe());
   pods_loaded_ = true;
 }
 
@@ -331,22 +373,31 @@ void Agent::AdoptOpenConnections() {
   spdlog::info("tracking {} connections that were open at start", adopted);
 }
 
-void Agent::PollLiveCounters() {
+void Agent::PollLiveCounters(const std::atomic<bool>& stop) {
   std::vector<std::pair<uint32_t, std::string>> netns;
   {
     std::lock_guard<std::mutex> lock(mu_);
     netns = pipeline_.pods().Netns();
   }
   netns.emplace_back(0, "");  // the agent's own (the host's) namespace
+  auto counters = std::make_shared<std::vector<LiveCounters>>();
   for (const auto& [ino, path] : netns) {
     auto r = DumpEstablished(path);
     if (auto* err = std::get_if<std::string>(&r)) {
       spdlog::debug("live counters of {}: {}", path.empty() ? "host" : path, *err);
       continue;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& c : std::get<std::vector<LiveCounters>>(r)) pipeline_.OnLive(c, MonotonicNs());
+    auto& got = std::get<std::vector<LiveCounters>>(r);
+    counters->insert(counters->end(), got.begin(), got.end());
   }
+  // Applied later than read: harmless, as a live count is a lower bound of
+  // the final one and never lowers what was reported (TcpPipeline::Report).
+  const uint64_t read_ns = MonotonicNs();
+  mail_.Post(
+      [this, counters, read_ns] {
+        for (const auto& c : *counters) pipeline_.OnLive(c, read_ns);
+      },
+      stop);
 }
 
 void Agent::DetachProbes() {
@@ -374,11 +425,15 @@ Snapshot Agent::Collect() {
 
 std::string Agent::NotReadyReason() const {
   if (!attached_) return "kernel probes not attached yet";
-  if (!pods_loaded_) return "pod metadata not loaded yet: " + pods_->Describe();
+  if (!pods_loaded_) {
+    std::lock_guard<std::mutex> lock(status_mu_);
+    return "pod metadata not loaded yet: " + pods_describe_;
+  }
   return "";
 }
 
 std::string Agent::ReadyDetail() const {
+  // KubePodSource::Detail is safe from any thread (the reflectors' state).
   return kube_ != nullptr ? "kubernetes: " + kube_->Detail() : "";
 }
 

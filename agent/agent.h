@@ -1,6 +1,10 @@
-// The agent's event loop: drains the kernel's ring buffer in batches, applies
-// them to the pipeline under one short lock, refreshes pod metadata and live
-// byte counters on their own schedules, and serves snapshots to the exporter.
+// The agent's two threads. The event thread drains the kernel's ring buffers
+// in batches and applies them to the pipeline under one short lock. The
+// control thread does all that may block, on its own schedules: pod metadata
+// (CRI calls, the Kubernetes API's cache), TLS library scans of /proc, live
+// byte counters from sock_diag in every pod namespace; it posts the results to
+// a mailbox the event thread applies between batches. Snapshots are served to
+// the exporter from the same state under the same lock.
 #pragma once
 
 #include <atomic>
@@ -10,12 +14,14 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "agent/aggregator.h"
 #include "agent/event_decoder.h"
 #include "agent/kube_source.h"
+#include "agent/mailbox.h"
 #include "agent/pods.h"
 #include "agent/probes.h"
 #include "agent/query_recorder.h"
@@ -53,7 +59,8 @@ class Agent {
 
   // Attaches the probes; an operator-facing error on failure.
   std::string Start();
-  // Runs until `stop` becomes true.
+  // Runs the event loop on the calling thread and the control thread beside
+  // it, until `stop` becomes true; both have ended when it returns.
   void Run(const std::atomic<bool>& stop);
 
   // Detaches the kernel programs (the first thing done on shutdown).
@@ -82,15 +89,24 @@ class Agent {
 
  private:
   void ApplyBatch();
-  void PollPods();
-  void PollLiveCounters();
+  // Applies the control thread's updates (event thread, between batches).
+  void ApplyMail();
+  // The control thread's loop.
+  void RunControl(const std::atomic<bool>& stop);
+  // Control thread: reads the pod sources and posts the result.
+  void PollPods(const std::atomic<bool>& stop);
+  // Event thread, under mu_: the result of one PollPods.
+  void ApplyPods(const PodListResult& r, const std::optional<MetadataSourceStatus>& kube);
+  // Control thread: sock_diag in every pod namespace; posts the counters.
+  void PollLiveCounters(const std::atomic<bool>& stop);
   // Tracks the connections already open when the agent started (sock_diag in
   // every pod namespace and the host's), so that open connections and bytes
   // after a restart are right.
   void AdoptOpenConnections();
   void ExpireSeries();
-  // Attaches the TLS probes to libssl files that appeared since the last call.
-  void PollTlsLibraries(bool all);
+  // Control thread: attaches the TLS probes to libssl files that appeared
+  // since the last call; posts the counts.
+  void PollTlsLibraries(bool all, const std::atomic<bool>& stop);
 
   AgentOptions opts_;
   std::unique_ptr<PodSource> pods_;
@@ -116,9 +132,17 @@ class Agent {
   Aggregator agg_;
   TcpPipeline pipeline_;
 
+  Mailbox mail_{8};
+  std::thread control_;
+
   std::atomic<bool> attached_{false};
   std::atomic<bool> pods_loaded_{false};
-  std::string last_pods_error_;
+  std::string last_pods_error_;  // control thread only
+  // The pod sources' Describe(), refreshed by the control thread after each
+  // poll, for /readyz: a source's Poll and Describe are called from the
+  // control thread only (the CRI source picks its socket in Poll).
+  mutable std::mutex status_mu_;
+  std::string pods_describe_;
   // (namespace, name) of the pods that exist now; guarded by mu_.
   std::set<std::pair<std::string, std::string>> live_pods_;
   TapHub taps_;

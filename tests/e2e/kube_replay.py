@@ -10,7 +10,8 @@ is streamed to open watches), bookmark(), compact() (older resourceVersions
 answer 410 Gone, as an HTTP status or an ERROR event in the stream),
 break_watches() (streams end in the middle of an event line, connection
 reset), stop() and start() (the server goes away and comes back on the same
-port). Every request is recorded for the test to check what the client asked.
+port), `delay` (seconds every request waits before it is answered: a slow API
+server). Every request is recorded for the test to check what the client asked.
 
 Stdlib only, for Debian's /usr/bin/python3; openssl from PATH.
 """
@@ -84,6 +85,7 @@ class ReplayApi:
         self.thread = None
         self.conns = set()
         self.stopping = False
+        self.delay = 0.0                             # seconds before answering a request
 
     # ---- configuration the agent reads ---------------------------------------
 
@@ -268,6 +270,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         verb = "watch" if query.get("watch") in ("1", "true") else "list"
         with api.cond:
             api.requests.append((entry[0] if entry else url.path, verb, query, auth_ok))
+        time.sleep(api.delay)
         if not auth_ok:
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return

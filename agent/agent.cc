@@ -286,11 +286,6 @@ void Agent::PollPods(const std::atomic<bool>& stop) {
   } else {
     last_pods_error_.clear();
   }
-  if (r.changed) {
-    // With the API on, the list changes with the cluster: log it at debug.
-    spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
-                "loaded {} pods and remote addresses from {}", r.pods.size(), pods_describe_);
-  }
   mail_.Post([this, r = std::move(r), kube = std::move(kube)] { ApplyPods(r, kube); }, stop);
 }
 
@@ -310,6 +305,7 @@ void Agent::ApplyPods(const PodListResult& r, const std::optional<MetadataSource
   }
   if (!r.changed) return;
   pipeline_.SetPods(r.pods);
+  for (const std::string& change : r.changes) spdlog::info("{}", change);
   live_pods_.clear();
   // Compared with series labels, which hold values as the aggregator cut them.
   const size_t max_bytes = opts_.aggregator.max_label_value_bytes;
@@ -317,6 +313,10 @@ void Agent::ApplyPods(const PodListResult& r, const std::optional<MetadataSource
     if (pod->name.empty()) continue;  // a Service address
     live_pods_.emplace(CleanLabelValue(pod->ns, max_bytes), CleanLabelValue(pod->name, max_bytes));
   }
+  // With the API on, the list changes with the cluster: log it at debug.
+  std::lock_guard<std::mutex> status(status_mu_);
+  spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
+              "loaded {} pods and remote addresses from {}", r.pods.size(), pods_describe_);
   pods_loaded_ = true;
 }
 

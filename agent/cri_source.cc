@@ -236,9 +236,10 @@ PodListResult CriPodSource::Poll() {
       continue;
     }
     auto pod = std::get<std::shared_ptr<const PodMeta>>(resolved);
-    spdlog::info("CRI: pod {}/{} (sandbox {}) netns inode {} cgroup id {} ({} container cgroups)",
-                 pod->ns, pod->name, sb.id().substr(0, 12), pod->netns_ino, pod->cgroup_id,
-                 pod->container_cgroup_ids.size());
+    r.changes.push_back(fmt::format(
+        "CRI: pod {}/{} (sandbox {}) netns inode {} cgroup id {} ({} container cgroups)", pod->ns,
+        pod->name, sb.id().substr(0, 12), pod->netns_ino, pod->cgroup_id,
+        pod->container_cgroup_ids.size()));
     next.emplace(sb.id(), std::move(pod));
     changed = true;
   }
@@ -254,7 +255,8 @@ PodListResult CriPodSource::Poll() {
   }
   for (const auto& [id, pod] : im.pods) {
     if (!next.contains(id)) {
-      spdlog::info("CRI: pod {}/{} (sandbox {}) is gone", pod->ns, pod->name, id.substr(0, 12));
+      r.changes.push_back(
+          fmt::format("CRI: pod {}/{} (sandbox {}) is gone", pod->ns, pod->name, id.substr(0, 12)));
       changed = true;
     }
   }

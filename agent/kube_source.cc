@@ -329,6 +329,7 @@ PodListResult KubePodSource::Poll() {
   PodListResult r;
   if (local_) {
     PodListResult lr = local_->Poll();
+    r.changes = std::move(lr.changes);
     if (lr.error.empty()) {
       if (lr.changed) primary_pods_ = std::move(lr.pods);
       if (lr.changed || using_fallback_) {
@@ -339,7 +340,9 @@ PodListResult KubePodSource::Poll() {
       local_loaded_ = true;
     } else {
       r.error = std::move(lr.error);
-      PodListResult fr = fallback_ ? fallback_->Poll() : PodListResult{false, {}, "no fallback"};
+      PodListResult fr =
+          fallback_ ? fallback_->Poll() : PodListResult{false, {}, "no fallback", {}};
+      r.changes.insert(r.changes.end(), fr.changes.begin(), fr.changes.end());
       if (fr.error.empty()) {
         if (fr.changed) fallback_pods_ = std::move(fr.pods);
         if (fr.changed || !using_fallback_) {

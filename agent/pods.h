@@ -51,6 +51,9 @@ struct PodListResult {
   bool changed = false;  // false: keep the previous list
   PodList pods;
   std::string error;  // non-empty: the source failed; keep the previous list
+  // What changed, one line per pod, for the log: written by the agent once the list is in use
+  // (a pod named there is attributed from then on).
+  std::vector<std::string> changes;
 };
 
 // Health of one metadata source, for the podtap_metadata_* self metrics.

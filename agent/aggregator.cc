@@ -431,6 +431,13 @@ Snapshot Aggregator::Collect() const {
   }
   snap.families.push_back(std::move(given_up));
 
+  auto unanswered = Family("podtap_http_requests_unanswered_total",
+                           "Requests counted in request_total whose response will never be "
+                           "counted: the parser gave up on their connection while they waited.",
+                           MetricType::kCounter);
+  AddValue(&unanswered, {{"protocol", "http1"}}, static_cast<double>(self_.http1_unanswered));
+  snap.families.push_back(std::move(unanswered));
+
   auto untracked = Family("podtap_connections_untracked_total",
                           "Connections not counted, by reason: the connection table was full, "
                           "or the socket was opened before the probes were attached.",

@@ -93,8 +93,9 @@ struct SelfStats {
   // (protocol, error name) -> count; protocol "http1" or "http2".
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;
   std::map<std::string, uint64_t> given_up;  // connections no longer parsed, by protocol
-  uint64_t closes_without_open = 0;          // sockets that predate the probes
-  uint64_t connections_adopted = 0;          // open at start, found by sock_diag
+  uint64_t http1_unanswered = 0;     // requests counted whose response the parser gave up on
+  uint64_t closes_without_open = 0;  // sockets that predate the probes
+  uint64_t connections_adopted = 0;  // open at start, found by sock_diag
   // Lifecycle events the ring buffer had no room for that still arrived:
   // opens rebuilt at close from the kernel's socket map, closes and failed
   // connects taken from the kernel's pending closes map; and closes lost

@@ -826,6 +826,12 @@ void Http1Parser::Fail(Http1Error e) {
 
 void Http1Parser::Stop() {
   state_ = State::kGaveUp;
+  // Every request reported and not answered: waiting in the queue, or the one whose response was
+  // being read or having its end estimated.
+  size_t unanswered = queue_.size();
+  if (response_.current && !response_.current_orphan) unanswered++;
+  if (response_.pending) unanswered++;
+  if (unanswered > 0) sink_->OnUnanswered(unanswered);
   Clear();
 }
 

@@ -53,6 +53,9 @@ class Http1Sink {
   virtual void OnRequest(const Http1Request& r) = 0;
   virtual void OnResponse(const Http1Response& r) = 0;
   virtual void OnError(Http1Error e) = 0;
+  // The parser gave up (or the protocol switched) while `n` requests reported through OnRequest
+  // had no response reported yet: they never will be.
+  virtual void OnUnanswered(size_t n) = 0;
 };
 
 struct Http1Head;  // a parsed header block, private to http1_parser.cc
@@ -69,7 +72,8 @@ struct Http1Limits {
 };
 
 // One per connection; not thread-safe. Every transition to kGaveUp except a protocol switch
-// (101, CONNECT) is reported through OnError first.
+// (101, CONNECT) is reported through OnError first, then the requests it leaves without a
+// response through OnUnanswered.
 //
 // Prefix rule. Bytes past a Feed's captured prefix are skipped by count, so Content-Length and
 // chunk data need never be seen. When the prefix ends inside a header block, the message is

@@ -114,6 +114,8 @@ void HttpConn::OnResponse(const Http1Response& r) {
 
 void HttpConn::OnError(Http1Error e) { agg_->self().parse_errors[{"http1", Http1ErrorName(e)}]++; }
 
+void HttpConn::OnUnanswered(size_t n) { agg_->self().http1_unanswered += n; }
+
 void HttpConn::OnRequest(const Http2Request& r) { CountRequest(r.method, r.authority, r.path); }
 
 void HttpConn::OnResponse(const Http2Response& r) {

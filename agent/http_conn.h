@@ -43,6 +43,7 @@ class HttpConn : public Http1Sink, public Http2Sink {
   void OnRequest(const Http1Request& r) override;
   void OnResponse(const Http1Response& r) override;
   void OnError(Http1Error e) override;
+  void OnUnanswered(size_t n) override;
   void OnRequest(const Http2Request& r) override;
   void OnResponse(const Http2Response& r) override;
   void OnError(Http2Error e) override;

@@ -17,7 +17,8 @@ using podtap::Http1Response;
 // Checks what the parser promises its sink; any breach aborts, which libFuzzer reports.
 class CheckingSink : public podtap::Http1Sink {
  public:
-  explicit CheckingSink(size_t max_header_bytes) : max_header_bytes_(max_header_bytes) {}
+  CheckingSink(size_t max_header_bytes, size_t max_pipelined)
+      : max_header_bytes_(max_header_bytes), max_pipelined_(max_pipelined) {}
   void OnRequest(const Http1Request& r) override {
     Check(r);
     Callback();
@@ -33,6 +34,11 @@ class CheckingSink : public podtap::Http1Sink {
     if (e >= Http1Error::kCount) abort();
     Callback();
   }
+  // At most the queue's limit plus the response being read and the one being estimated.
+  void OnUnanswered(size_t n) override {
+    if (n == 0 || n > max_pipelined_ + 2) abort();
+    Callback();
+  }
   bool closed = false;
 
  private:
@@ -46,6 +52,7 @@ class CheckingSink : public podtap::Http1Sink {
     if (closed) abort();
   }
   size_t max_header_bytes_;
+  size_t max_pipelined_;
 };
 
 }  // namespace
@@ -62,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto attach = (data[0] & 1) ? podtap::Http1Parser::Attach::kMidConnection
                               : podtap::Http1Parser::Attach::kAtOpen;
-  CheckingSink sink(limits.max_header_bytes);
+  CheckingSink sink(limits.max_header_bytes, limits.max_pipelined);
   podtap::Http1Parser parser(&sink, limits, attach);
   podtap::fuzz::SyscallReader reader(data + 1, size - 1);
   podtap::fuzz::Syscall s;

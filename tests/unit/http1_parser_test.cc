@@ -22,9 +22,11 @@ struct Recorder : Http1Sink {
   std::vector<Http1Request> requests;
   std::vector<Http1Response> responses;
   std::vector<Http1Error> errors;
+  size_t unanswered = 0;
   void OnRequest(const Http1Request& r) override { requests.push_back(r); }
   void OnResponse(const Http1Response& r) override { responses.push_back(r); }
   void OnError(Http1Error e) override { errors.push_back(e); }
+  void OnUnanswered(size_t n) override { unanswered += n; }
 };
 
 std::span<const uint8_t> Bytes(std::string_view s) {
@@ -691,6 +693,37 @@ TEST(Http1Parser, TooManyPipelinedGivesUp) {
   EXPECT_EQ(rec.requests.size(), 2u);
   ASSERT_EQ(rec.errors.size(), 1u);
   EXPECT_EQ(rec.errors[0], Http1Error::kTooManyPipelined);
+  // The two counted requests will never have a response: said, not dropped silently.
+  EXPECT_TRUE(rec.responses.empty());
+  EXPECT_EQ(rec.unanswered, 2u);
+}
+
+TEST(Http1Parser, GivingUpMidResponseCountsItsRequestAndTheQueuedOnesUnanswered) {
+  Recorder rec;
+  Http1Parser p(&rec);
+  Feed(p, kReq, Get("/1") + Get("/2") + Get("/3"), 1);
+  Feed(p, kResp, Ok("one"), 2);
+  // The second response's head is malformed: it and the third never end.
+  Feed(p, kResp, "HTTP/1.1 200 OK\r\nContent-Length 4\r\n\r\n", 3);
+  EXPECT_EQ(p.state(), State::kGaveUp);
+  ASSERT_EQ(rec.responses.size(), 1u);
+  EXPECT_EQ(rec.requests.size(), 3u);
+  EXPECT_EQ(rec.unanswered, 2u);
+  p.OnClose(4);  // nothing more after giving up
+  EXPECT_EQ(rec.responses.size(), 1u);
+  EXPECT_EQ(rec.unanswered, 2u);
+}
+
+TEST(Http1Parser, AnUpgradeLeavesNothingUnanswered) {
+  Recorder rec;
+  Http1Parser p(&rec);
+  Feed(p, kReq, "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+       1);
+  Feed(p, kResp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 2);
+  EXPECT_EQ(p.state(), State::kGaveUp);
+  ASSERT_EQ(rec.responses.size(), 1u);
+  EXPECT_EQ(rec.responses[0].status, 101);
+  EXPECT_EQ(rec.unanswered, 0u);
 }
 
 TEST(Http1Parser, HeadersPastTheLimitGiveUp) {

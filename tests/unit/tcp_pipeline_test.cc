@@ -479,6 +479,18 @@ TEST_F(PayloadPipelineTest, NotHttpStopsCapture) {
             1);
 }
 
+TEST_F(PayloadPipelineTest, RequestsLeftWhenTheParserGivesUpAreCountedUnanswered) {
+  live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  const std::string two =
+      "GET /a HTTP/1.1\r\nHost: api\r\n\r\nGET /b HTTP/1.1\r\nHost: api\r\n\r\n";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, two.size(), 2'000'000), Bytes(two)));
+  const std::string bad = "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n";
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kSend, bad.size(), 3'000'000), Bytes(bad)));
+  auto s = live_agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 1);
+  EXPECT_EQ(Value(s, "podtap_http_requests_unanswered_total", {{"protocol", "http1"}}), 2);
+}
+
 TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdictAtClose) {
   live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   // The server's SETTINGS often come before the client's preface is read.

@@ -31,7 +31,7 @@ enum class HttpDrop : uint8_t {
 };
 inline constexpr size_t kHttpDropCount = 6;
 
-struct HttpRequest;  // a request head the server read (http_server.cc)
+struct HttpRequest;  // a request head the server read (http_request.h)
 
 struct HttpLimits {
   // Connections open at once, in every state; past it, the one that has

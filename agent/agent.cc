@@ -22,6 +22,7 @@ Agent::Agent(AgentOptions opts)
                 opts_.probes.capture_payload),
       taps_(opts_.taps),
       recorder_(&taps_) {
+  agg_.self().connections_max = opts_.max_connections;
   pipeline_.SetRoutes(opts_.routes);
   pipeline_.SetClusterDomain(opts_.cluster_domain);
   pipeline_.SetRecorder(&recorder_);

@@ -474,6 +474,13 @@ Snapshot Aggregator::Collect() const {
   AddValue(&tracked, {}, static_cast<double>(self_.connections_tracked));
   snap.families.push_back(std::move(tracked));
 
+  auto max_tracked = Family("podtap_connections_max",
+                            "The most connections the agent tracks at once (--max-connections, or "
+                            "sized from --memory-limit); past it they are refused and counted.",
+                            MetricType::kGauge);
+  AddValue(&max_tracked, {}, static_cast<double>(self_.connections_max));
+  snap.families.push_back(std::move(max_tracked));
+
   auto pods =
       Family("podtap_metadata_pods", "Pods known to the metadata source.", MetricType::kGauge);
   AddValue(&pods, {}, static_cast<double>(self_.pods_known));

@@ -105,6 +105,7 @@ struct SelfStats {
   uint64_t connect_fails_recovered = 0;
   uint64_t close_map_full = 0;
   uint64_t connections_tracked = 0;
+  uint64_t connections_max = 0;  // the table's size
   uint64_t pods_known = 0;
   // By source: "pods_file" or "cri" (the local source), "kubernetes".
   std::map<std::string, MetadataSourceStatus> metadata_sources;

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "agent/memory_budget.h"
 #include "agent/query_service.h"
 #include "exporter/http_server.h"
 #include "exporter/statsd.h"
@@ -112,14 +113,17 @@ int main(int argc, char** argv) {
                  "error")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "btf_cast", "probe_read", "compat"}));
-  app.add_option("--ringbuf-size", ringbuf_bytes,
-                 "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096)")
-      ->capture_default_str()
-      ->check(power_of_two);
-  app.add_option("--max-connections", max_connections,
-                 "Most connections tracked at once (kernel map and agent table)")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+  auto* ringbuf_opt =
+      app.add_option("--ringbuf-size", ringbuf_bytes,
+                     "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096)")
+          ->capture_default_str()
+          ->check(power_of_two);
+  auto* max_connections_opt =
+      app.add_option("--max-connections", max_connections,
+                     "Most connections tracked at once (kernel map and agent table); default: "
+                     "from --memory-limit")
+          ->capture_default_str()
+          ->check(CLI::Range(size_t{1}, size_t{1} << 24));
   app.add_option("--capture-payload", capture_payload,
                  "Capture socket data for HTTP metrics (false: TCP metrics only)")
       ->capture_default_str();
@@ -127,10 +131,24 @@ int main(int argc, char** argv) {
                  "Bytes of each read/write captured for the protocol parsers")
       ->capture_default_str()
       ->check(CLI::Range(16u, 4096u));
-  app.add_option("--payload-ringbuf-size", payload_ringbuf_bytes,
-                 "Ring buffer for socket data, in bytes (a power of two, >= 4096)")
+  auto* payload_ringbuf_opt =
+      app.add_option("--payload-ringbuf-size", payload_ringbuf_bytes,
+                     "Ring buffer for socket data, in bytes (a power of two, >= 4096)")
+          ->capture_default_str()
+          ->check(power_of_two);
+  std::string memory_limit = "auto";
+  app.add_option("--memory-limit", memory_limit,
+                 "Memory the agent may use (bytes, or 512Mi, 2Gi...): sizes --max-connections "
+                 "and the ring buffers when they are not given, so that past it connections are "
+                 "refused and counted rather than the agent OOM-killed. auto: its cgroup's "
+                 "limit; none: the fixed defaults")
       ->capture_default_str()
-      ->check(power_of_two);
+      ->check([](const std::string& v) -> std::string {
+        return v == "auto" || v == "none" || podtap::ParseByteQuantity(v)
+                   ? ""
+                   : "must be auto, none or a byte quantity (536870912, 512Mi, 2Gi), not \"" + v +
+                         "\"";
+      });
   bool tls_probes = true;
   app.add_flag("--tls-probes,!--no-tls-probes", tls_probes,
                "Read TLS plaintext through uprobes on the OpenSSL (libssl) files the node's "
@@ -282,6 +300,41 @@ int main(int argc, char** argv) {
                                     ? podtap::PayloadVariant::kProbeRead
                                 : payload_probes == "compat" ? podtap::PayloadVariant::kCompat
                                                              : podtap::PayloadVariant::kAuto;
+  {
+    uint64_t limit = 0;
+    std::string source = "--memory-limit";
+    if (memory_limit == "auto") {
+      std::ifstream f("/proc/self/cgroup");
+      std::stringstream text;
+      text << f.rdbuf();
+      limit = podtap::CgroupMemoryLimit(text.str(), "/sys/fs/cgroup");
+      source = "its cgroup";
+    } else if (memory_limit != "none") {
+      limit = *podtap::ParseByteQuantity(memory_limit);
+    }
+    podtap::MemoryPlan defaults{max_connections, ringbuf_bytes, payload_ringbuf_bytes};
+    podtap::MemoryPlan plan = podtap::PlanMemory(limit, defaults);
+    if (max_connections_opt->count() == 0) max_connections = plan.max_connections;
+    if (ringbuf_opt->count() == 0) ringbuf_bytes = plan.ringbuf_bytes;
+    if (payload_ringbuf_opt->count() == 0) payload_ringbuf_bytes = plan.payload_ringbuf_bytes;
+    if (limit == 0) {
+      spdlog::info("no memory limit ({}): tracking at most {} connections",
+                   memory_limit == "auto" ? "its cgroup has none" : "--memory-limit none",
+                   max_connections);
+    } else {
+      spdlog::info(
+          "memory limit {} MiB (from {}): tracking at most {} connections, ring buffers {} KiB and "
+          "{} KiB",
+          limit >> 20, source, max_connections, ringbuf_bytes >> 10, payload_ringbuf_bytes >> 10);
+      if (limit < podtap::SmallestLimitBytes(plan)) {
+        spdlog::warn(
+            "a memory limit of {} MiB is below the {} MiB the agent needs (the kernel's "
+            "verifier alone charges up to 145 MiB to its cgroup while the programs load): it "
+            "may be OOM-killed at start",
+            limit >> 20, podtap::SmallestLimitBytes(plan) >> 20);
+      }
+    }
+  }
   opts.probes.ringbuf_bytes = ringbuf_bytes;
   opts.probes.max_sockets = static_cast<uint32_t>(max_connections);
   opts.probes.capture_payload = capture_payload;

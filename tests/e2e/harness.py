@@ -575,10 +575,12 @@ class Agent:
     """podtap-agent started with a pods file, stopped by PID with SIGTERM."""
 
     def __init__(self, workdir, pods, diag_interval=None, probe_mode=None,
-                 log_level="debug", extra_args=(), pods_source=None):
+                 log_level="debug", extra_args=(), pods_source=None, cgroup_procs=None):
         """`pods` go to a pods file, unless `pods_source` gives the flags of
-        another source (e.g. ["--cri-socket", PATH])."""
+        another source (e.g. ["--cri-socket", PATH]). `cgroup_procs`: the
+        cgroup.procs file of a cgroup the agent starts in."""
         self.workdir = workdir
+        self.cgroup_procs = cgroup_procs
         self.port = free_port()
         self.log_path = os.path.join(workdir, "agent.log")
         if pods_source is None:
@@ -613,9 +615,16 @@ class Agent:
                              "(set PODTAP_AGENT or build it first)" % AGENT)
         self._log = open(self.log_path, "w")
         log("starting agent: %s" % " ".join(self.args))
+        procs = self.cgroup_procs
+
+        def enter_cgroup():  # in the child, before exec: "0" moves the writer itself
+            with open(procs, "w") as f:
+                f.write("0")
+
         self.popen = subprocess.Popen(_orphan_guard("TERM") + self.args, stdout=self._log,
                                       stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, cwd=self.workdir)
+                                      stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                      preexec_fn=enter_cgroup if procs else None)
         _live_procs[self.popen.pid] = self.popen
         return self
 

@@ -14,6 +14,14 @@ agent's next poll (podtap_events_recovered_total). HTTP numbers cannot be
 rebuilt from lost payload: the agent must count the loss and never report
 more requests or responses than were made.
 
+Memory limit: the agent starts in a memory cgroup of 256 MiB and sizes its
+connection table and rings from it (--memory-limit auto); 16,000 connections
+are then held open between the pods, 32,000 sockets the agent would track,
+more than the table holds. It must refuse the rest and count every one
+(podtap_connections_untracked_total{reason="table_full"}) instead of
+outgrowing the limit: it is not OOM-killed, and every socket of the pods is
+either counted open or counted refused.
+
 Run as root: tests/e2e/run.sh test_faults. PODTAP_AGENT overrides the agent
 binary's path; PODTAP_E2E_ARTIFACTS the folder where failing cases leave the
 agent's log and its last scrape.
@@ -209,6 +217,127 @@ class FaultsTest(harness.PodPairTest):
         for key, n in counts.items():
             self.assertLessEqual(n, made, "%s %s: more than were made" % key)
         self.assertEqual(ex.sum("podtap_events_lost_total", {"reason": "decode_error"}), 0)
+
+    def memory_cgroup(self, limit):
+        """A memory cgroup of `limit` bytes (v1's memory hierarchy where the
+        host has one, else v2); returns (its cgroup.procs, a function giving
+        its OOM kill count). Removed by a cleanup once the agent left it."""
+        name = "podtap-e2e-mem-%d" % os.getpid()
+        if os.path.isdir("/sys/fs/cgroup/memory"):
+            path = os.path.join("/sys/fs/cgroup/memory", name)
+            limit_file, events, key = "memory.limit_in_bytes", "memory.oom_control", "oom_kill"
+        else:
+            path = os.path.join("/sys/fs/cgroup", name)
+            limit_file, events, key = "memory.max", "memory.events", "oom_kill"
+        os.makedirs(path, exist_ok=True)
+        self.addCleanup(os.rmdir, path)
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(limit))
+
+        def oom_kills():
+            with open(os.path.join(path, events)) as f:
+                for line in f:
+                    k, _, v = line.partition(" ")
+                    if k == key:
+                        return int(v)
+            return 0
+
+        return os.path.join(path, "cgroup.procs"), oom_kills
+
+    def hold_connections(self, n):
+        """n TCP connections from the client pod to the server pod, held open
+        until the cleanup (which closes them)."""
+        server = subprocess.Popen(
+            harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.server_ns,
+                                             "/usr/bin/python3", "-c", HOLD_SERVER,
+                                             self.topo.SERVER_IP4, str(HOLD_PORT), str(n)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        harness._live_procs[server.pid] = server
+        self.addCleanup(self.stop_holder, server)
+        self.assertEqual(server.stdout.readline().strip(), "listening")
+        client = subprocess.Popen(
+            harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns,
+                                             "/usr/bin/python3", "-c", HOLD_CLIENT,
+                                             self.topo.SERVER_IP4, str(HOLD_PORT), str(n)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        harness._live_procs[client.pid] = client
+        self.addCleanup(self.stop_holder, client)
+        self.assertEqual(client.stdout.readline().strip(), "connected %d" % n)
+        self.assertEqual(server.stdout.readline().strip(), "accepted %d" % n)
+        return client, server
+
+    @staticmethod
+    def stop_holder(p):
+        harness._stop_pid(p)
+        for f in (p.stdin, p.stdout):
+            f.close()
+
+    def test_c_memory_limit_refuses_and_counts(self):
+        # 256 MiB: loading the programs takes up to 160 MiB (memory_budget.h).
+        procs, oom_kills = self.memory_cgroup(256 << 20)
+        self.start_agent(log_level="info", cgroup_procs=procs)
+        self.assertIn("memory limit 256 MiB (from its cgroup)", self.agent.log_text())
+        table = self.baseline.sum("podtap_connections_max")
+        self.assertEqual(table, 30535, "the plan for 256 MiB (README, --memory-limit)")
+        conns = 16000
+        self.hold_connections(conns)
+        inbound = self.labels("server", direction="inbound", peer="src")
+        outbound = self.labels("client", direction="outbound", peer="dst")
+        scrapes = 0
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            ex = self.agent.scrape()
+            scrapes += 1
+            held = (ex.sum("tcp_open_connections", inbound)
+                    + ex.sum("tcp_open_connections", outbound))
+            refused = (ex.sum("podtap_connections_untracked_total", {"reason": "table_full"})
+                       - self.baseline.sum("podtap_connections_untracked_total",
+                                           {"reason": "table_full"}))
+            # Each scrape made while the table is full is refused too: its two
+            # sockets (the test's and the agent's end) are host sockets.
+            if 2 * conns <= held + refused <= 2 * conns + 2 * scrapes:
+                break
+            if time.monotonic() > deadline:
+                self.fail("%d sockets of the pods held open: %d counted open, %d refused "
+                          "(%d scrapes)\n%s" % (2 * conns, held, refused, scrapes,
+                                                 self.agent.log_tail()))
+            time.sleep(0.5)
+        harness.log("memory limit 256 MiB: table of %d; %d sockets held: %d tracked, %d refused"
+                    % (table, 2 * conns, held, refused))
+        self.assertLessEqual(held, table)
+        self.assertGreater(refused, 2 * conns - table - 1)
+        self.assertEqual(oom_kills(), 0)
+        self.assert_serving()
+
+
+# Hold servers and clients for test_c: stdlib Python in a pod's namespace,
+# many descriptors (RLIMIT_NOFILE raised to its hard limit, 20,000 on the
+# test machines, which root cannot raise there), held until stdin closes.
+HOLD_PORT = 18100
+HOLD_SERVER = r"""
+import resource, socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+if hard != resource.RLIM_INFINITY and hard < n + 64:
+    sys.exit("RLIMIT_NOFILE's hard limit %d is below %d descriptors" % (hard, n + 64))
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ls = socket.create_server((addr, port), backlog=4096)
+print("listening", flush=True)
+held = [ls.accept()[0] for _ in range(n)]
+print("accepted %d" % len(held), flush=True)
+sys.stdin.read()
+"""
+HOLD_CLIENT = r"""
+import resource, socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+if hard != resource.RLIM_INFINITY and hard < n + 64:
+    sys.exit("RLIMIT_NOFILE's hard limit %d is below %d descriptors" % (hard, n + 64))
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = [socket.create_connection((addr, port), timeout=30) for _ in range(n)]
+print("connected %d" % len(held), flush=True)
+sys.stdin.read()
+"""
 
 
 if __name__ == "__main__":

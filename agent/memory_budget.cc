@@ -1,0 +1,110 @@
+#include "agent/memory_budget.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace podtap {
+namespace {
+
+uint32_t FloorPowerOfTwo(uint64_t n) {
+  uint64_t p = 4096;  // the smallest ring the kernel takes
+  while (p * 2 <= n && p * 2 <= (uint64_t{1} << 31)) p *= 2;
+  return static_cast<uint32_t>(p);
+}
+
+// The first line of `path`, or "" when it cannot be read.
+std::string FirstLine(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
+
+// A limit file's value: 0 for none ("max", or v1's "no limit", which is
+// LONG_MAX rounded down to a page).
+uint64_t LimitValue(const std::string& text) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data() || n >= (uint64_t{1} << 62)) return 0;
+  return n;
+}
+
+}  // namespace
+
+MemoryPlan PlanMemory(uint64_t limit, const MemoryPlan& defaults) {
+  if (limit == 0) return defaults;
+  MemoryPlan p;
+  p.payload_ringbuf_bytes = std::min(defaults.payload_ringbuf_bytes, FloorPowerOfTwo(limit / 24));
+  p.ringbuf_bytes = std::min(defaults.ringbuf_bytes, FloorPowerOfTwo(limit / 48));
+  const uint64_t fixed = kFixedBytes + p.ringbuf_bytes + p.payload_ringbuf_bytes;
+  const uint64_t for_connections = limit > fixed ? (limit - fixed) / 2 : 0;
+  p.max_connections =
+      std::min<uint64_t>(defaults.max_connections,
+                         std::max<uint64_t>(kMinConnections, for_connections / kBytesPerSocket));
+  return p;
+}
+
+uint64_t SmallestLimitBytes(const MemoryPlan& plan) {
+  return std::max(kLoadPeakBytes, kFixedBytes + plan.ringbuf_bytes + plan.payload_ringbuf_bytes +
+                                      2 * uint64_t{kMinConnections} * kBytesPerSocket);
+}
+
+uint64_t CgroupMemoryLimit(const std::string& proc_cgroup, const std::string& cgroup_root) {
+  std::istringstream lines(proc_cgroup);
+  std::string line;
+  std::string v1, v2;
+  bool has_v2 = false;
+  while (std::getline(lines, line)) {
+    // hierarchy-ID:controller-list:path
+    const size_t a = line.find(':');
+    const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    const std::string path = line.substr(b + 1);
+    if (line.compare(0, a, "0") == 0 && controllers.empty()) {
+      v2 = path;
+      has_v2 = true;
+      continue;
+    }
+    std::istringstream list(controllers);
+    std::string c;
+    while (std::getline(list, c, ',')) {
+      if (c == "memory") v1 = path;
+    }
+  }
+  if (!v1.empty()) {
+    return LimitValue(FirstLine(cgroup_root + "/memory" + v1 + "/memory.limit_in_bytes"));
+  }
+  if (has_v2) {
+    for (const std::string& base : {cgroup_root, cgroup_root + "/unified"}) {
+      std::string value = FirstLine(base + (v2 == "/" ? "" : v2) + "/memory.max");
+      if (!value.empty()) return LimitValue(value);
+    }
+  }
+  return 0;
+}
+
+std::optional<uint64_t> ParseByteQuantity(std::string_view text) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  const std::string_view unit(end, text.data() + text.size() - end);
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {{"", 1},
+                                                                     {"k", 1000},
+                                                                     {"M", 1000 * 1000},
+                                                                     {"G", 1000 * 1000 * 1000},
+                                                                     {"Ki", uint64_t{1} << 10},
+                                                                     {"Mi", uint64_t{1} << 20},
+                                                                     {"Gi", uint64_t{1} << 30}};
+  for (const auto& [name, scale] : kUnits) {
+    if (unit != name) continue;
+    if (n > UINT64_MAX / scale) return std::nullopt;
+    return n * scale;
+  }
+  return std::nullopt;
+}
+
+}  // namespace podtap

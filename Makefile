@@ -58,7 +58,8 @@ kernel-matrix: build
 # Benchmarks (not tests): figures for docs/benchmarks.md. Root, real kernel.
 bench: build
 	cmake --build $(BUILD_DIR) --target bench
-	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 4 --bpf-stats
+	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 4 --bpf-stats \
+	  --hook-floor $(abspath $(BUILD_DIR))/podtap-hook-floor
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/startup.py --rounds 5
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py \
 	  --minutes 2 --warmup-minutes 0.75

@@ -213,14 +213,6 @@ std::variant<std::unique_ptr<TcpProbes>, std::string> TcpProbes::TryAttach(const
 
 namespace {
 
-// The read/write-family syscalls whose exit the one exit program follows
-// (their entry programs attach by section name).
-constexpr const char* kSyscallExits[] = {
-    "sys_exit_read",    "sys_exit_write",    "sys_exit_readv",
-    "sys_exit_writev",  "sys_exit_recvfrom", "sys_exit_sendto",
-    "sys_exit_recvmsg", "sys_exit_sendmsg",  "sys_exit_sendfile64",
-};
-
 // Opens, sizes and loads one build of the socket data programs; every
 // build's skeleton has the same members, so one template serves them all.
 template <typename Skel>
@@ -302,10 +294,11 @@ std::string TcpProbes::AttachPayloadVariant(PayloadVariant v, const ProbeOptions
   }
   if (!err.empty()) return err;
   payload_ = std::move(obj);
-  for (const char* tp : kSyscallExits) {
-    bpf_link* link = bpf_program__attach_tracepoint(payload_.sys_exit, "syscalls", tp);
+  for (const char* name : kTracedSyscalls) {
+    const std::string tp = std::string("sys_exit_") + name;
+    bpf_link* link = bpf_program__attach_tracepoint(payload_.sys_exit, "syscalls", tp.c_str());
     if (link == nullptr) {
-      err = std::string("attach syscalls/") + tp + ": " + std::strerror(errno);
+      err = "attach syscalls/" + tp + ": " + std::strerror(errno);
       break;
     }
     exit_links_.push_back(link);

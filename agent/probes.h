@@ -44,6 +44,12 @@ KernelFeatures ProbeKernelFeatures();
 // The variants the features allow, best first.
 std::vector<PayloadVariant> PayloadCandidates(const KernelFeatures& f);
 
+// The read/write-family syscalls whose data podtap follows: an entry program
+// on syscalls/sys_enter_NAME each (attached by section name) and the one exit
+// program on every syscalls/sys_exit_NAME.
+inline constexpr const char* kTracedSyscalls[] = {
+    "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "sendfile64"};
+
 struct ProbeOptions {
   ProbeMode mode = ProbeMode::kAuto;
   uint32_t ringbuf_bytes = 4u << 20;  // power of two, multiple of the page size

@@ -1,13 +1,24 @@
 #!/usr/bin/python3
 """Overhead of podtap on a real HTTP server: wrk (HTTP/1.1 keep-alive) and
 h2load (HTTP/2 over cleartext, 10 streams in flight per connection) against
-nginx between two namespace pods, requests per second with the agent attached
-over without it, in interleaved pairs (baseline, agent, baseline, agent, ...)
-so drift of the machine hits both sides alike. Reports the median ratio per
-client and agent mode, and the added p99 latency wrk measured (h2load reports
-no percentiles). Root only; traffic stays on the test's veth.
+nginx between two namespace pods. The client is pinned to one CPU and nginx
+to another (taskset; unpinned, the scheduler's placement of the two swung the
+same mode between 48k and 75k requests/s from run to run), the agent runs
+where it may.
 
-  /usr/bin/python3 bench/http_overhead.py [--pairs 5] [--seconds 5] [--bpf-stats]
+Each round, for each client: a baseline run, one run in each mode, another
+baseline run; a mode's ratio is its throughput over the mean of the round's
+two baselines, so drift of the machine hits every mode alike. The modes:
+empty BPF programs on each hook podtap could use (the hook's floor: what it
+costs before any work is done in it; bpf/floor.bpf.c through
+podtap-hook-floor), then podtap with HTTP parsing and with TCP metrics only.
+Reports the median ratio per client and mode, the added p99 latency wrk
+measured (h2load reports no percentiles), and podtap's distance from the
+floor of its own hook (today the per-syscall tracepoints). Root only; traffic
+stays on the test's veth.
+
+  /usr/bin/python3 bench/http_overhead.py --hook-floor build/podtap-hook-floor \
+      [--pairs 5] [--seconds 4] [--bpf-stats] [--client-cpu 0] [--server-cpu 1]
 
 --bpf-stats adds one more run with the agent (HTTP parsing) during which the
 kernel's BPF statistics are on (kernel.bpf_stats_enabled): it reports run
@@ -52,12 +63,17 @@ http {{
 """
 
 
+# taskset prefixes (set by main from --client-cpu and --server-cpu).
+PIN = {"client": [], "server": []}
+
+
 def start_nginx(ns, workdir, addr):
     conf = os.path.join(workdir, "nginx.conf")
     with open(conf, "w") as f:
         f.write(NGINX_CONF.format(dir=workdir, addr=addr, port=PORT, h2port=H2_PORT))
-    p = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/nginx", "-p", workdir, "-c", conf,
-                          "-g", "daemon off;"], stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(["ip", "netns", "exec", ns] + PIN["server"]
+                         + ["/usr/sbin/nginx", "-p", workdir, "-c", conf, "-g", "daemon off;"],
+                         stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         r = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Htln", "sport = :%d" % PORT],
@@ -71,8 +87,9 @@ def start_nginx(ns, workdir, addr):
 
 def wrk(ns, addr, seconds):
     """(requests per second, p99 latency in ms) of one wrk run."""
-    out = subprocess.run(["ip", "netns", "exec", ns, "wrk", "-t1", "-c8", "-d%ds" % seconds,
-                          "--latency", "http://%s:%d/" % (addr, PORT)],
+    out = subprocess.run(["ip", "netns", "exec", ns] + PIN["client"]
+                         + ["wrk", "-t1", "-c8", "-d%ds" % seconds,
+                            "--latency", "http://%s:%d/" % (addr, PORT)],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
@@ -83,8 +100,9 @@ def wrk(ns, addr, seconds):
 def h2load(ns, addr, seconds):
     """(requests per second, None) of one h2load run: 8 connections, 10
     streams in flight on each."""
-    out = subprocess.run(["ip", "netns", "exec", ns, "h2load", "-t1", "-c8", "-m10",
-                          "-D%d" % seconds, "http://%s:%d/" % (addr, H2_PORT)],
+    out = subprocess.run(["ip", "netns", "exec", ns] + PIN["client"]
+                         + ["h2load", "-t1", "-c8", "-m10",
+                            "-D%d" % seconds, "http://%s:%d/" % (addr, H2_PORT)],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))
     if not re.search(r"requests: \d+ total, \d+ started, (\d+) done, \1 succeeded", out):
@@ -130,58 +148,120 @@ def bpf_stats_run(topo, workdir, pods, seconds):
             print("| %s | %d | %.0f |" % (p["name"], p["run_cnt"], p["run_time_ns"] / p["run_cnt"]))
 
 
+class HookFloor:
+    """podtap-hook-floor holding empty programs on one hook until stopped."""
+
+    def __init__(self, binary, hook):
+        self.p = subprocess.Popen([binary, hook], stdout=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL)
+        line = self.p.stdout.readline()
+        if not line.startswith("attached "):
+            self.stop()
+            raise RuntimeError("podtap-hook-floor %s did not attach (exit %s)"
+                               % (hook, self.p.returncode))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+        self.p.wait(timeout=30)
+        self.p.stdout.close()
+
+
+class AgentMode:
+    def __init__(self, workdir, pods, extra):
+        self.agent = harness.Agent(workdir, pods, log_level="warn", extra_args=extra).start()
+        self.agent.wait_ready()
+
+    def stop(self):
+        self.agent.stop()
+
+
+# The floor under podtap's own hook (its socket data programs are on the
+# per-syscall tracepoints today).
+PODTAP_HOOK_FLOOR = "floor: syscall tracepoints"
+
+
 def print_summary(results):
     print()
-    print("| client | agent mode | median throughput ratio (agent / none) | median added p99 (ms)"
-          " | pairs |")
+    print("| client | mode | median throughput ratio (mode / none) | median added p99 (ms)"
+          " | rounds |")
     print("|---|---|---|---|---|")
-    for (client, mode), pairs in results.items():
-        ratio = statistics.median(a[0] / b[0] for b, a in pairs)
-        if pairs[0][0][1] is None:
+    for (client, mode), rounds in results.items():
+        ratio = statistics.median(m[0] / b[0] for b, m in rounds)
+        if rounds[0][0][1] is None:
             added = "–"
         else:
-            added = "%+.2f" % statistics.median(a[1] - b[1] for b, a in pairs)
-        print("| %s | %s | %.3f | %s | %d |" % (client, mode, ratio, added, len(pairs)))
+            added = "%+.2f" % statistics.median(m[1] - b[1] for b, m in rounds)
+        print("| %s | %s | %.3f | %s | %d |" % (client, mode, ratio, added, len(rounds)))
+    print()
+    print("| client | podtap mode | median distance from the floor of its hook (%s) |"
+          % PODTAP_HOOK_FLOOR)
+    print("|---|---|---|")
+    for client in CLIENTS:
+        floor = results[(client, PODTAP_HOOK_FLOOR)]
+        for mode in ("podtap: HTTP parsing", "podtap: TCP only"):
+            rounds = results[(client, mode)]
+            dist = statistics.median(f[1][0] / f[0][0] - m[1][0] / m[0][0]
+                                     for f, m in zip(floor, rounds))
+            print("| %s | %s | %.3f |" % (client, mode, dist))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=5, help="rounds")
+    ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--bpf-stats", action="store_true")
+    ap.add_argument("--hook-floor", required=True, help="the podtap-hook-floor binary")
+    ap.add_argument("--client-cpu", type=int, default=0)
+    ap.add_argument("--server-cpu", type=int, default=1)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/http_overhead.py: run as root")
+    if args.client_cpu == args.server_cpu:
+        sys.exit("bench/http_overhead.py: --client-cpu and --server-cpu must differ")
+    PIN["client"] = ["taskset", "-c", str(args.client_cpu)]
+    PIN["server"] = ["taskset", "-c", str(args.server_cpu)]
     harness.cleanup_stale_namespaces()
     topo = harness.Topology().create()
     workdir = tempfile.mkdtemp(prefix="podtap-bench-")
     nginx = None
     try:
         client_pod, server_pod = harness.make_pods(topo)
+        pods = [client_pod, server_pod]
         nginx = start_nginx(topo.server_ns, workdir, topo.SERVER_IP4)
         for client in CLIENTS.values():
             client(topo.client_ns, topo.SERVER_IP4, 1)  # warm-up
-        modes = {"HTTP parsing": [], "TCP only": ["--capture-payload", "false"]}
+        modes = {
+            "floor: tp_btf/sys_exit": lambda: HookFloor(args.hook_floor, "tp_btf"),
+            "floor: raw_tp/sys_exit": lambda: HookFloor(args.hook_floor, "raw_tp"),
+            PODTAP_HOOK_FLOOR: lambda: HookFloor(args.hook_floor, "tracepoints"),
+            "podtap: HTTP parsing": lambda: AgentMode(workdir, pods, []),
+            "podtap: TCP only": lambda: AgentMode(workdir, pods,
+                                                  ["--capture-payload", "false"]),
+        }
         results = {(c, m): [] for c in CLIENTS for m in modes}
         for i in range(args.pairs):
             for name, client in CLIENTS.items():
-                for mode, extra in modes.items():
-                    base = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
-                    agent = harness.Agent(workdir, [client_pod, server_pod], log_level="warn",
-                                          extra_args=extra).start()
-                    agent.wait_ready()
+                runs = {}
+                before = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                for mode, start in modes.items():
+                    held = start()
                     try:
-                        with_agent = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                        runs[mode] = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
                     finally:
-                        agent.stop()
-                    results[(name, mode)].append((base, with_agent))
-                    print("pair %d %-16s %-12s baseline %9.0f req/s | agent %9.0f req/s | "
-                          "ratio %.3f" % (i + 1, name, mode, base[0], with_agent[0],
-                                          with_agent[0] / base[0]), flush=True)
+                        held.stop()
+                after = client(topo.client_ns, topo.SERVER_IP4, args.seconds)
+                base = ((before[0] + after[0]) / 2,
+                        None if before[1] is None else (before[1] + after[1]) / 2)
+                for mode, run in runs.items():
+                    results[(name, mode)].append((base, run))
+                    print("round %d %-16s %-28s baseline %9.0f req/s | mode %9.0f req/s | "
+                          "ratio %.3f" % (i + 1, name, mode, base[0], run[0], run[0] / base[0]),
+                          flush=True)
         if args.pairs:
             print_summary(results)
         if args.bpf_stats:
-            bpf_stats_run(topo, workdir, [client_pod, server_pod], args.seconds)
+            bpf_stats_run(topo, workdir, pods, args.seconds)
     finally:
         if nginx is not None:
             nginx.terminate()

@@ -335,6 +335,7 @@ const char* Http1ErrorName(Http1Error e) {
 
 Http1Parser::Http1Parser(Http1Sink* sink, Limits limits, Attach attach)
     : sink_(sink), limits_(limits) {
+  response_.slots = &response_slots_;
   if (attach == Attach::kMidConnection) {
     request_.phase = Phase::kSeek;
     response_.phase = Phase::kSeek;
@@ -413,7 +414,9 @@ void Http1Parser::Feed(HttpStream which, std::span<const uint8_t> captured, uint
 }
 
 void Http1Parser::MarkBody(Stream& s, uint64_t ts) {
-  if (s.current && s.current->first_byte_ns == 0) s.current->first_byte_ns = ts;
+  if (s.slots != nullptr && s.slots->current && s.slots->current->first_byte_ns == 0) {
+    s.slots->current->first_byte_ns = ts;
+  }
 }
 
 // In kSeek / kResync only a Feed start can be a message start: nothing says where else one
@@ -585,7 +588,7 @@ void Http1Parser::RequestHead(Stream& s, const Http1Head& h, bool cut, uint64_t 
     return;
   }
   // A client that does not pipeline has read its last response whole before this request.
-  if (response_.pending && !response_.pending_end_known) FinishPending(response_);
+  if (response_slots_.pending && !response_slots_.pending_end_known) FinishPending(response_);
   Http1Request r = MakeRequest(h, ts);
   sink_->OnRequest(r);
   queue_.push_back(std::move(r));
@@ -613,9 +616,10 @@ void Http1Parser::ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t
     s.phase = cut ? Phase::kResync : Phase::kStart;
     return;
   }
-  s.current_orphan = queue_.empty();
+  Slots& slots = response_slots_;
+  slots.current_orphan = queue_.empty();
   Http1Response r;
-  if (s.current_orphan) {
+  if (slots.current_orphan) {
     sink_->OnError(Http1Error::kResponseWithoutRequest);
   } else {
     r.request = std::move(queue_.front());
@@ -628,7 +632,7 @@ void Http1Parser::ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t
   bool no_body = method == "HEAD" || h.status == 204 || h.status == 304;
   // A head cut off by the prefix hides where its body starts: the status line's Feed stands in.
   if (cut && !no_body && !(h.has_length && h.length == 0)) r.first_byte_ns = s.msg_start_ns;
-  s.current = std::move(r);
+  slots.current = std::move(r);
   if (connect && request_.phase == Phase::kTunnel && !switched) EnterSeek(request_);
   if (switched) {
     // What follows is another protocol (WebSocket, h2c, a tunnel): nothing left to parse.
@@ -729,12 +733,13 @@ void Http1Parser::BeginHead(Stream& s, uint64_t ts) {
 
 // estimated: the end was inferred, not counted, so the next Feed may still carry its bytes.
 void Http1Parser::EndMessage(Stream& s, uint64_t ts, bool estimated) {
-  if (s.current) {
-    if (!s.current_orphan) {
-      s.current->end_ns = ts;
-      sink_->OnResponse(*s.current);
+  if (s.slots != nullptr && s.slots->current) {
+    Slots& r = *s.slots;
+    if (!r.current_orphan) {
+      r.current->end_ns = ts;
+      sink_->OnResponse(*r.current);
     }
-    s.current.reset();
+    r.current.reset();
   }
   s.phase = estimated ? Phase::kResync : Phase::kStart;
 }
@@ -745,28 +750,31 @@ void Http1Parser::LoseFraming(Stream& s, uint64_t ts) {
 }
 
 void Http1Parser::StartPending(Stream& s, uint64_t ts, bool end_known, uint64_t skip) {
-  if (s.current && !s.current_orphan) {
-    s.current->end_ns = ts;
-    s.pending = std::move(s.current);
-    s.pending_end_known = end_known;
+  if (s.slots != nullptr) {
+    Slots& r = *s.slots;
+    if (r.current && !r.current_orphan) {
+      r.current->end_ns = ts;
+      r.pending = std::move(r.current);
+      r.pending_end_known = end_known;
+    }
+    r.current.reset();
   }
   s.skip = skip;
-  s.current.reset();
   s.phase = Phase::kResync;
   Release(&s.buf);
 }
 
 void Http1Parser::AttributeToPending(Stream& s, uint64_t total, uint64_t ts) {
   s.skip -= std::min(s.skip, total);
-  if (!s.pending) return;
-  s.pending->end_ns = ts;
-  if (s.pending_end_known && s.skip == 0) FinishPending(s);
+  if (s.slots == nullptr || !s.slots->pending) return;
+  s.slots->pending->end_ns = ts;
+  if (s.slots->pending_end_known && s.skip == 0) FinishPending(s);
 }
 
 void Http1Parser::FinishPending(Stream& s) {
-  if (!s.pending) return;
-  sink_->OnResponse(*s.pending);
-  s.pending.reset();
+  if (s.slots == nullptr || !s.slots->pending) return;
+  sink_->OnResponse(*s.slots->pending);
+  s.slots->pending.reset();
 }
 
 void Http1Parser::EnterSeek(Stream& s) {
@@ -795,20 +803,21 @@ void Http1Parser::OnClose(uint64_t ts_ns) {
   if (state_ == State::kGaveUp || closed_) return;
   closed_ = true;
   Stream& s = response_;
-  if (s.pending) {
+  Slots& slots = response_slots_;
+  if (slots.pending) {
     // A known minimum length not yet reached means the body never arrived whole.
-    if (s.pending_end_known) {
-      s.pending->cut_off = true;
-      s.pending->end_ns = ts_ns;
+    if (slots.pending_end_known) {
+      slots.pending->cut_off = true;
+      slots.pending->end_ns = ts_ns;
     }
     FinishPending(s);
   }
-  if (s.current && !s.current_orphan) {
-    s.current->cut_off = s.phase != Phase::kUntilClose;
-    s.current->end_ns = ts_ns;
-    sink_->OnResponse(*s.current);
+  if (slots.current && !slots.current_orphan) {
+    slots.current->cut_off = s.phase != Phase::kUntilClose;
+    slots.current->end_ns = ts_ns;
+    sink_->OnResponse(*slots.current);
   }
-  s.current.reset();
+  slots.current.reset();
   for (Http1Request& r : queue_) {
     Http1Response cut;
     cut.request = std::move(r);
@@ -829,19 +838,17 @@ void Http1Parser::Stop() {
   // Every request reported and not answered: waiting in the queue, or the one whose response was
   // being read or having its end estimated.
   size_t unanswered = queue_.size();
-  if (response_.current && !response_.current_orphan) unanswered++;
-  if (response_.pending) unanswered++;
+  if (response_slots_.current && !response_slots_.current_orphan) unanswered++;
+  if (response_slots_.pending) unanswered++;
   if (unanswered > 0) sink_->OnUnanswered(unanswered);
   Clear();
 }
 
 void Http1Parser::Clear() {
   queue_.clear();
-  for (Stream* s : {&request_, &response_}) {
-    std::string().swap(s->buf);
-    s->current.reset();
-    s->pending.reset();
-  }
+  for (Stream* s : {&request_, &response_}) std::string().swap(s->buf);
+  response_slots_.current.reset();
+  response_slots_.pending.reset();
 }
 
 }  // namespace podtap

@@ -108,6 +108,9 @@ class Http1Parser {
   enum class State : uint8_t { kUnknown, kHttp, kGaveUp };
 
   explicit Http1Parser(Http1Sink* sink, Limits limits = {}, Attach attach = Attach::kAtOpen);
+  // The response stream points into the parser.
+  Http1Parser(const Http1Parser&) = delete;
+  Http1Parser& operator=(const Http1Parser&) = delete;
 
   // captured is the first bytes of a read or write of total_len bytes.
   void Feed(HttpStream stream, std::span<const uint8_t> captured, uint64_t total_len,
@@ -133,6 +136,14 @@ class Http1Parser {
     kSeek,        // position unknown, no message before; bounded by max_feeds_without_start
   };
 
+  // The response being read, and one whose end is being estimated.
+  struct Slots {
+    std::optional<Http1Response> current;
+    bool current_orphan = false;
+    std::optional<Http1Response> pending;
+    bool pending_end_known = false;  // it ends when `skip` runs out
+  };
+
   struct Stream {
     Phase phase = Phase::kStart;
     // The message began at a Feed start while resynchronising: a start line that turns out
@@ -147,11 +158,9 @@ class Http1Parser {
     uint8_t crlf_left = 0;
     size_t trailer_bytes = 0;
     size_t seek_feeds = 0;
-    // Response stream only: the response being read, and one whose end is being estimated.
-    std::optional<Http1Response> current;
-    bool current_orphan = false;
-    std::optional<Http1Response> pending;
-    bool pending_end_known = false;  // it ends when `skip` runs out
+    // The response stream's responses (response_slots_); null on the request stream, which
+    // has none, so that only one stream of each connection pays for them.
+    Slots* slots = nullptr;
     // kResync: bytes that surely still belong to the message before (a lower bound from a
     // Content-Length seen before a cut), during which no Feed is taken for a message start.
     uint64_t skip = 0;
@@ -193,6 +202,7 @@ class Http1Parser {
   State state_ = State::kUnknown;
   bool closed_ = false;
   Stream request_, response_;
+  Slots response_slots_;
   // Requests waiting for their response, oldest first. A vector, not a deque: a deque allocates
   // half a kilobyte as it is made, for each connection, where the queue mostly holds one request.
   std::vector<Http1Request> queue_;

@@ -402,8 +402,14 @@ static long h2_walk_step(__u32 i, void *ctx)
 
 		if (k >= n)
 			break;
-		if (at < sizeof(st->head))
-			st->head[at & 3] = head[k];
+		if (at >= sizeof(st->head))
+			break;
+		/* Kept in a register as masked: folded into the store's
+		 * offset, 5.10's verifier bounds walk[dir].head + at one byte
+		 * past the map value. */
+		at &= 3;
+		barrier_var(at);
+		st->head[at] = head[k];
 	}
 	st->head_have += n;
 	w->off += n;

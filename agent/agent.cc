@@ -128,6 +128,9 @@ void Agent::PollTlsLibraries(bool all) {
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  agg_.self().tls_without_openssl = tls_libs_.without_openssl();
+  agg_.self().tls_unreadable = tls_libs_.unreadable();
 }
 
 void Agent::ExpireSeries() {

@@ -645,7 +645,9 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 	if (!c || !c->active)
 		return 0;
 	c->active = 0;
-	ret = PT_REGS_RC(ctx);
+	/* The functions return int: the register's upper half is not part of
+	 * the value (-1 often reads as 0xffffffff). */
+	ret = (int)PT_REGS_RC(ctx);
 	if (c->dir && ret > 0) {
 		__u64 n = ret;
 

@@ -46,6 +46,7 @@ TOOLS = {NGINX: "nginx", hx.OPENSSL: "openssl", NODE: "nodejs"}
 
 NODE_HTTPS_PORT = 9443
 NODE_H2_PORT = 9444
+NODE_NOTE_PORT = 9445
 ATTACH_TIMEOUT = harness.scaled(20)
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-tls-embedded-artifacts-"))
@@ -166,4 +167,85 @@ class TlsEmbeddedTest(harness.PodPairTest):
         self.assertEqual(self.nginx.accepted(since, entries), 2)
         self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(2)
                         + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def node_exchange(self, proto, port, authority, client=None, paths=NODE_PATHS, note_port=None):
+        """A Node.js server in the server pod (`proto`: https or h2) and a
+        Node.js client in the client pod (`client`, by default `proto`)
+        requesting `paths` over keep-alive connections. Returns the server's
+        records ({host, status, method, conn} per answered request) once they
+        equal the client's own."""
+        workdir = tempfile.mkdtemp(prefix="ptE2e-node-tls-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", workdir], check=False))
+        log = os.path.join(workdir, "server.log")
+        server = self.spawn(self.topo.server_ns,
+                            [NODE, NODE_PEER, "server", proto, self.topo.SERVER_IP4, str(port),
+                             os.path.join(self.nginx.dir, "cert.pem"),
+                             os.path.join(self.nginx.dir, "key.pem"), log]
+                            + ([str(note_port)] if note_port else []))
+        self.wait_output(server, "listening", "the Node.js %s server" % proto)
+        self.wait_attached(os.path.realpath(NODE))
+        p = self.client_cmd([NODE, NODE_PEER, "client", client or proto, authority, str(port)]
+                            + paths)
+        record = p.stdout.split("\n")[:-1]
+        deadline = time.monotonic() + hx.TIMEOUT
+        while True:
+            with open(log) as f:
+                entries = [json.loads(l) for l in f.read().split("\n")[:-1]]
+            if len(entries) >= len(record) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        # Ground truth: the client's record and the server's agree.
+        self.assertEqual(sorted("GET %s" % e["status"] for e in entries), sorted(record))
+        self.assertEqual(len(record), len(paths))
+        return entries
+
+    def test_b_node_https_exact(self):
+        # Node.js as an https server and client, HTTP/1.1 keep-alive. Its
+        # SSL objects use memory BIOs: the socket is learned from each one's
+        # handshake flight.
+        self.start_agent()
+        entries = self.node_exchange("https", NODE_HTTPS_PORT, self.topo.SERVER_IP4)
+        self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(1)
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def test_c_node_h2_exact(self):
+        # http2.createSecureServer and http2.connect: HTTP/2 over TLS (ALPN h2).
+        self.start_agent()
+        entries = self.node_exchange("h2", NODE_H2_PORT, self.topo.SERVER_IP4)
+        self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(1)
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def test_d_node_https_parallel_exact(self):
+        # Four connections whose handshakes and keep-alive requests interleave
+        # on Node's one thread: each SSL object tied to its own socket.
+        self.start_agent()
+        paths = NODE_PATHS + NODE_PATHS[::-1]
+        entries = self.node_exchange("https", NODE_HTTPS_PORT, self.topo.SERVER_IP4,
+                                     client="https-parallel", paths=paths)
+        self.assertEqual(len({e["conn"] for e in entries}), 4)
+        self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(4)
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def test_e_node_callback_writes_elsewhere_exact(self):
+        # The server's 'secureConnection' handler writes to another socket
+        # (a plain TCP connection of the server pod to itself); OpenSSL's
+        # handshake callback runs it inside the SSL_read that also returns
+        # the first request. That write is not the SSL object's: its
+        # requests stay on their connection, none on the other one (the
+        # server pod's outbound side).
+        self.start_agent()
+        entries = self.node_exchange("https", NODE_HTTPS_PORT, self.topo.SERVER_IP4,
+                                     note_port=NODE_NOTE_PORT)
+        inbound = self.side("inbound")
+        self.wait_equal(self.http_expects(entries, tls="true")
+                        + [Expect("tcp_open_total", dict(self.side("outbound"), tls="true"), 1),
+                           Expect("tcp_open_total", dict(inbound, tls="true"), 1),
+                           Expect("tcp_open_total", dict(inbound, tls="false"), 1),
+                           Expect("tcp_open_total", self.labels("server", direction="outbound"),
+                                  1),
+                           Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
                         + self.clean_expects())

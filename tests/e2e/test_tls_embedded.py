@@ -185,8 +185,16 @@ class TlsEmbeddedTest(harness.PodPairTest):
                             + ([str(note_port)] if note_port else []))
         self.wait_output(server, "listening", "the Node.js %s server" % proto)
         self.wait_attached(os.path.realpath(NODE))
-        p = self.client_cmd([NODE, NODE_PEER, "client", client or proto, authority, str(port)]
-                            + paths)
+        if client == "curl":
+            # curl (the shared libssl), one connection: h2 through ALPN.
+            args = [hx.CURL, "-sS", "--max-time", "20", "-k", "--http2"]
+            for path in paths:
+                args += ["-w", "GET %{http_code}\\n", "-o", "/dev/null",
+                         "https://%s:%d%s" % (authority, port, path)]
+            p = self.client_cmd(args)
+        else:
+            p = self.client_cmd([NODE, NODE_PEER, "client", client or proto, authority,
+                                 str(port)] + paths)
         record = p.stdout.split("\n")[:-1]
         deadline = time.monotonic() + hx.TIMEOUT
         while True:
@@ -248,4 +256,14 @@ class TlsEmbeddedTest(harness.PodPairTest):
                            Expect("tcp_open_total", self.labels("server", direction="outbound"),
                                   1),
                            Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
+                        + self.clean_expects())
+
+    def test_f_curl_h2_to_node_exact(self):
+        # HTTP/2 over TLS from a shared libssl (curl, ALPN h2) to Node's
+        # http2 server: both kinds of file probed, exact on both sides.
+        self.start_agent()
+        entries = self.node_exchange("h2", NODE_H2_PORT, self.topo.SERVER_IP4, client="curl")
+        self.assertEqual(len({e["conn"] for e in entries}), 1)
+        self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(1)
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
                         + self.clean_expects())

@@ -129,14 +129,19 @@ class TlsEmbeddedTest(harness.PodPairTest):
         """Waits for the agent's log line saying it attached the TLS probes
         to `path` (reached through some /proc/PID/root)."""
         deadline = time.monotonic() + ATTACH_TIMEOUT
-        suffix = "root" + path
-        while not any(l.rstrip().endswith(suffix) and "TLS plaintext probes attached to" in l
-                      for l in self.agent.log_text().splitlines()):
+        while not self.attach_lines(path):
             if time.monotonic() > deadline:
                 self.fail("the agent did not attach to %s:\n%s" % (path, self.agent.log_tail()))
             time.sleep(0.1)
-        self.assertEqual(self.agent.scrape().sum("podtap_tls_libraries", {"state": "failed"}), 0,
+        ex = self.agent.scrape()
+        self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0,
                          self.agent.log_tail())
+        # The files read without OpenSSL (libc, nginx's own executable, ...) are reported.
+        self.assertGreater(ex.sum("podtap_tls_libraries", {"state": "without_openssl"}), 0)
+
+    def attach_lines(self, path):
+        return [l for l in self.agent.log_text().splitlines()
+                if "TLS plaintext probes attached to" in l and l.rstrip().endswith("root" + path)]
 
     def tls_only_expects(self, conns):
         """conns connections on each side, every one tls="true"."""
@@ -206,6 +211,8 @@ class TlsEmbeddedTest(harness.PodPairTest):
         # Ground truth: the client's record and the server's agree.
         self.assertEqual(sorted("GET %s" % e["status"] for e in entries), sorted(record))
         self.assertEqual(len(record), len(paths))
+        # The server and the client share one file: attached once.
+        self.assertEqual(len(self.attach_lines(os.path.realpath(NODE))), 1)
         return entries
 
     def test_b_node_https_exact(self):

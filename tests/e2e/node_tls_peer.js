@@ -9,11 +9,13 @@
 //     connects to itself there, and writes "secure\n" on that plain TCP connection from each
 //     'secureConnection' handler: JavaScript that OpenSSL's handshake callback runs inside
 //     SSL_read, writing to another socket.
-//   node node_tls_peer.js client https|h2|https-parallel ADDR PORT PATH...
+//   node node_tls_peer.js client https|h2|https-parallel|https-pause ADDR PORT PATH...
 //     One keep-alive connection (HTTP/1.1 agent with one socket, or one HTTP/2 session), the
 //     requests one after the other; https-parallel: every request at once through an agent of
 //     at most 4 keep-alive sockets, so that 4 connections' handshakes and requests interleave on
-//     the one thread. Prints "GET STATUS" per response: the client's own record.
+//     the one thread; https-pause: like https, but after the first half of the requests it
+//     prints "paused" and waits for a line on stdin before the rest (same connection). Prints
+//     "GET STATUS" per response: the client's own record.
 'use strict';
 const fs = require('fs');
 const https = require('https');
@@ -78,6 +80,7 @@ async function client() {
     return;
   }
   const parallel = proto === 'https-parallel';
+  const pauseAt = proto === 'https-pause' ? Math.floor(paths.length / 2) : -1;
   const agent = new https.Agent({keepAlive: true, maxSockets: parallel ? 4 : 1});
   const get = (path) => new Promise((resolve, reject) => {
     const req = https.get({host: addr, port: Number(port), path, agent, rejectUnauthorized: false},
@@ -93,7 +96,14 @@ async function client() {
   if (parallel) {
     await Promise.all(paths.map(get));
   } else {
-    for (const path of paths) await get(path);
+    for (let i = 0; i < paths.length; i++) {
+      if (i === pauseAt) {
+        console.log('paused');
+        await new Promise((resolve) => process.stdin.once('data', resolve));
+        process.stdin.pause();
+      }
+      await get(paths[i]);
+    }
   }
   agent.destroy();
 }

@@ -274,3 +274,50 @@ class TlsEmbeddedTest(harness.PodPairTest):
         self.wait_equal(self.http_expects(entries, tls="true") + self.tls_only_expects(1)
                         + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)]
                         + self.clean_expects())
+
+    def test_g_node_connection_older_than_the_agent_not_guessed(self):
+        # A Node keep-alive connection whose handshake happened before the
+        # agent started: its SSL objects were never tied to the socket. The
+        # requests made on it afterwards are not counted (no request, on
+        # either side), their plaintext is counted as not attributable
+        # (tls_unmapped: at least the server's SSL_read and SSL_write and the
+        # client's SSL_write and SSL_read per request); the next send on the
+        # socket, an application data record, does not pass for a handshake
+        # flight.
+        workdir = tempfile.mkdtemp(prefix="ptE2e-node-tls-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", workdir], check=False))
+        log = os.path.join(workdir, "server.log")
+        server = self.spawn(self.topo.server_ns,
+                            [NODE, NODE_PEER, "server", "https", self.topo.SERVER_IP4,
+                             str(NODE_HTTPS_PORT), os.path.join(self.nginx.dir, "cert.pem"),
+                             os.path.join(self.nginx.dir, "key.pem"), log])
+        self.wait_output(server, "listening", "the Node.js https server")
+        client = self.spawn(self.topo.client_ns,
+                            [NODE, NODE_PEER, "client", "https-pause", self.topo.SERVER_IP4,
+                             str(NODE_HTTPS_PORT)] + NODE_PATHS, stdin=subprocess.PIPE)
+        self.wait_output(client, "paused", "the Node.js client")
+        self.start_agent()
+        self.wait_attached(os.path.realpath(NODE))
+        client.stdin.write(b"go\n")
+        client.stdin.close()
+        self.assertEqual(client.wait(timeout=hx.CLIENT_TIMEOUT), 0)
+        client.out.seek(0)
+        record = [l for l in client.out.read().split("\n") if l.startswith("GET ")]
+        self.assertEqual(len(record), len(NODE_PATHS))
+        after = len(NODE_PATHS) - len(NODE_PATHS) // 2
+        deadline = time.monotonic() + hx.TIMEOUT
+        while True:
+            unmapped = (self.agent.scrape().sum("podtap_events_lost_total",
+                                                {"reason": "tls_unmapped"})
+                        - self.baseline.sum("podtap_events_lost_total",
+                                            {"reason": "tls_unmapped"}))
+            if unmapped >= 4 * after or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        harness.log("case g: %d plaintext calls not attributable for %d requests"
+                    % (unmapped, after))
+        self.assertGreaterEqual(unmapped, 4 * after)
+        self.wait_equal([Expect("request_total", self.side(d), 0)
+                         for d in ("inbound", "outbound")]
+                        + [Expect("response_total", self.side(d), 0)
+                           for d in ("inbound", "outbound")])

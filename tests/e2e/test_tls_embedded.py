@@ -24,6 +24,7 @@ agent binary; the static client is taken from the same build folder
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,11 +126,11 @@ class TlsEmbeddedTest(harness.PodPairTest):
                 raise RuntimeError("%s did not print %r: %s" % (what, needle, text[-2000:]))
             time.sleep(0.05)
 
-    def wait_attached(self, path):
-        """Waits for the agent's log line saying it attached the TLS probes
-        to `path` (reached through some /proc/PID/root)."""
+    def wait_attached(self, path, times=1):
+        """Waits for the agent's log lines saying it attached the TLS probes
+        to `path` (reached through some /proc/PID/root) `times` times."""
         deadline = time.monotonic() + ATTACH_TIMEOUT
-        while not self.attach_lines(path):
+        while len(self.attach_lines(path)) < times:
             if time.monotonic() > deadline:
                 self.fail("the agent did not attach to %s:\n%s" % (path, self.agent.log_tail()))
             time.sleep(0.1)
@@ -158,13 +159,17 @@ class TlsEmbeddedTest(harness.PodPairTest):
         self.start_agent()
         holder = self.spawn(None, [static, "--hold"], stdin=subprocess.PIPE)
         self.wait_attached(static)
+        self.static_exchange(static)
+        holder.stdin.close()
+
+    def static_exchange(self, static):
+        """Two keep-alive connections of `static` to nginx over TLS, exact."""
         since = self.nginx.offset()
         record = []
         for authority, paths in (("api.shop", PATHS), ("static.shop", PATHS[::-1])):
             p = self.client_cmd([static, self.topo.SERVER_IP4, str(hx.TLS_PORT), authority]
                                 + paths)
             record += p.stdout.split("\n")[:-1]
-        holder.stdin.close()
         entries = self.nginx.entries(since, len(record), port=hx.TLS_PORT)
         # Ground truth: the client's own record and nginx's log agree.
         self.assertEqual(["GET %s" % e["status"] for e in entries], record)
@@ -321,3 +326,23 @@ class TlsEmbeddedTest(harness.PodPairTest):
                          for d in ("inbound", "outbound")]
                         + [Expect("response_total", self.side(d), 0)
                            for d in ("inbound", "outbound")])
+
+    def test_h_static_binary_replaced(self):
+        # A program's file replaced by a new one at the same path (a new
+        # inode, as a package upgrade or a new image layer does): the new
+        # file is probed too, and its requests count exactly.
+        workdir = tempfile.mkdtemp(prefix="ptE2e-tls-static-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", workdir], check=False))
+        path = os.path.join(workdir, "client")
+        shutil.copy(STATIC_CLIENT, path)
+        self.start_agent()
+        old = self.spawn(None, [path, "--hold"], stdin=subprocess.PIPE)
+        self.wait_attached(path)
+        old.stdin.close()
+        self.assertEqual(old.wait(timeout=10), 0)
+        shutil.copy(STATIC_CLIENT, path + ".new")
+        os.rename(path + ".new", path)
+        new = self.spawn(None, [path, "--hold"], stdin=subprocess.PIPE)
+        self.wait_attached(path, times=2)
+        self.static_exchange(path)
+        new.stdin.close()

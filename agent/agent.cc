@@ -150,11 +150,14 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
-  if (attached + failed == 0) return;
+  const uint64_t without_openssl = tls_libs_.without_openssl();
+  const uint64_t unreadable = tls_libs_.unreadable();
   mail_.Post(
-      [this, attached, failed] {
+      [this, attached, failed, without_openssl, unreadable] {
         agg_.self().tls_libraries += attached;
         agg_.self().tls_attach_errors += failed;
+        agg_.self().tls_without_openssl = without_openssl;
+        agg_.self().tls_unreadable = unreadable;
       },
       stop);
 }

@@ -87,8 +87,10 @@ struct SelfStats {
   uint64_t h2_capture_full = 0;       // kernel: HTTP/2 record out of room for a syscall's frames
   uint64_t h2_walk_lost = 0;          // kernel: HTTP/2 frame boundaries lost
   uint64_t tls_unmapped = 0;          // kernel: TLS plaintext of an SSL object with no socket yet
-  uint64_t tls_libraries = 0;         // libssl files the TLS probes are attached to
-  uint64_t tls_attach_errors = 0;     // libssl files they could not be attached to
+  uint64_t tls_libraries = 0;         // OpenSSL API files the TLS probes are attached to
+  uint64_t tls_attach_errors = 0;     // OpenSSL API files they could not be attached to
+  uint64_t tls_without_openssl = 0;   // mapped executable files without the OpenSSL API, now
+  uint64_t tls_unreadable = 0;        // tries to read a mapped file that could not be opened
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
   // (protocol, error name) -> count; protocol "http1" or "http2".
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;

@@ -18,9 +18,11 @@
 #include <cstring>
 #include <initializer_list>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "agent/tls_libs.h"
 #include "sockdata.skel.h"
 #include "sockdata_compat.skel.h"
 #include "sockdata_probe_read.skel.h"
@@ -364,17 +366,24 @@ void TcpProbes::ClearVerdict(uint64_t conn_id) {
 
 std::string TcpProbes::AttachTls(const std::string& path) {
   if (payload_.skeleton == nullptr) return "payload capture is off";
-  static constexpr const char* kFuncs[] = {"SSL_read", "SSL_write", "SSL_read_ex", "SSL_write_ex",
-                                           "SSL_do_handshake"};
+  static_assert(std::tuple_size_v<decltype(payload_.ssl_enter)> == kOpenSslFunctions.size());
+  // SSL_read and SSL_write are in every file the finder returns; the others where the file
+  // defines them (BoringSSL has no _ex forms).
+  const std::optional<uint32_t> functions = OpenSslFunctionsIn(path);
+  if (!functions || !HasOpenSslApi(*functions)) {
+    return path + ": SSL_read and SSL_write are not both defined in it";
+  }
   std::vector<bpf_link*> links;
-  for (size_t i = 0; i < std::size(kFuncs); i++) {
+  for (size_t i = 0; i < kOpenSslFunctions.size(); i++) {
+    if ((*functions & (1u << i)) == 0) continue;
     for (bool ret : {false, true}) {
-      LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .func_name = kFuncs[i]);
+      LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .func_name = kOpenSslFunctions[i]);
       bpf_link* l = bpf_program__attach_uprobe_opts(ret ? payload_.ssl_exit : payload_.ssl_enter[i],
                                                     -1, path.c_str(), 0, &o);
       if (l == nullptr) {
         std::string err = path + ": cannot attach " + (ret ? "uretprobe" : "uprobe") + " on " +
-                          kFuncs[i] + ": " + std::strerror(errno) + " — " + LastLibbpfWarning();
+                          kOpenSslFunctions[i] + ": " + std::strerror(errno) + " — " +
+                          LastLibbpfWarning();
         for (bpf_link* done : links) bpf_link__destroy(done);
         return err;
       }

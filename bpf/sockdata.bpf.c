@@ -93,34 +93,109 @@ PER_THREAD_MAP(inflight, struct io_args);
 
 /* An SSL_read/SSL_write (or _ex, or SSL_do_handshake) in progress, by
  * thread: the plaintext buffer, and the connection once a syscall on a
- * tracked socket happens inside the call. */
+ * tracked socket happens inside the call. After the call, `learn` says it
+ * made no such syscall: the SSL object may use a memory BIO (below). */
 struct ssl_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 len_ptr; /* _ex forms: where the byte count is written */
 	__u64 conn_id;
-	__u8 dir;    /* enum podtap_data_dir; 0: a handshake, only learns the socket */
-	__u8 active; /* 0: no SSL call in progress on this thread */
-	__u8 pad[6];
+	__u8 dir;        /* enum podtap_data_dir; 0: a handshake, only learns the socket */
+	__u8 active;     /* 0: no SSL call in progress on this thread */
+	__u8 saw_socket; /* a syscall on a tracked socket happened inside the call */
+	__u8 learn;      /* the call ended without one; cleared by the next such syscall */
+	__u8 pad[4];
 };
 
 PER_THREAD_MAP(ssl_calls, struct ssl_call);
 
-/* The connection of an SSL object, learned from the syscalls made inside
- * its calls: OpenSSL may answer an SSL_read from bytes it already holds,
- * without a syscall. */
+/* The connection of an SSL object. With OpenSSL's socket BIO (SSL_set_fd)
+ * it is learned from the syscalls made inside its calls: OpenSSL may answer
+ * an SSL_read from bytes it already holds, without a syscall. With a memory
+ * BIO (Node.js: its TLSWrap moves the ciphertext through libuv) the calls
+ * make no syscall; the first handshake flight an SSL call produces is then
+ * written to the socket by the same thread right after the call, as the
+ * thread's next syscall on a tracked socket: a send that is the socket's
+ * first and starts with a TLS handshake record. That write names the
+ * socket (from_flight); syscalls inside later calls of such an object are
+ * not its own (Node runs JavaScript from OpenSSL's callbacks) and change
+ * nothing. */
 struct ssl_key {
 	__u64 ssl;
 	__u32 tgid;
 	__u32 pad;
 };
 
+struct ssl_conn {
+	__u64 conn_id;
+	__u8 from_flight;
+	__u8 pad[7];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct ssl_key);
-	__type(value, __u64);
+	__type(value, struct ssl_conn);
 } ssl_conns SEC(".maps");
+
+#define TLS_RECORD_HANDSHAKE 22
+
+/* The first byte a send syscall's buffers hold, or -1. */
+static __always_inline int first_sent_byte(__u64 buf, __u64 iovcnt, __u8 kind)
+{
+	struct user_msghdr msg;
+	struct iovec iov;
+	__u8 b;
+
+	if (kind == BUF_MSGHDR) {
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)buf))
+			return -1;
+		buf = (__u64)msg.msg_iov;
+		iovcnt = msg.msg_iovlen;
+		kind = BUF_IOVEC;
+	}
+	if (kind == BUF_IOVEC) {
+		if (!iovcnt || bpf_probe_read_user(&iov, sizeof(iov), (void *)buf) || !iov.iov_len)
+			return -1;
+		buf = (__u64)iov.iov_base;
+	} else if (kind != BUF_PLAIN) {
+		return -1;
+	}
+	if (bpf_probe_read_user(&b, sizeof(b), (void *)buf))
+		return -1;
+	return b;
+}
+
+/* A syscall on the tracked socket conn_id made by this thread: inside an
+ * SSL call, it ties the SSL object to the socket (returns true: the bytes
+ * are the call's TLS records); right after a call that made none, it may be
+ * the SSL object's first handshake flight. */
+static __always_inline bool ssl_socket_syscall(struct ssl_call *call, __u32 tgid, __u64 conn_id,
+					       __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir,
+					       __u8 first)
+{
+	struct ssl_key k = {.ssl = call->ssl, .tgid = tgid};
+	struct ssl_conn v = {.conn_id = conn_id}, *known;
+	bool learn = call->learn;
+
+	call->learn = 0;
+	if (!call->active) {
+		if (learn && dir == PODTAP_DATA_SEND && first &&
+		    first_sent_byte(buf, iovcnt, kind) == TLS_RECORD_HANDSHAKE) {
+			v.from_flight = 1;
+			bpf_map_update_elem(&ssl_conns, &k, &v, BPF_ANY);
+		}
+		return false;
+	}
+	known = bpf_map_lookup_elem(&ssl_conns, &k);
+	if (known && known->from_flight)
+		return false;
+	call->conn_id = conn_id;
+	call->saw_socket = 1;
+	bpf_map_update_elem(&ssl_conns, &k, &v, BPF_ANY);
+	return true;
+}
 
 /* Entry does the socket lookup, so that the common case, a read or write on
  * something that is not a tracked TCP socket, costs no map update at all. */
@@ -161,16 +236,11 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 		conn_id = *closed;
 	}
 	call = THREAD_STATE(ssl_calls, struct ssl_call, false);
-	if (call && call->active) {
-		struct ssl_key k = {.ssl = call->ssl, .tgid = tgid};
-
-		call->conn_id = conn_id;
-		bpf_map_update_elem(&ssl_conns, &k, &conn_id, BPF_ANY);
-		/* TLS records of a read or write whose plaintext the
-		 * SSL_read/SSL_write return probe captures. */
-		if (call->dir)
-			return 0;
-	}
+	/* TLS records of a read or write whose plaintext the SSL_read/SSL_write
+	 * return probe captures. */
+	if (call && (call->active || call->learn) &&
+	    ssl_socket_syscall(call, tgid, conn_id, buf, iovcnt, kind, dir, first) && call->dir)
+		return 0;
 	a = THREAD_STATE(inflight, struct io_args, true);
 	if (!a) {
 		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
@@ -614,14 +684,16 @@ ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND, -1)
 ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
 
 /* TLS plaintext: OpenSSL's SSL_read/SSL_write and their _ex forms, attached
- * by the agent to each libssl file the node's processes map. The plaintext
- * buffer is captured at return, under the connection learned from a
- * syscall inside this call or an earlier one of the same SSL object. */
+ * by the agent to each file with the OpenSSL API the node's processes map
+ * (a libssl, or a program with OpenSSL linked in). The plaintext buffer is
+ * captured at return, under the connection learned from a syscall inside
+ * this call or an earlier one of the same SSL object, or from its handshake
+ * flight (ssl_conns). */
 static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
 {
 	struct ssl_key k = {.tgid = current_tgid()};
+	struct ssl_conn *conn;
 	struct ssl_call *c;
-	__u64 *conn;
 
 	if (k.tgid == self_tgid)
 		return 0;
@@ -635,9 +707,11 @@ static __always_inline int ssl_enter(struct pt_regs *ctx, __u8 dir, bool ex)
 	c->len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
 	c->dir = dir;
 	c->active = 1;
+	c->saw_socket = 0;
+	c->learn = 0;
 	k.ssl = c->ssl;
 	conn = bpf_map_lookup_elem(&ssl_conns, &k);
-	c->conn_id = conn ? *conn : 0;
+	c->conn_id = conn ? conn->conn_id : 0;
 	return 0;
 }
 
@@ -651,7 +725,10 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 	if (!c || !c->active)
 		return 0;
 	c->active = 0;
-	ret = PT_REGS_RC(ctx);
+	c->learn = !c->saw_socket;
+	/* The functions return int: the register's upper half is not part of
+	 * the value (-1 often reads as 0xffffffff). */
+	ret = (int)PT_REGS_RC(ctx);
 	if (c->dir && ret > 0) {
 		__u64 n = ret;
 

@@ -37,6 +37,19 @@ TEST(HistogramTest, WholeMillisecondsAndInclusiveBoundsAsLinkerdCountsThem) {
   EXPECT_EQ(d.count, 9u);
 }
 
+TEST(AggregatorSelfTest, TlsLibrariesByState) {
+  Aggregator agg;
+  agg.self().tls_libraries = 2;
+  agg.self().tls_attach_errors = 1;
+  agg.self().tls_without_openssl = 63;
+  agg.self().tls_unreadable = 4;
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "attached"}}), 2);
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "failed"}}), 1);
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "without_openssl"}}), 63);
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "unreadable"}}), 4);
+}
+
 TEST(AggregatorCapTest, NewLabelSetsPastTheCapGoToOneOverflowSeries) {
   Aggregator agg({.max_series_per_family = 2});
   const auto id = agg.Intern(Pod("api-0"));

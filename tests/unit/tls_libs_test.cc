@@ -1,4 +1,6 @@
-// Finding the libssl files that processes map, through a /proc laid out by the test.
+// Finding the files that carry the OpenSSL API among those processes map, with real ELF files
+// (a shared libssl, a program with OpenSSL linked in, Node.js, a library that only imports
+// SSL_read) through a /proc laid out by the test.
 #include "agent/tls_libs.h"
 
 #include <gtest/gtest.h>
@@ -15,23 +17,70 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(TlsLibsTest, LibsslPathInMapsLine) {
-  EXPECT_EQ(LibsslPathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 1311010      "
-                                 "            /usr/lib/x86_64-linux-gnu/libssl.so.3"),
+constexpr uint32_t kAllFive = (1u << kOpenSslFunctions.size()) - 1;
+
+// The file this test process maps whose name starts with `prefix` (libssl.so.3 and
+// libcurl.so.4 come with podtap_core's dependencies).
+std::string MappedFile(const std::string& prefix) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const std::string p = ExecutablePathInMapsLine(line);
+    if (!p.empty() && fs::path(p).filename().string().rfind(prefix, 0) == 0) return p;
+  }
+  return "";
+}
+
+TEST(TlsLibsTest, ExecutablePathInMapsLine) {
+  EXPECT_EQ(ExecutablePathInMapsLine("7f2a1c000000-7f2a1c05e000 r-xp 00000000 fe:01 1311010  "
+                                     "    /usr/lib/x86_64-linux-gnu/libssl.so.3"),
             "/usr/lib/x86_64-linux-gnu/libssl.so.3");
   EXPECT_EQ(
-      LibsslPathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 7 /lib/libssl.so.1.1"),
-      "/lib/libssl.so.1.1");
-  EXPECT_EQ(LibsslPathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 7 "
-                                 "/usr/lib/libcrypto.so.3"),
+      ExecutablePathInMapsLine("55d0c0000000-55d0c2000000 r-xp 00000000 fe:01 7 /usr/bin/node"),
+      "/usr/bin/node");
+  // Data and read-only mappings of the same file, anonymous memory, a deleted file.
+  EXPECT_EQ(ExecutablePathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 7 "
+                                     "/usr/lib/libssl.so.3"),
             "");
-  EXPECT_EQ(LibsslPathInMapsLine("7ffd5c3f0000-7ffd5c411000 rw-p 00000000 00:00 0   [stack]"), "");
-  EXPECT_EQ(LibsslPathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 7 "
-                                 "/usr/lib/libssl.so.3 (deleted)"),
+  EXPECT_EQ(ExecutablePathInMapsLine("7f2a1c000000-7f2a1c05e000 rw-p 00000000 fe:01 7 "
+                                     "/usr/lib/libssl.so.3"),
             "");
-  EXPECT_EQ(LibsslPathInMapsLine("7f2a1c000000-7f2a1c05e000 r--p 00000000 fe:01 7 "
-                                 "/opt/app/libssl_helper.so"),
+  EXPECT_EQ(ExecutablePathInMapsLine("7ffd5c3f0000-7ffd5c411000 r-xp 00000000 00:00 0 [vdso]"), "");
+  EXPECT_EQ(ExecutablePathInMapsLine("7f2a1c000000-7f2a1c05e000 r-xp 00000000 fe:01 7 "
+                                     "/usr/lib/libssl.so.3 (deleted)"),
             "");
+  EXPECT_EQ(ExecutablePathInMapsLine("garbage"), "");
+}
+
+TEST(TlsLibsTest, OpenSslFunctionsInRealFiles) {
+  // OpenSSL 3 linked into a program: every function, from its .symtab alone.
+  EXPECT_EQ(OpenSslFunctionsIn(PODTAP_TLS_STATIC_CLIENT), kAllFive);
+  // The shared libssl, from its dynamic symbol table.
+  const std::string libssl = MappedFile("libssl.so.");
+  ASSERT_FALSE(libssl.empty());
+  EXPECT_EQ(OpenSslFunctionsIn(libssl), kAllFive);
+  // Node.js exports OpenSSL from its executable.
+  EXPECT_EQ(OpenSslFunctionsIn("/usr/bin/node"), kAllFive) << "nodejs is installed by make deps";
+  // libcurl calls SSL_read and SSL_write but imports them: not a file to probe.
+  const std::string libcurl = MappedFile("libcurl");
+  ASSERT_FALSE(libcurl.empty());
+  EXPECT_EQ(OpenSslFunctionsIn(libcurl), 0u);
+  // This test program: ELF, no OpenSSL.
+  EXPECT_EQ(OpenSslFunctionsIn("/proc/self/exe"), 0u);
+  EXPECT_FALSE(HasOpenSslApi(0));
+  EXPECT_FALSE(HasOpenSslApi(1));  // SSL_read without SSL_write
+  EXPECT_TRUE(HasOpenSslApi(3));   // BoringSSL: no _ex forms
+}
+
+TEST(TlsLibsTest, NotElfAndMissing) {
+  char tmpl[] = "/tmp/podtap-tls-notelf-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "#!/bin/sh\nSSL_read SSL_write\n", 29), 29);
+  close(fd);
+  EXPECT_EQ(OpenSslFunctionsIn(tmpl), 0u);
+  unlink(tmpl);
+  EXPECT_EQ(OpenSslFunctionsIn(tmpl), std::nullopt);
 }
 
 class TlsLibraryFinderTest : public ::testing::Test {
@@ -40,10 +89,12 @@ class TlsLibraryFinderTest : public ::testing::Test {
     char tmpl[] = "/tmp/podtap-tls-libs-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    // Two container root filesystems, each with its own libssl file.
+    // Two container root filesystems: each has its own copy of the program with OpenSSL linked
+    // in and of libcurl (which only imports SSL_read).
     for (const char* root : {"rootA", "rootB"}) {
-      fs::create_directories(dir_ / root / "usr/lib");
-      std::ofstream(dir_ / root / "usr/lib/libssl.so.3") << root;
+      fs::create_directories(dir_ / root / "app");
+      fs::copy_file(PODTAP_TLS_STATIC_CLIENT, dir_ / root / "app/server");
+      fs::copy_file(MappedFile("libcurl"), dir_ / root / "app/libcurl.so.4");
     }
     fs::create_directories(dir_ / "proc");
   }
@@ -60,8 +111,8 @@ class TlsLibraryFinderTest : public ::testing::Test {
     std::ofstream(p / "maps") << maps;
   }
 
-  static std::string Map(const char* path) {
-    return std::string("7f0000000000-7f0000001000 r-xp 00000000 fe:01 42 ") + path + "\n";
+  static std::string Map(const char* path, const char* perms = "r-xp") {
+    return std::string("7f0000000000-7f0000001000 ") + perms + " 00000000 fe:01 42 " + path + "\n";
   }
 
   fs::path dir_;
@@ -69,29 +120,52 @@ class TlsLibraryFinderTest : public ::testing::Test {
 
 TEST_F(TlsLibraryFinderTest, EachFileOnceAndNewProcessesOnly) {
   TlsLibraryFinder finder((dir_ / "proc").string());
-  Process(10, "rootA", "/usr/sbin/nginx", Map("/usr/lib/libssl.so.3") + Map("/usr/lib/libc.so.6"));
-  Process(11, "rootA", "/usr/sbin/nginx", Map("/usr/lib/libssl.so.3"));
-  Process(12, "rootB", "/bin/sh", Map("/usr/lib/libc.so.6"));
+  Process(10, "rootA", "/app/server", Map("/app/server") + Map("/app/libcurl.so.4"));
+  Process(11, "rootA", "/app/server", Map("/app/server") + Map("/app/server", "r--p"));
+  Process(12, "rootB", "/bin/sh", Map("/app/libcurl.so.4"));
   auto found = finder.FindNew();
   ASSERT_EQ(found.size(), 1u);  // pids 10 and 11 map one file, reached through either
-  EXPECT_TRUE(found[0] == (dir_ / "proc/10/root/usr/lib/libssl.so.3").string() ||
-              found[0] == (dir_ / "proc/11/root/usr/lib/libssl.so.3").string())
+  EXPECT_TRUE(found[0] == (dir_ / "proc/10/root/app/server").string() ||
+              found[0] == (dir_ / "proc/11/root/app/server").string())
       << found[0];
+  EXPECT_EQ(finder.without_openssl(), 2u);  // rootA's and rootB's libcurl
+  EXPECT_EQ(finder.files_read(), 3u);
   EXPECT_TRUE(finder.FindNew().empty());
-  // pid 12 exec'd curl, which maps rootB's libssl: read again because its executable changed.
-  Process(12, "rootB", "/usr/bin/curl", Map("/usr/lib/libssl.so.3"));
+  // pid 12 exec'd rootB's server: read again because its executable changed.
+  Process(12, "rootB", "/app/server", Map("/app/server"));
   found = finder.FindNew();
   ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0], (dir_ / "proc/12/root/usr/lib/libssl.so.3").string());
-  EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());  // every file already returned
+  EXPECT_EQ(found[0], (dir_ / "proc/12/root/app/server").string());
+  // A full scan: every file already returned or remembered, none read again; rootB's libcurl
+  // is mapped by no process any more and is forgotten.
+  EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
+  EXPECT_EQ(finder.files_read(), 4u);
+  EXPECT_EQ(finder.without_openssl(), 1u);
+  EXPECT_EQ(finder.unreadable(), 0u);
+}
+
+TEST_F(TlsLibraryFinderTest, FileChangedInPlaceIsReadAgain) {
+  TlsLibraryFinder finder((dir_ / "proc").string());
+  Process(20, "rootA", "/app/sh", Map("/app/libcurl.so.4"));
+  EXPECT_TRUE(finder.FindNew().empty());
+  EXPECT_EQ(finder.files_read(), 1u);
+  EXPECT_TRUE(finder.FindNew(true).empty());
+  EXPECT_EQ(finder.files_read(), 1u);  // the verdict is remembered
+  // The same inode now holds a program with OpenSSL (new size and mtime).
+  fs::copy_file(PODTAP_TLS_STATIC_CLIENT, dir_ / "rootA/app/libcurl.so.4",
+                fs::copy_options::overwrite_existing);
+  const auto found = finder.FindNew(true);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(finder.files_read(), 2u);
+  EXPECT_EQ(finder.without_openssl(), 0u);
 }
 
 TEST_F(TlsLibraryFinderTest, LibraryLoadedLaterIsFoundByAFullScan) {
   TlsLibraryFinder finder((dir_ / "proc").string());
-  Process(20, "rootB", "/usr/bin/python3", Map("/usr/lib/libc.so.6"));
+  Process(30, "rootB", "/usr/bin/python3", Map("/app/libcurl.so.4"));
   EXPECT_TRUE(finder.FindNew().empty());
-  Process(20, "rootB", "/usr/bin/python3", Map("/usr/lib/libssl.so.3"));  // dlopen
-  EXPECT_TRUE(finder.FindNew().empty());
+  Process(30, "rootB", "/usr/bin/python3", Map("/app/libcurl.so.4") + Map("/app/server"));
+  EXPECT_TRUE(finder.FindNew().empty());  // dlopen: same executable, not read again
   EXPECT_EQ(finder.FindNew(/*all=*/true).size(), 1u);
 }
 

@@ -145,6 +145,11 @@ struct podtap_h2_walk {
 	__u8 head[4];   /* its length and type bytes */
 };
 
+/* Connection ids made up where the socket cookie cannot be had (the plain
+ * tracepoint, before tp_btf): this bit set, far above any cookie and below
+ * PODTAP_TLS_KEY_BIT. */
+#define PODTAP_SYNTH_ID_BIT (1ull << 62)
+
 /* The verdicts key of a connection's TLS plaintext: its id with this bit
  * (socket cookies are counters, far below it). */
 #define PODTAP_TLS_KEY_BIT (1ull << 63)

@@ -224,10 +224,15 @@ int podtap_tcp_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
 	/* Without tp_btf the cookie helper is not allowed here; the cookie exists
-	 * only if something asked for it before, so fall back to the address. */
+	 * only if something asked for it before. Otherwise the connection gets an
+	 * id of its own, from the time and CPU it was seen on, in a range cookies
+	 * (counters from 1) never reach: not the socket's address, which the next
+	 * socket often gets at once while the agent still holds the last one's
+	 * close (their data was then counted as unmatched). */
 	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	if (!cookie)
-		cookie = (__u64)sk;
+		cookie = PODTAP_SYNTH_ID_BIT | ((bpf_ktime_get_ns() << 4) & (PODTAP_SYNTH_ID_BIT - 1)) |
+			 (bpf_get_smp_processor_id() & 15);
 	on_state_change(sk, ctx->oldstate, ctx->newstate, cookie);
 	return 0;
 }

@@ -114,8 +114,15 @@ grpc::Status WindowOf(uint32_t seconds, uint64_t* ns, uint32_t* used) {
 // Accumulates a Stat or Top row.
 struct Acc {
   uint64_t requests = 0, successes = 0, read = 0, written = 0, open = 0;
-  LatencyCounts latency;
+  LatencyHistogram latency;
 };
+
+void Fill(const LatencyHistogram& h, pb::LatencyHistogram* out) {
+  for (const auto& [bucket, n] : h.buckets()) {
+    out->add_bucket(bucket);
+    out->add_count(n);
+  }
+}
 
 std::string Protocol(const Conn& c) {
   // TLS whose plaintext the SSL probes see is parsed too: "tls/http1".
@@ -217,7 +224,7 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
       a.successes += t.successes;
       a.read += t.read_bytes;
       a.written += t.write_bytes;
-      a.latency.Add(t.latency);
+      a.latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
       const Endpoint& local = rec.endpoints().Get(c.endpoints).local;
@@ -234,9 +241,10 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
     r->set_successes(a.successes);
     r->set_rps(static_cast<double>(a.requests) / span_s);
     r->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);
-    r->set_latency_p50_ms(a.latency.Quantile(0.5));
-    r->set_latency_p95_ms(a.latency.Quantile(0.95));
-    r->set_latency_p99_ms(a.latency.Quantile(0.99));
+    r->set_latency_p50_ms(a.latency.QuantileMs(0.5));
+    r->set_latency_p95_ms(a.latency.QuantileMs(0.95));
+    r->set_latency_p99_ms(a.latency.QuantileMs(0.99));
+    Fill(a.latency, r->mutable_latency());
     r->set_tcp_open_connections(a.open);
     r->set_read_bytes(a.read);
     r->set_write_bytes(a.written);
@@ -273,7 +281,7 @@ grpc::Status QueryServiceImpl::Top(grpc::ServerContext* ctx, const pb::TopReques
       Window::TopCounts& o = groups[g];
       o.requests += c.requests;
       o.failures += c.failures;
-      o.latency.Add(c.latency);
+      o.latency.Merge(c.latency);
     }
     resp->set_dropped(rec.window().TopDropped(now, window_ns));
     return !NamesSomething(sel) || AnyPodMatches(pipe, sel);
@@ -298,8 +306,9 @@ grpc::Status QueryServiceImpl::Top(grpc::ServerContext* ctx, const pb::TopReques
     r->set_requests(c.requests);
     r->set_failures(c.failures);
     r->set_success_rate(c.requests ? static_cast<double>(c.requests - c.failures) / c.requests : 0);
-    r->set_latency_p50_ms(c.latency.Quantile(0.5));
-    r->set_latency_p99_ms(c.latency.Quantile(0.99));
+    r->set_latency_p50_ms(c.latency.QuantileMs(0.5));
+    r->set_latency_p99_ms(c.latency.QuantileMs(0.99));
+    Fill(c.latency, r->mutable_latency());
   }
   return grpc::Status::OK;
 }
@@ -423,6 +432,7 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
       a->requests += t.requests;
       a->successes += t.successes;
       a->read += t.read_bytes + t.write_bytes;
+      a->latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
       if (Acc* a = edge(rec.endpoints().Get(c.endpoints), c.direction)) a->open++;
@@ -439,6 +449,10 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
     e->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);
     e->set_tcp_open_connections(a.open);
     e->set_bytes(a.read);
+    e->set_latency_p50_ms(a.latency.QuantileMs(0.5));
+    e->set_latency_p95_ms(a.latency.QuantileMs(0.95));
+    e->set_latency_p99_ms(a.latency.QuantileMs(0.99));
+    Fill(a.latency, e->mutable_latency());
   }
   return grpc::Status::OK;
 }

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/latency_histogram.h"
 #include "query.grpc.pb.h"
 
 namespace {
@@ -154,11 +155,39 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+// Three significant digits (two under 10us): finer than the histogram's
+// buckets, so a printed percentile stays in the bucket it came from.
 std::string Ms(double ms) {
+  if (ms >= 10000) return Fmt("%.1fs", ms / 1000);
   if (ms >= 1000) return Fmt("%.2fs", ms / 1000);
-  if (ms >= 10) return Fmt("%.0fms", ms);
-  if (ms >= 1) return Fmt("%.1fms", ms);
-  return Fmt("%.0fus", ms * 1000);
+  if (ms >= 100) return Fmt("%.0fms", ms);
+  if (ms >= 10) return Fmt("%.1fms", ms);
+  if (ms >= 1) return Fmt("%.2fms", ms);
+  if (ms >= 0.1) return Fmt("%.0fus", ms * 1000);
+  return Fmt("%.1fus", ms * 1000);
+}
+
+// The latencies an answer carries, as the agent bucketed them.
+podtap::LatencyHistogram Histogram(const pb::LatencyHistogram& h) {
+  podtap::LatencyHistogram out;
+  if (h.bucket_size() != h.count_size()) {
+    throw Failure{"the agent sent a latency histogram with " + std::to_string(h.bucket_size()) +
+                  " buckets but " + std::to_string(h.count_size()) + " counts"};
+  }
+  for (int i = 0; i < h.bucket_size(); i++) {
+    if (!out.Add(h.bucket(i), h.count(i))) {
+      throw Failure{"the agent sent a latency bucket past the last one: " +
+                    std::to_string(h.bucket(i))};
+    }
+  }
+  return out;
+}
+
+// p50, p95 and p99 of `h` as the table prints them; "-" with no requests.
+std::vector<std::string> Percentiles(const pb::LatencyHistogram& proto) {
+  podtap::LatencyHistogram h = Histogram(proto);
+  if (h.count() == 0) return {"-", "-", "-"};
+  return {Ms(h.QuantileMs(0.5)), Ms(h.QuantileMs(0.95)), Ms(h.QuantileMs(0.99))};
 }
 
 std::string Bytes(uint64_t b) {
@@ -348,10 +377,10 @@ void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string
   std::vector<std::vector<std::string>> table;
   for (const auto& r : rows) {
     bool any = r.requests() > 0;
+    std::vector<std::string> p = Percentiles(r.latency());
     table.push_back({Name(r.resource()), Dir(r.direction()), std::to_string(r.requests()),
                      Percent(r.success_rate(), r.requests()), any ? Fmt("%.1f", r.rps()) : "-",
-                     any ? Ms(r.latency_p50_ms()) : "-", any ? Ms(r.latency_p95_ms()) : "-",
-                     any ? Ms(r.latency_p99_ms()) : "-", std::to_string(r.tcp_open_connections()),
+                     p[0], p[1], p[2], std::to_string(r.tcp_open_connections()),
                      Bytes(r.read_bytes()), Bytes(r.write_bytes())});
   }
   if (table.empty()) return NothingIn("traffic", resp.window_seconds());
@@ -376,9 +405,10 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
   for (const auto& r : resp.rows()) {
     std::vector<std::string> row = {Dir(r.direction())};
     if (by == "path") row.push_back(r.method());
-    row.insert(row.end(), {r.key().empty() ? "-" : r.key(), std::to_string(r.requests()),
-                           std::to_string(r.failures()), Percent(r.success_rate(), r.requests()),
-                           Ms(r.latency_p50_ms()), Ms(r.latency_p99_ms())});
+    std::vector<std::string> p = Percentiles(r.latency());
+    row.insert(row.end(),
+               {r.key().empty() ? "-" : r.key(), std::to_string(r.requests()),
+                std::to_string(r.failures()), Percent(r.success_rate(), r.requests()), p[0], p[2]});
     table.push_back(std::move(row));
   }
   if (table.empty()) return NothingIn("request", resp.window_seconds());
@@ -494,12 +524,13 @@ void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::strin
   });
   std::vector<std::vector<std::string>> table;
   for (const auto& e : edges) {
+    std::vector<std::string> p = Percentiles(e.latency());
     table.push_back({Name(e.source()), Name(e.destination()), std::to_string(e.requests()),
-                     Percent(e.success_rate(), e.requests()),
+                     Percent(e.success_rate(), e.requests()), p[0], p[2],
                      std::to_string(e.tcp_open_connections()), Bytes(e.bytes())});
   }
   if (table.empty()) return NothingIn("edge", resp.window_seconds());
-  PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "TCP_CONN", "BYTES"}, table);
+  PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "P50", "P99", "TCP_CONN", "BYTES"}, table);
 }
 
 }  // namespace

@@ -412,7 +412,8 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
   if (auto st = WindowOf(req->window_seconds(), &window_ns, &window_s); !st.ok()) return st;
   resp->set_window_seconds(window_s);
   const pb::Selector& sel = req->selector();
-  std::map<std::pair<Endpoint, Endpoint>, Acc> edges;
+  // (source, destination, the direction it was observed in) -> counts
+  std::map<std::tuple<Endpoint, Endpoint, Direction>, Acc> edges;
   // Each edge once: the client's outbound view when the client is a pod on
   // this node (its sockets are seen here), otherwise the server's inbound one.
   auto edge = [&](const EndpointPair& pair, Direction dir) -> Acc* {
@@ -423,7 +424,7 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
     pb::Selector any = sel;
     any.set_direction(pb::DIRECTION_UNSPECIFIED);
     if (!Selected(any, src, dir) && !Selected(any, dst, dir)) return nullptr;
-    return &edges[{src, dst}];
+    return &edges[{src, dst, dir}];
   };
   bool known = agent_->ReadQueryState([&](const QueryRecorder& rec, const TcpPipeline& pipe) {
     for (const auto& [key, t] : rec.window().Sum(ClockNs(CLOCK_MONOTONIC), window_ns)) {
@@ -442,8 +443,9 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
   if (edges.empty() && !known) return NothingMatches(sel);
   for (const auto& [key, a] : edges) {
     pb::Edge* e = resp->add_edges();
-    Fill(key.first, e->mutable_source());
-    Fill(key.second, e->mutable_destination());
+    Fill(std::get<0>(key), e->mutable_source());
+    Fill(std::get<1>(key), e->mutable_destination());
+    e->set_observed(ToProto(std::get<2>(key)));
     e->set_requests(a.requests);
     e->set_successes(a.successes);
     e->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);

@@ -1,5 +1,6 @@
-// podtap: the operator CLI. Asks a node's podtap-agent (gRPC, proto/query.proto)
-// for stat, top, tap, conns and edges, and prints aligned tables or JSON.
+// podtap: the operator CLI. Asks a node's podtap-agent (gRPC, proto/query.proto),
+// or several at once and merges their answers, for stat, top, tap, conns and
+// edges, and prints aligned tables or JSON.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/socket.h>
@@ -19,9 +20,11 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/latency_histogram.h"
+#include "cli/merge.h"
 #include "query.grpc.pb.h"
 
 namespace {
@@ -31,7 +34,7 @@ namespace pb = ::podtap::v1;
 constexpr const char* kDefaultAgent = "unix:///run/podtap/podtap.sock";
 
 struct Global {
-  std::string agent = kDefaultAgent;
+  std::vector<std::string> agents = {kDefaultAgent};
   std::string ca_file;
   std::string token_file;
   std::string output = "table";
@@ -56,19 +59,19 @@ std::string ReadFile(const std::string& path, const char* what) {
 
 class Client {
  public:
-  explicit Client(const Global& g) : g_(g) {
-    if (g.agent.starts_with("unix://")) {
-      CheckSocket(g.agent.substr(7));
+  Client(const Global& g, std::string agent) : g_(g), agent_(std::move(agent)) {
+    if (agent_.starts_with("unix://")) {
+      CheckSocket(agent_.substr(7));
       if (!g.ca_file.empty() || !g.token_file.empty()) {
         throw Failure{
             "--ca and --token-file are for a host:port agent; the unix socket "
             "checks who you are instead"};
       }
-      channel_ = grpc::CreateChannel(g.agent, grpc::InsecureChannelCredentials());
+      channel_ = grpc::CreateChannel(agent_, grpc::InsecureChannelCredentials());
       return;
     }
     if (g.ca_file.empty() || g.token_file.empty()) {
-      throw Failure{"--agent " + g.agent +
+      throw Failure{"--agent " + agent_ +
                     " is a TCP address: the agent serves it with TLS and a bearer token, so "
                     "pass --ca (the CA that signed its certificate) and --token-file"};
     }
@@ -79,7 +82,7 @@ class Client {
       token_.pop_back();
     }
     if (token_.empty()) throw Failure{"token file " + g.token_file + " is empty"};
-    channel_ = grpc::CreateChannel(g.agent, grpc::SslCredentials(ssl));
+    channel_ = grpc::CreateChannel(agent_, grpc::SslCredentials(ssl));
   }
 
   pb::Query::Stub& stub() {
@@ -98,18 +101,21 @@ class Client {
     return ctx;
   }
 
-  [[noreturn]] void Fail(const grpc::Status& st) const {
+  [[noreturn]] void Fail(const grpc::Status& st) const { throw Failure{Explain(st)}; }
+
+  // What a failed call means, for the user.
+  std::string Explain(const grpc::Status& st) const {
     switch (st.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        throw Failure{"cannot reach the agent at " + g_.agent + ": " + st.error_message() +
-                      " (is podtap-agent running there, and is this its --query-socket or "
-                      "--query-listen address?)"};
+        return "cannot reach the agent at " + agent_ + ": " + st.error_message() +
+               " (is podtap-agent running there, and is this its --query-socket or "
+               "--query-listen address?)";
       case grpc::StatusCode::PERMISSION_DENIED:
       case grpc::StatusCode::UNAUTHENTICATED:
-        throw Failure{"the agent refused this call: " + st.error_message()};
+        return "the agent refused this call: " + st.error_message();
       default:
-        throw Failure{st.error_message()};
+        return st.error_message();
     }
   }
 
@@ -142,6 +148,7 @@ class Client {
   }
 
   const Global& g_;
+  const std::string agent_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Query::Stub> stub_;
   std::string token_;
@@ -167,25 +174,13 @@ std::string Ms(double ms) {
   return Fmt("%.1fus", ms * 1000);
 }
 
-// The latencies an answer carries, as the agent bucketed them.
-podtap::LatencyHistogram Histogram(const pb::LatencyHistogram& h) {
-  podtap::LatencyHistogram out;
-  if (h.bucket_size() != h.count_size()) {
-    throw Failure{"the agent sent a latency histogram with " + std::to_string(h.bucket_size()) +
-                  " buckets but " + std::to_string(h.count_size()) + " counts"};
-  }
-  for (int i = 0; i < h.bucket_size(); i++) {
-    if (!out.Add(h.bucket(i), h.count(i))) {
-      throw Failure{"the agent sent a latency bucket past the last one: " +
-                    std::to_string(h.bucket(i))};
-    }
-  }
-  return out;
-}
-
 // p50, p95 and p99 of `h` as the table prints them; "-" with no requests.
 std::vector<std::string> Percentiles(const pb::LatencyHistogram& proto) {
-  podtap::LatencyHistogram h = Histogram(proto);
+  if (std::string error; !podtap::CheckHistogram(proto, &error)) {
+    throw Failure{"the agent sent " + error};
+  }
+  podtap::LatencyHistogram h;
+  for (int i = 0; i < proto.bucket_size(); i++) h.Add(proto.bucket(i), proto.count(i));
   if (h.count() == 0) return {"-", "-", "-"};
   return {Ms(h.QuantileMs(0.5)), Ms(h.QuantileMs(0.95)), Ms(h.QuantileMs(0.99))};
 }
@@ -255,11 +250,92 @@ void PrintJson(const google::protobuf::Message& m, bool pretty) {
   std::cout << out << (pretty ? "" : "\n") << std::flush;
 }
 
-void NothingIn(const std::string& what, uint32_t window_s) {
+void NothingIn(const std::string& what, uint32_t window_s, const pb::Coverage& cov) {
   std::cerr << "podtap: no " << what << " matches";
   if (window_s != 0) std::cerr << " in the last " << window_s << "s";
-  std::cerr << " on this node\n";
+  std::cerr << (cov.asked() > 0 ? " on the nodes that answered\n" : " on this node\n");
 }
+
+// After a merged answer: how many agents answered, and who did not and why.
+void PrintCoverage(const pb::Coverage& cov) {
+  if (cov.asked() == 0) return;
+  std::cerr << "podtap: answers from " << cov.answered_size() << " of " << cov.asked() << " agents";
+  for (const auto& u : cov.unanswered()) {
+    std::cerr << "; NO ANSWER from " << u.agent() << ": " << u.error();
+  }
+  std::cerr << "\n";
+}
+
+// --- several agents ----------------------------------------------------------------
+
+// Asks every agent at once, each call bounded by --timeout, so an agent slow or
+// gone costs at most that; the answers that came, and who answered in `cov`.
+// An agent that knows no pod the selector names answered (with nothing).
+// Throws when none answered.
+template <typename Resp>
+std::vector<Resp> AskAll(
+    const Global& g, pb::Coverage* cov,
+    const std::function<grpc::Status(Client&, grpc::ClientContext*, Resp*)>& call) {
+  struct Result {
+    Resp resp;
+    std::string error;
+    bool nothing_matches = false;
+  };
+  std::vector<Result> results(g.agents.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < g.agents.size(); i++) {
+    threads.emplace_back([&g, &call, &results, i] {
+      Result& r = results[i];
+      try {
+        Client c(g, g.agents[i]);
+        auto ctx = c.Context();
+        grpc::Status st = call(c, ctx.get(), &r.resp);
+        if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
+          r.nothing_matches = true;
+          r.error = st.error_message();
+          r.resp.Clear();
+        } else if (!st.ok()) {
+          r.error = c.Explain(st);
+        } else if (std::string bad; !podtap::CheckValid(r.resp, &bad)) {
+          r.error = "the agent sent " + bad;
+        }
+      } catch (const Failure& f) {
+        r.error = f.message;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<Resp> answers;
+  cov->set_asked(static_cast<uint32_t>(g.agents.size()));
+  std::string not_found;
+  for (size_t i = 0; i < results.size(); i++) {
+    if (results[i].nothing_matches) not_found = results[i].error;
+    if (results[i].error.empty() || results[i].nothing_matches) {
+      cov->add_answered(g.agents[i]);
+      answers.push_back(std::move(results[i].resp));
+    } else {
+      pb::Unanswered* u = cov->add_unanswered();
+      u->set_agent(g.agents[i]);
+      u->set_error(results[i].error);
+    }
+  }
+  if (answers.empty()) {
+    std::string why;
+    for (const auto& u : cov->unanswered()) why += "\n  " + u.agent() + ": " + u.error();
+    throw Failure{"none of the " + std::to_string(g.agents.size()) + " agents answered:" + why};
+  }
+  if (!not_found.empty() && std::all_of(results.begin(), results.end(), [](const Result& r) {
+        return r.nothing_matches || !r.error.empty();
+      })) {
+    PrintCoverage(*cov);
+    throw Failure{not_found + " (nor on any other node that answered)"};
+  }
+  return answers;
+}
+
+// Rows asked of each agent when merging Top: all it has (it keeps at most
+// 10000 kinds per bucket), so the merged ranking misses none.
+constexpr uint32_t kAllTopRows = 1'000'000;
 
 // --- selectors -------------------------------------------------------------------
 
@@ -360,14 +436,24 @@ uint32_t ParseWindow(const std::string& text) {
 
 // --- commands --------------------------------------------------------------------
 
-void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+void Stat(const Global& g, const SelectorFlags& sf, const std::string& window) {
   pb::StatRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_group_by(sf.PodType() ? "pod" : "workload");
   req.set_window_seconds(ParseWindow(window));
   pb::StatResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Stat(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.agents.size() > 1) {
+    pb::Coverage cov;
+    resp = podtap::MergeStat(AskAll<pb::StatResponse>(
+        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::StatResponse* out) {
+          return a.stub().Stat(ctx, req, out);
+        }));
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Stat(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<pb::StatRow> rows(resp.rows().begin(), resp.rows().end());
   std::sort(rows.begin(), rows.end(), [](const pb::StatRow& a, const pb::StatRow& b) {
@@ -383,14 +469,18 @@ void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string
                      p[0], p[1], p[2], std::to_string(r.tcp_open_connections()),
                      Bytes(r.read_bytes()), Bytes(r.write_bytes())});
   }
-  if (table.empty()) return NothingIn("traffic", resp.window_seconds());
-  PrintTable({"NAME", "DIRECTION", "REQUESTS", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP_CONN",
-              "READ", "WRITTEN"},
-             table);
+  if (table.empty()) {
+    NothingIn("traffic", resp.window_seconds(), resp.coverage());
+  } else {
+    PrintTable({"NAME", "DIRECTION", "REQUESTS", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP_CONN",
+                "READ", "WRITTEN"},
+               table);
+  }
+  PrintCoverage(resp.coverage());
 }
 
-void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window,
-         const std::string& by, const std::string& sort, uint32_t limit) {
+void Top(const Global& g, const SelectorFlags& sf, const std::string& window, const std::string& by,
+         const std::string& sort, uint32_t limit) {
   pb::TopRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_by(by);
@@ -398,8 +488,21 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
   req.set_limit(limit);
   req.set_window_seconds(ParseWindow(window));
   pb::TopResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Top(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.agents.size() > 1) {
+    pb::Coverage cov;
+    req.set_limit(kAllTopRows);
+    resp = podtap::MergeTop(
+        AskAll<pb::TopResponse>(g, &cov,
+                                [&req](Client& a, grpc::ClientContext* ctx, pb::TopResponse* out) {
+                                  return a.stub().Top(ctx, req, out);
+                                }),
+        sort, limit == 0 ? 20 : limit);
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Top(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<std::vector<std::string>> table;
   for (const auto& r : resp.rows()) {
@@ -411,7 +514,10 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
                 std::to_string(r.failures()), Percent(r.success_rate(), r.requests()), p[0], p[2]});
     table.push_back(std::move(row));
   }
-  if (table.empty()) return NothingIn("request", resp.window_seconds());
+  if (table.empty()) {
+    NothingIn("request", resp.window_seconds(), resp.coverage());
+    return PrintCoverage(resp.coverage());
+  }
   std::string key = by == "path" ? "PATH" : by == "authority" ? "AUTHORITY" : "ROUTE";
   std::vector<std::string> header = {"DIRECTION"};
   if (by == "path") header.push_back("METHOD");
@@ -421,6 +527,7 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
     std::cerr << "podtap: " << resp.dropped()
               << " requests of kinds past the agent's per-bucket limit are not in this list\n";
   }
+  PrintCoverage(resp.coverage());
 }
 
 std::string Clock(int64_t unix_nanos) {
@@ -486,13 +593,25 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
   return 0;
 }
 
-void Conns(Client& c, const Global& g, const SelectorFlags& sf, uint32_t limit) {
+void Conns(const Global& g, const SelectorFlags& sf, uint32_t limit) {
   pb::ConnsRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_limit(limit);
   pb::ConnsResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Conns(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.agents.size() > 1) {
+    pb::Coverage cov;
+    resp = podtap::MergeConns(AskAll<pb::ConnsResponse>(g, &cov,
+                                                        [&req](Client& a, grpc::ClientContext* ctx,
+                                                               pb::ConnsResponse* out) {
+                                                          return a.stub().Conns(ctx, req, out);
+                                                        }),
+                              limit == 0 ? 1000 : limit);
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Conns(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<std::vector<std::string>> table;
   for (const auto& r : resp.conns()) {
@@ -500,22 +619,36 @@ void Conns(Client& c, const Global& g, const SelectorFlags& sf, uint32_t limit) 
                      r.remote().address(), Age(r.age_seconds()), Bytes(r.read_bytes()),
                      Bytes(r.write_bytes()), r.protocol()});
   }
-  if (table.empty()) return NothingIn("open connection", 0);
+  if (table.empty()) {
+    NothingIn("open connection", 0, resp.coverage());
+    return PrintCoverage(resp.coverage());
+  }
   PrintTable({"POD", "LOCAL", "DIRECTION", "PEER", "REMOTE", "AGE", "READ", "WRITTEN", "PROTOCOL"},
              table);
   if (resp.total() > static_cast<uint64_t>(resp.conns_size())) {
     std::cerr << "podtap: " << resp.total() - resp.conns_size()
               << " more connections match (raise --limit)\n";
   }
+  PrintCoverage(resp.coverage());
 }
 
-void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+void Edges(const Global& g, const SelectorFlags& sf, const std::string& window) {
   pb::EdgesRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_window_seconds(ParseWindow(window));
   pb::EdgesResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Edges(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.agents.size() > 1) {
+    pb::Coverage cov;
+    resp = podtap::MergeEdges(AskAll<pb::EdgesResponse>(
+        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::EdgesResponse* out) {
+          return a.stub().Edges(ctx, req, out);
+        }));
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Edges(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<pb::Edge> edges(resp.edges().begin(), resp.edges().end());
   std::sort(edges.begin(), edges.end(), [](const pb::Edge& a, const pb::Edge& b) {
@@ -529,18 +662,26 @@ void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::strin
                      Percent(e.success_rate(), e.requests()), p[0], p[2],
                      std::to_string(e.tcp_open_connections()), Bytes(e.bytes())});
   }
-  if (table.empty()) return NothingIn("edge", resp.window_seconds());
-  PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "P50", "P99", "TCP_CONN", "BYTES"}, table);
+  if (table.empty()) {
+    NothingIn("edge", resp.window_seconds(), resp.coverage());
+  } else {
+    PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "P50", "P99", "TCP_CONN", "BYTES"}, table);
+  }
+  PrintCoverage(resp.coverage());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"podtap: ask this node's podtap-agent about its pods' traffic"};
+  CLI::App app{"podtap: ask this node's podtap-agent, or several at once, about pods' traffic"};
   app.require_subcommand(1);
   Global g;
-  app.add_option("--agent", g.agent,
-                 "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen)")
+  app.add_option("--agent", g.agents,
+                 "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen); "
+                 "repeat it to ask several agents at once and merge their answers (stat, top, "
+                 "edges, conns)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->capture_default_str();
   app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
       ->check(CLI::ExistingFile);
@@ -603,15 +744,20 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    Client client(g);
-    if (stat->parsed()) Stat(client, g, stat_sel, stat_window);
-    if (top->parsed()) Top(client, g, top_sel, top_window, top_by, top_sort, top_limit);
+    if (stat->parsed()) Stat(g, stat_sel, stat_window);
+    if (top->parsed()) Top(g, top_sel, top_window, top_by, top_sort, top_limit);
     if (tap->parsed()) {
+      if (g.agents.size() > 1) {
+        throw Failure{
+            "tap follows one agent: pass a single --agent (several are for stat, top, "
+            "edges and conns)"};
+      }
+      Client client(g, g.agents[0]);
       return Tap(client, g, tap_sel, tap_authority, tap_path, tap_status, tap_rps, tap_count,
                  tap_duration);
     }
-    if (conns->parsed()) Conns(client, g, conns_sel, conns_limit);
-    if (edges->parsed()) Edges(client, g, edges_sel, edges_window);
+    if (conns->parsed()) Conns(g, conns_sel, conns_limit);
+    if (edges->parsed()) Edges(g, edges_sel, edges_window);
   } catch (const Failure& f) {
     std::cerr << "podtap: " << f.message << "\n";
     return 1;

@@ -24,9 +24,8 @@ folder where failing cases leave the agent's log.
 import collections
 import json
 import math
-import random
-import re
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -39,6 +38,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
+from query_util import bucket_bounds, latency_bucket, numbers, printed_ms  # noqa: E402
 
 CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
 CURL = "/usr/bin/curl"
@@ -66,46 +66,6 @@ NGINX_CONF = nginx_conf(r"""
         location /fail/ { return 500 "fail\n"; }
     }
 """)
-
-# 64-bit integers are strings in protobuf's JSON mapping.
-UINT64_FIELDS = {"requests", "successes", "failures", "read_bytes", "write_bytes", "bytes",
-                 "tcp_open_connections", "total", "dropped", "unix_nanos", "skipped_before"}
-
-
-def numbers(value):
-    """JSON from `podtap -o json` with its 64-bit integer strings as ints."""
-    if isinstance(value, dict):
-        return {k: int(v) if k in UINT64_FIELDS else numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [numbers(v) for v in value]
-    return value
-
-
-def latency_bucket(ns):
-    """The agent's fine latency bucket of `ns` (proto/query.proto, LatencyHistogram)."""
-    ns = min(ns, (1 << 50) - 1)
-    if ns < 64:
-        return ns
-    k = ns.bit_length() - 1
-    return (k - 4) * 32 + (ns >> (k - 5)) - 32
-
-
-def bucket_bounds(i):
-    """[lower, upper) of fine bucket `i`, in ns."""
-    if i < 64:
-        return i, i + 1
-    width = 1 << (i // 32 - 1)
-    lower = (32 + i % 32) * width
-    return lower, lower + width
-
-
-def printed_ms(text):
-    """A latency as the CLI prints it ("812us", "70.3ms", "1.20s") in ms."""
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", text)
-    if not m:
-        raise AssertionError("not a printed latency: %r" % text)
-    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-
 
 def tearDownModule():
     try:

@@ -12,12 +12,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -539,9 +541,167 @@ std::string Clock(int64_t unix_nanos) {
   return std::string(buf) + Fmt(".%03.0f", static_cast<double>(unix_nanos / 1'000'000 % 1000));
 }
 
-int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& authority,
-        const std::string& path, const std::string& status, uint32_t max_rps, uint64_t count,
-        double duration_s) {
+void PrintTapEvent(const Global& g, const pb::TapEvent& ev) {
+  if (g.output == "json") return PrintJson(ev, false);
+  std::string line = Clock(ev.unix_nanos()) + " " + Dir(ev.direction()) + " " + Name(ev.source()) +
+                     " -> " + Name(ev.destination()) + " " + ev.method() + " " + ev.authority() +
+                     ev.path() + " :status=" + std::to_string(ev.status());
+  if (ev.grpc_status() >= 0) line += " grpc-status=" + std::to_string(ev.grpc_status());
+  line += " latency=" + Ms(ev.latency_ms());
+  if (ev.failure()) line += " FAILURE";
+  if (ev.skipped_before() > 0) line += " (skipped " + std::to_string(ev.skipped_before()) + ")";
+  std::cout << line << "\n" << std::flush;
+}
+
+// At most `rate` events a second over all agents' taps (0: no limit beyond
+// each agent's own), a second's worth at once.
+class RateLimit {
+ public:
+  explicit RateLimit(uint32_t rate) : rate_(rate), tokens_(rate) {}
+  bool Take() {
+    if (rate_ == 0) return true;
+    auto now = std::chrono::steady_clock::now();
+    double refill = rate_ * std::chrono::duration<double>(now - last_).count();
+    tokens_ = std::min<double>(rate_, tokens_ + refill);
+    last_ = now;
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  const uint32_t rate_;
+  double tokens_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// Taps every agent at once and prints their requests as they come, with
+// --max-rps over all of them; says which agents attached within --timeout.
+int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
+  enum class State { kWaiting, kAttached, kNothingHere, kFailed };
+  struct Stream {
+    std::unique_ptr<Client> client;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    State state = State::kWaiting;
+    std::string error;
+  };
+  std::vector<Stream> streams(g.agents.size());
+  for (size_t i = 0; i < streams.size(); i++) {
+    try {
+      streams[i].client = std::make_unique<Client>(g, g.agents[i]);
+      streams[i].ctx = streams[i].client->Context(false);
+      if (duration_s > 0) {
+        streams[i].ctx->set_deadline(
+            std::chrono::system_clock::now() +
+            std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000)));
+      }
+    } catch (const Failure& f) {
+      streams[i].state = State::kFailed;
+      streams[i].error = f.message;
+    }
+  }
+  std::mutex mu;
+  std::condition_variable changed;
+  uint64_t seen = 0, skipped = 0;
+  bool done = false;
+  RateLimit limit(req.max_rps());
+  auto stop_all = [&streams] {
+    for (auto& s : streams) {
+      if (s.ctx) s.ctx->TryCancel();
+    }
+  };
+  auto follow = [&](size_t i) {
+    Stream& s = streams[i];
+    auto reader = s.client->stub().Tap(s.ctx.get(), req);
+    reader->WaitForInitialMetadata();
+    if (s.ctx->GetServerInitialMetadata().count("podtap-tap") == 0) {
+      grpc::Status st = reader->Finish();
+      std::lock_guard<std::mutex> lock(mu);
+      s.state =
+          st.error_code() == grpc::StatusCode::NOT_FOUND ? State::kNothingHere : State::kFailed;
+      s.error = s.client->Explain(st);
+      changed.notify_all();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      s.state = State::kAttached;
+      changed.notify_all();
+    }
+    pb::TapEvent ev;
+    while (reader->Read(&ev)) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (done) break;
+      skipped += ev.skipped_before();
+      if (!limit.Take()) {
+        skipped++;
+        continue;
+      }
+      ev.set_skipped_before(skipped);
+      skipped = 0;
+      PrintTapEvent(g, ev);
+      if (count != 0 && ++seen >= count) {
+        done = true;
+        stop_all();
+      }
+    }
+    grpc::Status st = reader->Finish();
+    std::lock_guard<std::mutex> lock(mu);
+    bool expected =
+        done || (duration_s > 0 && st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+    if (!st.ok() && !expected) {
+      std::cerr << "podtap: the tap of " << g.agents[i] << " ended: " << s.client->Explain(st)
+                << "\n";
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < streams.size(); i++) {
+    if (streams[i].client) threads.emplace_back(follow, i);
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    changed.wait_for(
+        lock, std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)), [&streams] {
+          return std::none_of(streams.begin(), streams.end(),
+                              [](const Stream& s) { return s.state == State::kWaiting; });
+        });
+    size_t attached = 0, nothing_here = 0;
+    std::string missing, not_found;
+    for (size_t i = 0; i < streams.size(); i++) {
+      switch (streams[i].state) {
+        case State::kAttached:
+          attached++;
+          break;
+        case State::kNothingHere:
+          nothing_here++;
+          not_found = streams[i].error;
+          break;
+        case State::kWaiting:
+          missing += "; NO ANSWER from " + g.agents[i] + ": not attached within --timeout";
+          break;
+        case State::kFailed:
+          missing += "; NO ANSWER from " + g.agents[i] + ": " + streams[i].error;
+          break;
+      }
+    }
+    std::cerr << "podtap: tap attached to " << attached << " of " << streams.size() << " agents";
+    if (nothing_here > 0) std::cerr << " (" << nothing_here << " have no pod it selects)";
+    std::cerr << missing << "\n" << std::flush;
+    if (attached == 0) {
+      done = true;
+      stop_all();
+      lock.unlock();
+      for (auto& t : threads) t.join();
+      throw Failure{not_found.empty() ? "no agent attached the tap"
+                                      : not_found + " (nor on any other node that answered)"};
+    }
+  }
+  for (auto& t : threads) t.join();
+  return 0;
+}
+
+pb::TapRequest TapRequestOf(const SelectorFlags& sf, const std::string& authority,
+                            const std::string& path, const std::string& status, uint32_t max_rps) {
   pb::TapRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_authority(authority);
@@ -554,6 +714,10 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
     req.set_status_class(static_cast<uint32_t>(cls - '0'));
   }
   req.set_max_rps(max_rps);
+  return req;
+}
+
+int Tap(Client& c, const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
   auto ctx = c.Context(false);
   if (duration_s > 0) {
     ctx->set_deadline(std::chrono::system_clock::now() +
@@ -570,18 +734,7 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
   uint64_t seen = 0;
   while ((count == 0 || seen < count) && reader->Read(&ev)) {
     seen++;
-    if (g.output == "json") {
-      PrintJson(ev, false);
-      continue;
-    }
-    std::string line = Clock(ev.unix_nanos()) + " " + Dir(ev.direction()) + " " +
-                       Name(ev.source()) + " -> " + Name(ev.destination()) + " " + ev.method() +
-                       " " + ev.authority() + ev.path() + " :status=" + std::to_string(ev.status());
-    if (ev.grpc_status() >= 0) line += " grpc-status=" + std::to_string(ev.grpc_status());
-    line += " latency=" + Ms(ev.latency_ms());
-    if (ev.failure()) line += " FAILURE";
-    if (ev.skipped_before() > 0) line += " (skipped " + std::to_string(ev.skipped_before()) + ")";
-    std::cout << line << "\n" << std::flush;
+    PrintTapEvent(g, ev);
   }
   if (count != 0 && seen >= count) {
     ctx->TryCancel();
@@ -747,14 +900,10 @@ int main(int argc, char** argv) {
     if (stat->parsed()) Stat(g, stat_sel, stat_window);
     if (top->parsed()) Top(g, top_sel, top_window, top_by, top_sort, top_limit);
     if (tap->parsed()) {
-      if (g.agents.size() > 1) {
-        throw Failure{
-            "tap follows one agent: pass a single --agent (several are for stat, top, "
-            "edges and conns)"};
-      }
+      pb::TapRequest req = TapRequestOf(tap_sel, tap_authority, tap_path, tap_status, tap_rps);
+      if (g.agents.size() > 1) return TapAll(g, req, tap_count, tap_duration);
       Client client(g, g.agents[0]);
-      return Tap(client, g, tap_sel, tap_authority, tap_path, tap_status, tap_rps, tap_count,
-                 tap_duration);
+      return Tap(client, g, req, tap_count, tap_duration);
     }
     if (conns->parsed()) Conns(g, conns_sel, conns_limit);
     if (edges->parsed()) Edges(g, edges_sel, edges_window);

@@ -27,6 +27,7 @@
 
 #include "agent/latency_histogram.h"
 #include "cli/merge.h"
+#include "cli/rate_limit.h"
 #include "query.grpc.pb.h"
 
 namespace {
@@ -34,6 +35,7 @@ namespace {
 namespace pb = ::podtap::v1;
 
 constexpr const char* kDefaultAgent = "unix:///run/podtap/podtap.sock";
+constexpr size_t kMaxAgents = 1000;  // asked at once, a thread each
 
 struct Global {
   std::vector<std::string> agents = {kDefaultAgent};
@@ -553,28 +555,6 @@ void PrintTapEvent(const Global& g, const pb::TapEvent& ev) {
   std::cout << line << "\n" << std::flush;
 }
 
-// At most `rate` events a second over all agents' taps (0: no limit beyond
-// each agent's own), a second's worth at once.
-class RateLimit {
- public:
-  explicit RateLimit(uint32_t rate) : rate_(rate), tokens_(rate) {}
-  bool Take() {
-    if (rate_ == 0) return true;
-    auto now = std::chrono::steady_clock::now();
-    double refill = rate_ * std::chrono::duration<double>(now - last_).count();
-    tokens_ = std::min<double>(rate_, tokens_ + refill);
-    last_ = now;
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
-    return true;
-  }
-
- private:
-  const uint32_t rate_;
-  double tokens_;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
-
 // Taps every agent at once and prints their requests as they come, with
 // --max-rps over all of them; says which agents attached within --timeout.
 int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
@@ -604,7 +584,7 @@ int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double du
   std::condition_variable changed;
   uint64_t seen = 0, skipped = 0;
   bool done = false;
-  RateLimit limit(req.max_rps());
+  podtap::RateLimit limit(req.max_rps(), std::chrono::steady_clock::now());
   auto stop_all = [&streams] {
     for (auto& s : streams) {
       if (s.ctx) s.ctx->TryCancel();
@@ -633,7 +613,7 @@ int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double du
       std::lock_guard<std::mutex> lock(mu);
       if (done) break;
       skipped += ev.skipped_before();
-      if (!limit.Take()) {
+      if (!limit.Take(std::chrono::steady_clock::now())) {
         skipped++;
         continue;
       }
@@ -897,6 +877,16 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
+    // A thread per agent: bounded, and an agent named twice would count twice.
+    if (g.agents.size() > kMaxAgents) {
+      throw Failure{std::to_string(g.agents.size()) + " agents: at most " +
+                    std::to_string(kMaxAgents) + " at once"};
+    }
+    for (size_t i = 0; i < g.agents.size(); i++) {
+      if (std::find(g.agents.begin(), g.agents.begin() + i, g.agents[i]) != g.agents.begin() + i) {
+        throw Failure{"--agent " + g.agents[i] + " is given twice (its answer would count twice)"};
+      }
+    }
     if (stat->parsed()) Stat(g, stat_sel, stat_window);
     if (top->parsed()) Top(g, top_sel, top_window, top_by, top_sort, top_limit);
     if (tap->parsed()) {

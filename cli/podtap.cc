@@ -14,18 +14,21 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "agent/latency_histogram.h"
+#include "cli/discovery.h"
 #include "cli/merge.h"
 #include "cli/rate_limit.h"
 #include "query.grpc.pb.h"
@@ -43,6 +46,17 @@ struct Global {
   std::string token_file;
   std::string output = "table";
   double timeout_s = 10;
+  // --kube: the agents are the pods the Kubernetes API lists.
+  bool kube = false;
+  std::string kubeconfig;
+  std::string podtap_namespace = "podtap";
+  std::string agent_selector = "app.kubernetes.io/name=podtap";
+  std::string node;
+  // Resolved before any call: how answers name agents[i], the agent pods that
+  // cannot be asked (not running, ...), and whether answers are merged.
+  std::vector<std::string> names;
+  std::vector<pb::Unanswered> not_asked;
+  bool fan_out = false;
 };
 
 // A failure the user should read; main prints it and exits 1.
@@ -310,23 +324,25 @@ std::vector<Resp> AskAll(
   }
   for (auto& t : threads) t.join();
   std::vector<Resp> answers;
-  cov->set_asked(static_cast<uint32_t>(g.agents.size()));
+  size_t asked = g.agents.size() + g.not_asked.size();
+  cov->set_asked(static_cast<uint32_t>(asked));
   std::string not_found;
   for (size_t i = 0; i < results.size(); i++) {
     if (results[i].nothing_matches) not_found = results[i].error;
     if (results[i].error.empty() || results[i].nothing_matches) {
-      cov->add_answered(g.agents[i]);
+      cov->add_answered(g.names[i]);
       answers.push_back(std::move(results[i].resp));
     } else {
       pb::Unanswered* u = cov->add_unanswered();
-      u->set_agent(g.agents[i]);
+      u->set_agent(g.names[i]);
       u->set_error(results[i].error);
     }
   }
+  for (const pb::Unanswered& u : g.not_asked) *cov->add_unanswered() = u;
   if (answers.empty()) {
     std::string why;
     for (const auto& u : cov->unanswered()) why += "\n  " + u.agent() + ": " + u.error();
-    throw Failure{"none of the " + std::to_string(g.agents.size()) + " agents answered:" + why};
+    throw Failure{"none of the " + std::to_string(asked) + " agents answered:" + why};
   }
   if (!not_found.empty() && std::all_of(results.begin(), results.end(), [](const Result& r) {
         return r.nothing_matches || !r.error.empty();
@@ -335,6 +351,62 @@ std::vector<Resp> AskAll(
     throw Failure{not_found + " (nor on any other node that answered)"};
   }
   return answers;
+}
+
+// Which agents to ask: --agent as given, or with --kube the pods of podtap's
+// DaemonSet the Kubernetes API lists (only --node's with --node).
+void ResolveAgents(Global& g, bool agent_given) {
+  if (!g.kube) {
+    if (!g.node.empty()) {
+      throw Failure{
+          "--node picks one node's agent among those the Kubernetes API lists: "
+          "pass --kube too (or --agent with that agent's address)"};
+    }
+    g.names = g.agents;
+    g.fan_out = g.agents.size() > 1;
+    return;
+  }
+  if (agent_given) throw Failure{"--kube finds the agents itself: drop --agent"};
+  std::string error;
+  std::optional<podtap::KubeConfig> config;
+  std::string path = g.kubeconfig;
+  if (path.empty() && std::getenv("KUBECONFIG") != nullptr) path = std::getenv("KUBECONFIG");
+  if (path.empty() && std::getenv("HOME") != nullptr) {
+    std::string home = std::string(std::getenv("HOME")) + "/.kube/config";
+    if (access(home.c_str(), R_OK) == 0) path = home;
+  }
+  if (!path.empty()) {
+    config = podtap::LoadKubeconfig(path, &error);
+  } else {
+    config = podtap::InClusterConfig([](const char* name) { return std::getenv(name); },
+                                     "/var/run/secrets/kubernetes.io/serviceaccount", &error);
+  }
+  if (!config) throw Failure{"--kube: " + error};
+  std::vector<podtap::AgentTarget> found;
+  if (!podtap::FindAgents(*config, g.podtap_namespace, g.agent_selector, g.node, g.timeout_s,
+                          &found, &error)) {
+    throw Failure{"--kube: " + error};
+  }
+  g.agents.clear();
+  for (const auto& t : found) {
+    if (t.address.empty()) {
+      pb::Unanswered u;
+      u.set_agent(t.node);
+      u.set_error(t.error);
+      g.not_asked.push_back(std::move(u));
+    } else {
+      g.agents.push_back(t.address);
+      g.names.push_back(t.node + " (" + t.address + ")");
+    }
+  }
+  if (found.empty()) {
+    std::string where = "pods labelled " + g.agent_selector + " in namespace " +
+                        g.podtap_namespace + " (" + config->origin + ")";
+    throw Failure{g.node.empty()
+                      ? "--kube: no podtap agent: no " + where
+                      : "--kube: no podtap agent on node " + g.node + " among the " + where};
+  }
+  g.fan_out = true;
 }
 
 // Rows asked of each agent when merging Top: all it has (it keeps at most
@@ -446,7 +518,7 @@ void Stat(const Global& g, const SelectorFlags& sf, const std::string& window) {
   req.set_group_by(sf.PodType() ? "pod" : "workload");
   req.set_window_seconds(ParseWindow(window));
   pb::StatResponse resp;
-  if (g.agents.size() > 1) {
+  if (g.fan_out) {
     pb::Coverage cov;
     resp = podtap::MergeStat(AskAll<pb::StatResponse>(
         g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::StatResponse* out) {
@@ -492,7 +564,7 @@ void Top(const Global& g, const SelectorFlags& sf, const std::string& window, co
   req.set_limit(limit);
   req.set_window_seconds(ParseWindow(window));
   pb::TopResponse resp;
-  if (g.agents.size() > 1) {
+  if (g.fan_out) {
     pb::Coverage cov;
     req.set_limit(kAllTopRows);
     resp = podtap::MergeTop(
@@ -630,7 +702,7 @@ int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double du
     bool expected =
         done || (duration_s > 0 && st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
     if (!st.ok() && !expected) {
-      std::cerr << "podtap: the tap of " << g.agents[i] << " ended: " << s.client->Explain(st)
+      std::cerr << "podtap: the tap of " << g.names[i] << " ended: " << s.client->Explain(st)
                 << "\n";
     }
   };
@@ -657,14 +729,18 @@ int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double du
           not_found = streams[i].error;
           break;
         case State::kWaiting:
-          missing += "; NO ANSWER from " + g.agents[i] + ": not attached within --timeout";
+          missing += "; NO ANSWER from " + g.names[i] + ": not attached within --timeout";
           break;
         case State::kFailed:
-          missing += "; NO ANSWER from " + g.agents[i] + ": " + streams[i].error;
+          missing += "; NO ANSWER from " + g.names[i] + ": " + streams[i].error;
           break;
       }
     }
-    std::cerr << "podtap: tap attached to " << attached << " of " << streams.size() << " agents";
+    for (const pb::Unanswered& u : g.not_asked) {
+      missing += "; NO ANSWER from " + u.agent() + ": " + u.error();
+    }
+    std::cerr << "podtap: tap attached to " << attached << " of "
+              << streams.size() + g.not_asked.size() << " agents";
     if (nothing_here > 0) std::cerr << " (" << nothing_here << " have no pod it selects)";
     std::cerr << missing << "\n" << std::flush;
     if (attached == 0) {
@@ -731,7 +807,7 @@ void Conns(const Global& g, const SelectorFlags& sf, uint32_t limit) {
   *req.mutable_selector() = sf.Build();
   req.set_limit(limit);
   pb::ConnsResponse resp;
-  if (g.agents.size() > 1) {
+  if (g.fan_out) {
     pb::Coverage cov;
     resp = podtap::MergeConns(AskAll<pb::ConnsResponse>(g, &cov,
                                                         [&req](Client& a, grpc::ClientContext* ctx,
@@ -770,7 +846,7 @@ void Edges(const Global& g, const SelectorFlags& sf, const std::string& window) 
   *req.mutable_selector() = sf.Build();
   req.set_window_seconds(ParseWindow(window));
   pb::EdgesResponse resp;
-  if (g.agents.size() > 1) {
+  if (g.fan_out) {
     pb::Coverage cov;
     resp = podtap::MergeEdges(AskAll<pb::EdgesResponse>(
         g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::EdgesResponse* out) {
@@ -809,13 +885,14 @@ int main(int argc, char** argv) {
   CLI::App app{"podtap: ask this node's podtap-agent, or several at once, about pods' traffic"};
   app.require_subcommand(1);
   Global g;
-  app.add_option("--agent", g.agents,
-                 "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen); "
-                 "repeat it to ask several agents at once and merge their answers (stat, top, "
-                 "edges, conns)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->capture_default_str();
+  auto* agent_opt =
+      app.add_option("--agent", g.agents,
+                     "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen); "
+                     "repeat it to ask several agents at once and merge their answers (stat, top, "
+                     "edges, conns)")
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+          ->capture_default_str();
   app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
       ->check(CLI::ExistingFile);
   app.add_option("--token-file", g.token_file, "host:port only: file holding the bearer token")
@@ -824,6 +901,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
   app.add_option("--timeout", g.timeout_s, "Seconds to wait for an answer")->capture_default_str();
+  app.add_flag("--kube", g.kube,
+               "Ask every agent: the pods of podtap's DaemonSet the Kubernetes API lists, each "
+               "at its IP and container port named query (credentials: --kubeconfig, "
+               "$KUBECONFIG, ~/.kube/config, else the pod's service account)");
+  app.add_option("--kubeconfig", g.kubeconfig, "With --kube: the kubeconfig to use")
+      ->check(CLI::ExistingFile);
+  app.add_option("--podtap-namespace", g.podtap_namespace, "With --kube: podtap's namespace")
+      ->capture_default_str();
+  app.add_option("--agent-selector", g.agent_selector, "With --kube: the agent pods' labels")
+      ->capture_default_str();
+  app.add_option("--node", g.node, "With --kube: only this node's agent");
 
   SelectorFlags stat_sel, top_sel, tap_sel, conns_sel, edges_sel;
   std::string stat_window = "1m", top_window = "1m", edges_window = "1m";
@@ -877,6 +965,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
+    ResolveAgents(g, agent_opt->count() > 0);
     // A thread per agent: bounded, and an agent named twice would count twice.
     if (g.agents.size() > kMaxAgents) {
       throw Failure{std::to_string(g.agents.size()) + " agents: at most " +
@@ -891,7 +980,7 @@ int main(int argc, char** argv) {
     if (top->parsed()) Top(g, top_sel, top_window, top_by, top_sort, top_limit);
     if (tap->parsed()) {
       pb::TapRequest req = TapRequestOf(tap_sel, tap_authority, tap_path, tap_status, tap_rps);
-      if (g.agents.size() > 1) return TapAll(g, req, tap_count, tap_duration);
+      if (g.fan_out) return TapAll(g, req, tap_count, tap_duration);
       Client client(g, g.agents[0]);
       return Tap(client, g, req, tap_count, tap_duration);
     }

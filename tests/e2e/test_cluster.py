@@ -19,6 +19,11 @@ request's latency bucket.
   (stopped) is named at once; no agent answering is an error naming both.
 - test_c: `tap` follows both agents at once: exactly the requests, each as
   the client's node saw it go out and as the server's saw it come in.
+- test_d: `--kube` finds the agents through the Kubernetes API (the replay
+  server of tests/e2e/kube_replay.py listing podtap's DaemonSet pods on
+  node-a, node-b and a Pending one on node-c, and pods that are not
+  podtap's): both running agents answer and are named by node, the Pending
+  one is named with why, and `--node node-b` asks node-b's agent only.
 
 Run as root: tests/e2e/run.sh test_cluster. PODTAP_AGENT and PODTAP_CLI
 override the binaries.
@@ -39,6 +44,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import kube_replay  # noqa: E402
 from query_util import bucket_bounds, latency_bucket, numbers, printed_ms  # noqa: E402
 
 CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
@@ -104,6 +110,7 @@ class ClusterTest(harness.PodPairTest):
         self.server.wait_event("listening", 10)
 
     def podtap(self, agents, *args, check=True, timeout=None):
+        """The CLI with TLS to the agents, --agent for each of `agents`."""
         cmd = [CLI, "--ca", self.cert, "--token-file", self.token]
         for a in agents:
             cmd += ["--agent", a]
@@ -276,6 +283,54 @@ class ClusterTest(harness.PodPairTest):
             want[("inbound", r["path"][1:])] += 1
         self.assertEqual(got, want)
         self.assertEqual(err, "")
+
+    def test_d_kube_finds_the_agents(self):
+        workdir = tempfile.mkdtemp(prefix="ptE2e-cluster-kube-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        api = kube_replay.ReplayApi(workdir, secrets.token_hex(16), harness.free_port())
+        self.addCleanup(api.stop)
+        api.start()
+        kubeconfig = api.write_kubeconfig(os.path.join(workdir, "kubeconfig"))
+        podtap_labels = {"app.kubernetes.io/name": "podtap"}
+        pods = [("podtap", "podtap-a", "node-a", self.addr_a, "Running", podtap_labels),
+                ("podtap", "podtap-b", "node-b", self.addr_b, "Running", podtap_labels),
+                ("podtap", "podtap-c", "node-c", "", "Pending", podtap_labels),
+                # Not podtap's agents: another label, another namespace.
+                ("podtap", "helper", "node-a", "127.0.0.1:1", "Running", {"app": "helper"}),
+                ("shop", "podtap-x", "node-a", "127.0.0.1:2", "Running", podtap_labels)]
+        for ns, name, node, addr, phase, labels in pods:
+            ip, _, port = addr.partition(":")
+            api.put("pods", {
+                "metadata": {"namespace": ns, "name": name, "uid": "uid-" + name,
+                             "labels": labels},
+                "spec": {"nodeName": node, "containers": [{"name": "agent", "ports": [
+                    {"name": "metrics", "containerPort": 4191},
+                    {"name": "query", "containerPort": int(port or 4192)}]}]},
+                "status": {"phase": phase, "podIP": ip}})
+        served = self.requests()
+        n = len(served)
+        self.wait_rows([self.addr_a], n)
+        self.wait_rows([self.addr_b], n)
+        kube = ["--kube", "--kubeconfig", kubeconfig]
+        name_a, name_b = "node-a (%s)" % self.addr_a, "node-b (%s)" % self.addr_b
+        m = self.json([], *kube, "stat", "-n", "shop")
+        self.assertEqual(m["coverage"], {
+            "asked": 3, "answered": [name_a, name_b],
+            "unanswered": [{"agent": "node-c", "error": "pod podtap/podtap-c is Pending"}]})
+        self.assertEqual(sorted((self.row_key(r), r["requests"]) for r in m["rows"]),
+                         [((self.S["pod"], "INBOUND"), n), ((self.C["pod"], "OUTBOUND"), n)])
+        p = self.podtap([], *kube, "stat", "-n", "shop")
+        harness.log("podtap --kube stat -n shop:\n" + p.stdout + p.stderr)
+        self.assertEqual(p.stderr, "podtap: answers from 2 of 3 agents; NO ANSWER from node-c: "
+                         "pod podtap/podtap-c is Pending\n")
+        m = self.json([], *kube, "--node", "node-b", "stat", "-n", "shop")
+        self.assertEqual(m["coverage"], {"asked": 1, "answered": [name_b], "unanswered": []})
+        self.assertEqual([(self.row_key(r), r["requests"]) for r in m["rows"]],
+                         [((self.S["pod"], "INBOUND"), n)])
+        p = self.podtap([], *kube, "--node", "node-z", "stat", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("podtap: --kube: no podtap agent on node node-z among the pods labelled "
+                      "app.kubernetes.io/name=podtap in namespace podtap", p.stderr)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ constexpr size_t kMaxAgents = 1000;  // asked at once, a thread each
 struct Global {
   std::vector<std::string> agents = {kDefaultAgent};
   std::string ca_file;
+  std::string tls_server_name;  // "": the certificate must name the address
   std::string token_file;
   std::string output = "table";
   double timeout_s = 10;
@@ -100,7 +101,10 @@ class Client {
       token_.pop_back();
     }
     if (token_.empty()) throw Failure{"token file " + g.token_file + " is empty"};
-    channel_ = grpc::CreateChannel(agent_, grpc::SslCredentials(ssl));
+    grpc::ChannelArguments args;
+    // One certificate for every node's agent names them all alike.
+    if (!g.tls_server_name.empty()) args.SetSslTargetNameOverride(g.tls_server_name);
+    channel_ = grpc::CreateCustomChannel(agent_, grpc::SslCredentials(ssl), args);
   }
 
   pb::Query::Stub& stub() {
@@ -893,6 +897,9 @@ int main(int argc, char** argv) {
           ->expected(1)
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
           ->capture_default_str();
+  app.add_option("--tls-server-name", g.tls_server_name,
+                 "host:port only: the name the agent's certificate must have (default: the "
+                 "address); one name for every node's agent, as with --kube");
   app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
       ->check(CLI::ExistingFile);
   app.add_option("--token-file", g.token_file, "host:port only: file holding the bearer token")

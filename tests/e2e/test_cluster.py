@@ -3,7 +3,8 @@
 
 Two agents run on this kernel at the same time, each given one pod as "its
 node's" (a pods file with the client pod for one, the server pod for the
-other), each serving its query service over TCP with TLS and a bearer token;
+other), each serving its query service over TCP with TLS (one certificate
+naming podtap-agent, as a DaemonSet's agents would share) and a bearer token;
 `podtap --agent A --agent B` asks both and merges. sleepy_http.py in the
 server pod answers the client pod's requests after delays the test chooses
 and measures, so the ground truth is exact: the request count and every
@@ -80,7 +81,7 @@ class ClusterTest(harness.PodPairTest):
                                         for n in ("cert.pem", "key.pem", "token"))
         harness.sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-                    "-subj", "/CN=podtap-agent", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-subj", "/CN=podtap-agent", "-addext", "subjectAltName=DNS:podtap-agent",
                     "-keyout", cls.key, "-out", cls.cert])
         with open(cls.token, "w") as f:
             f.write(secrets.token_hex(16) + "\n")
@@ -111,7 +112,8 @@ class ClusterTest(harness.PodPairTest):
 
     def podtap(self, agents, *args, check=True, timeout=None):
         """The CLI with TLS to the agents, --agent for each of `agents`."""
-        cmd = [CLI, "--ca", self.cert, "--token-file", self.token]
+        cmd = [CLI, "--ca", self.cert, "--token-file", self.token, "--tls-server-name",
+               "podtap-agent"]
         for a in agents:
             cmd += ["--agent", a]
         if timeout is not None:
@@ -260,8 +262,8 @@ class ClusterTest(harness.PodPairTest):
 
     def test_c_tap_follows_every_agent(self):
         n = 10  # requests() makes ten
-        cmd = [CLI, "--ca", self.cert, "--token-file", self.token, "--agent", self.addr_a,
-               "--agent", self.addr_b, "tap", "-n", "shop", "--count", str(2 * n),
+        cmd = [CLI, "--ca", self.cert, "--token-file", self.token, "--tls-server-name",
+               "podtap-agent", "--agent", self.addr_a, "--agent", self.addr_b, "tap", "-n", "shop", "--count", str(2 * n),
                "--duration", "40"]
         tap = subprocess.Popen(harness._orphan_guard("TERM") + cmd, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -327,6 +329,13 @@ class ClusterTest(harness.PodPairTest):
         self.assertEqual(m["coverage"], {"asked": 1, "answered": [name_b], "unanswered": []})
         self.assertEqual([(self.row_key(r), r["requests"]) for r in m["rows"]],
                          [((self.S["pod"], "INBOUND"), n)])
+        # The agents' one certificate names podtap-agent, not their addresses.
+        p = subprocess.run([CLI, "--ca", self.cert, "--token-file", self.token] + kube
+                           + ["--timeout", "3", "stat", "-n", "shop"], capture_output=True,
+                           text=True, timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("podtap: none of the 3 agents answered:\n  %s: cannot reach the agent at "
+                      "%s" % (name_a, self.addr_a), p.stderr)
         p = self.podtap([], *kube, "--node", "node-z", "stat", check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("podtap: --kube: no podtap agent on node node-z among the pods labelled "

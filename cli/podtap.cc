@@ -374,7 +374,13 @@ void ResolveAgents(Global& g, bool agent_given) {
   std::string error;
   std::optional<podtap::KubeConfig> config;
   std::string path = g.kubeconfig;
-  if (path.empty() && std::getenv("KUBECONFIG") != nullptr) path = std::getenv("KUBECONFIG");
+  if (path.empty() && std::getenv("KUBECONFIG") != nullptr) {
+    // A list as kubectl takes it: the first file there is (kubectl merges them).
+    std::stringstream list(std::getenv("KUBECONFIG"));
+    for (std::string item; path.empty() && std::getline(list, item, ':');) {
+      if (!item.empty() && access(item.c_str(), R_OK) == 0) path = item;
+    }
+  }
   if (path.empty() && std::getenv("HOME") != nullptr) {
     std::string home = std::string(std::getenv("HOME")) + "/.kube/config";
     if (access(home.c_str(), R_OK) == 0) path = home;

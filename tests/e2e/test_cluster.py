@@ -25,6 +25,9 @@ request's latency bucket.
   node-a, node-b and a Pending one on node-c, and pods that are not
   podtap's): both running agents answer and are named by node, the Pending
   one is named with why, and `--node node-b` asks node-b's agent only.
+- test_e: `conns` across both nodes: a long-lived connection of peer.py is
+  listed from both ends, each by its node's agent, with exactly its bytes;
+  `--limit` cuts the merged list and says how many more match.
 
 Run as root: tests/e2e/run.sh test_cluster. PODTAP_AGENT and PODTAP_CLI
 override the binaries.
@@ -54,6 +57,7 @@ OPENSSL = "/usr/bin/openssl"
 CLI_TIMEOUT = 30  # bound on one CLI run
 SLEEPY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sleepy_http.py")
 SLEEPY_PORT = 8081
+RAW_PORT = 18091  # peer.py, for the long-lived connection
 
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-cluster-artifacts-"))
@@ -92,7 +96,7 @@ class ClusterTest(harness.PodPairTest):
         port = harness.free_port()
         agent = harness.start_test_agent(
             self, os.path.join(self.ARTIFACTS, self.id().rsplit(".", 1)[-1], name), [pod],
-            extra_args=["--query-listen", "127.0.0.1:%d" % port, "--query-tls-cert", self.cert,
+            diag_interval=1, extra_args=["--query-listen", "127.0.0.1:%d" % port, "--query-tls-cert", self.cert,
                         "--query-tls-key", self.key, "--query-token-file", self.token])
         return agent, "127.0.0.1:%d" % port
 
@@ -340,6 +344,44 @@ class ClusterTest(harness.PodPairTest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("podtap: --kube: no podtap agent on node node-z among the pods labelled "
                       "app.kubernetes.io/name=podtap in namespace podtap", p.stderr)
+
+    def test_e_conns_across_nodes(self):
+        server = harness.start_server(self.topo.server_ns, self.topo.SERVER_IP4, RAW_PORT)
+        self.addCleanup(server.stop)
+        hold = harness.start_hold(self.topo.client_ns, self.topo.SERVER_IP4, RAW_PORT,
+                                  [(3000, 70000)])
+        self.addCleanup(hold.stop)
+        rec = hold.wait_event("exchanged", timeout=20)[0]
+        written, read = rec["written"], rec["read"]
+        self.assertEqual((written, read), (harness.HEADER_LEN + 3000, 70000))
+        api, web = self.S["pod"], self.C["pod"]
+        both = [self.addr_a, self.addr_b]
+        want = [("INBOUND", api, written, read), ("OUTBOUND", web, read, written)]
+        deadline = time.monotonic() + 15
+        while True:
+            m = self.json(both, "conns", "-n", "shop")
+            got = sorted((c["direction"], c["local"]["pod"], c["read_bytes"], c["write_bytes"])
+                         for c in m.get("conns", []))
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        self.assertEqual(got, want, json.dumps(m)[:3000])
+        self.assertEqual(m["total"], 2)
+        self.assertEqual(m["coverage"]["answered"], both)
+        ages = [c["age_seconds"] for c in m["conns"]]
+        self.assertEqual(ages, sorted(ages, reverse=True))
+        # Each end's remote is the other pod's address (neither agent knows it).
+        for c in m["conns"]:
+            self.assertEqual(c["remote"]["pod"], "")
+            self.assertTrue(c["local"]["address"].endswith(":%d" % RAW_PORT) or
+                            c["remote"]["address"].endswith(":%d" % RAW_PORT), c)
+        p = self.podtap(both, "conns", "-n", "shop", "--limit", "1")
+        harness.log("podtap --agent A --agent B conns -n shop --limit 1:\n" + p.stdout + p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 2)
+        self.assertEqual(p.stderr, "podtap: 1 more connections match (raise --limit)\n"
+                         "podtap: answers from 2 of 2 agents\n")
+        hold.signal(signal.SIGUSR1)
+        self.assertEqual(hold.wait(20), 0)
 
 
 if __name__ == "__main__":

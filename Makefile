@@ -116,7 +116,8 @@ run: build
 	./$(BUILD_DIR)/podtap-agent $(RUN_ARGS)
 
 # Two pods, real nginx and load between them, the agent, and what the podtap
-# CLI says about them; cleans up and exits by itself (root, ~20 s).
+# CLI says about them, one node's and two agents' merged; cleans up and exits
+# by itself (root, ~25 s).
 demo: build
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent PODTAP_CLI=$(abspath $(BUILD_DIR))/podtap \
 	  /usr/bin/python3 -B tests/e2e/demo.py

@@ -114,8 +114,15 @@ grpc::Status WindowOf(uint32_t seconds, uint64_t* ns, uint32_t* used) {
 // Accumulates a Stat or Top row.
 struct Acc {
   uint64_t requests = 0, successes = 0, read = 0, written = 0, open = 0;
-  LatencyCounts latency;
+  LatencyHistogram latency;
 };
+
+void Fill(const LatencyHistogram& h, pb::LatencyHistogram* out) {
+  for (const auto& [bucket, n] : h.buckets()) {
+    out->add_bucket(bucket);
+    out->add_count(n);
+  }
+}
 
 std::string Protocol(const Conn& c) {
   // TLS whose plaintext the SSL probes see is parsed too: "tls/http1".
@@ -217,7 +224,7 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
       a.successes += t.successes;
       a.read += t.read_bytes;
       a.written += t.write_bytes;
-      a.latency.Add(t.latency);
+      a.latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
       const Endpoint& local = rec.endpoints().Get(c.endpoints).local;
@@ -234,9 +241,10 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
     r->set_successes(a.successes);
     r->set_rps(static_cast<double>(a.requests) / span_s);
     r->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);
-    r->set_latency_p50_ms(a.latency.Quantile(0.5));
-    r->set_latency_p95_ms(a.latency.Quantile(0.95));
-    r->set_latency_p99_ms(a.latency.Quantile(0.99));
+    r->set_latency_p50_ms(a.latency.QuantileMs(0.5));
+    r->set_latency_p95_ms(a.latency.QuantileMs(0.95));
+    r->set_latency_p99_ms(a.latency.QuantileMs(0.99));
+    Fill(a.latency, r->mutable_latency());
     r->set_tcp_open_connections(a.open);
     r->set_read_bytes(a.read);
     r->set_write_bytes(a.written);
@@ -273,7 +281,7 @@ grpc::Status QueryServiceImpl::Top(grpc::ServerContext* ctx, const pb::TopReques
       Window::TopCounts& o = groups[g];
       o.requests += c.requests;
       o.failures += c.failures;
-      o.latency.Add(c.latency);
+      o.latency.Merge(c.latency);
     }
     resp->set_dropped(rec.window().TopDropped(now, window_ns));
     return !NamesSomething(sel) || AnyPodMatches(pipe, sel);
@@ -298,8 +306,9 @@ grpc::Status QueryServiceImpl::Top(grpc::ServerContext* ctx, const pb::TopReques
     r->set_requests(c.requests);
     r->set_failures(c.failures);
     r->set_success_rate(c.requests ? static_cast<double>(c.requests - c.failures) / c.requests : 0);
-    r->set_latency_p50_ms(c.latency.Quantile(0.5));
-    r->set_latency_p99_ms(c.latency.Quantile(0.99));
+    r->set_latency_p50_ms(c.latency.QuantileMs(0.5));
+    r->set_latency_p99_ms(c.latency.QuantileMs(0.99));
+    Fill(c.latency, r->mutable_latency());
   }
   return grpc::Status::OK;
 }
@@ -403,7 +412,8 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
   if (auto st = WindowOf(req->window_seconds(), &window_ns, &window_s); !st.ok()) return st;
   resp->set_window_seconds(window_s);
   const pb::Selector& sel = req->selector();
-  std::map<std::pair<Endpoint, Endpoint>, Acc> edges;
+  // (source, destination, the direction it was observed in) -> counts
+  std::map<std::tuple<Endpoint, Endpoint, Direction>, Acc> edges;
   // Each edge once: the client's outbound view when the client is a pod on
   // this node (its sockets are seen here), otherwise the server's inbound one.
   auto edge = [&](const EndpointPair& pair, Direction dir) -> Acc* {
@@ -414,7 +424,7 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
     pb::Selector any = sel;
     any.set_direction(pb::DIRECTION_UNSPECIFIED);
     if (!Selected(any, src, dir) && !Selected(any, dst, dir)) return nullptr;
-    return &edges[{src, dst}];
+    return &edges[{src, dst, dir}];
   };
   bool known = agent_->ReadQueryState([&](const QueryRecorder& rec, const TcpPipeline& pipe) {
     for (const auto& [key, t] : rec.window().Sum(ClockNs(CLOCK_MONOTONIC), window_ns)) {
@@ -423,6 +433,7 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
       a->requests += t.requests;
       a->successes += t.successes;
       a->read += t.read_bytes + t.write_bytes;
+      a->latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
       if (Acc* a = edge(rec.endpoints().Get(c.endpoints), c.direction)) a->open++;
@@ -432,13 +443,18 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
   if (edges.empty() && !known) return NothingMatches(sel);
   for (const auto& [key, a] : edges) {
     pb::Edge* e = resp->add_edges();
-    Fill(key.first, e->mutable_source());
-    Fill(key.second, e->mutable_destination());
+    Fill(std::get<0>(key), e->mutable_source());
+    Fill(std::get<1>(key), e->mutable_destination());
+    e->set_observed(ToProto(std::get<2>(key)));
     e->set_requests(a.requests);
     e->set_successes(a.successes);
     e->set_success_rate(a.requests ? static_cast<double>(a.successes) / a.requests : 0);
     e->set_tcp_open_connections(a.open);
     e->set_bytes(a.read);
+    e->set_latency_p50_ms(a.latency.QuantileMs(0.5));
+    e->set_latency_p95_ms(a.latency.QuantileMs(0.95));
+    e->set_latency_p99_ms(a.latency.QuantileMs(0.99));
+    Fill(a.latency, e->mutable_latency());
   }
   return grpc::Status::OK;
 }

@@ -45,36 +45,6 @@ EndpointTable::Id EndpointTable::Intern(const PodMeta* local, const PodMeta* rem
   return it->second;
 }
 
-void LatencyCounts::Observe(double ms) {
-  size_t i = 0;
-  while (i < kLatencyBoundsMs.size() && ms > kLatencyBoundsMs[i]) i++;
-  buckets_[i]++;
-  count_++;
-}
-
-void LatencyCounts::Add(const LatencyCounts& o) {
-  for (size_t i = 0; i < buckets_.size(); i++) buckets_[i] += o.buckets_[i];
-  count_ += o.count_;
-}
-
-double LatencyCounts::Quantile(double q) const {
-  if (count_ == 0) return 0;
-  double rank = q * static_cast<double>(count_);
-  uint64_t below = 0;
-  for (size_t i = 0; i < buckets_.size(); i++) {
-    uint64_t upto = below + buckets_[i];
-    if (buckets_[i] > 0 && static_cast<double>(upto) >= rank) {
-      if (i == kLatencyBoundsMs.size()) return kLatencyBoundsMs.back();
-      double lower = i == 0 ? 0 : kLatencyBoundsMs[i - 1];
-      double upper = kLatencyBoundsMs[i];
-      double into = (rank - static_cast<double>(below)) / static_cast<double>(buckets_[i]);
-      return lower + (upper - lower) * into;
-    }
-    below = upto;
-  }
-  return kLatencyBoundsMs.back();
-}
-
 Window::Window(size_t max_top_keys, size_t max_value_bytes)
     : max_top_keys_(max_top_keys),
       max_value_bytes_(max_value_bytes),
@@ -104,7 +74,7 @@ bool Window::Add(Bucket* b, const Exchange& x) {
   Traffic& t = b->traffic[{x.endpoints, x.direction}];
   t.requests++;
   if (!x.failed) t.successes++;
-  t.latency.Observe(x.latency_ms);
+  t.latency.ObserveMs(x.latency_ms);
   TopKeyView view{x.endpoints, x.direction, x.method, x.authority, x.path};
   auto it = b->top.find(view);
   if (it == b->top.end()) {
@@ -125,7 +95,7 @@ bool Window::Add(Bucket* b, const Exchange& x) {
   }
   it->second.requests++;
   if (x.failed) it->second.failures++;
-  it->second.latency.Observe(x.latency_ms);
+  it->second.latency.ObserveMs(x.latency_ms);
   return true;
 }
 
@@ -175,7 +145,7 @@ std::map<Window::TrafficKey, Window::Traffic> Window::Sum(uint64_t now_ns,
       Traffic& o = out[key];
       o.requests += t.requests;
       o.successes += t.successes;
-      o.latency.Add(t.latency);
+      o.latency.Merge(t.latency);
       o.read_bytes += t.read_bytes;
       o.write_bytes += t.write_bytes;
     }
@@ -191,7 +161,7 @@ std::map<Window::TopKey, Window::TopCounts> Window::SumTop(uint64_t now_ns,
       TopCounts& o = out[key];
       o.requests += c.requests;
       o.failures += c.failures;
-      o.latency.Add(c.latency);
+      o.latency.Merge(c.latency);
       o.route = c.route;
     }
   });

@@ -1,6 +1,6 @@
 // Recent traffic for the query service: completed HTTP exchanges and payload
 // bytes per (endpoint pair, direction), summed into small time buckets over
-// the last minutes, and the latency quantiles Stat and Top read from them.
+// the last minutes, with latencies in fine buckets (LatencyHistogram).
 #pragma once
 
 #include <array>
@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/latency_histogram.h"
 #include "agent/pods.h"
 #include "agent/tcp_event.h"
 
@@ -66,22 +67,6 @@ class EndpointTable {
   std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Id, PtrHash> cache_;
 };
 
-// Latency counts in Linkerd's buckets (ms: 1, 10, 50, ..., 10000, +Inf).
-class LatencyCounts {
- public:
-  void Observe(double ms);
-  void Add(const LatencyCounts& o);
-  uint64_t count() const { return count_; }
-  // The q-quantile (0..1) as Prometheus' histogram_quantile estimates it:
-  // linear inside the bucket that holds the rank, from 0 for the first; the
-  // highest finite bound when the rank falls in +Inf; 0 with no observations.
-  double Quantile(double q) const;
-
- private:
-  std::array<uint64_t, 12> buckets_{};  // not cumulative; the last is +Inf
-  uint64_t count_ = 0;
-};
-
 // A completed HTTP exchange (request and its response), as HttpConn reports it.
 struct Exchange {
   EndpointTable::Id endpoints = 0;
@@ -128,7 +113,7 @@ class Window {
   struct Traffic {
     uint64_t requests = 0;
     uint64_t successes = 0;
-    LatencyCounts latency;
+    LatencyHistogram latency;
     uint64_t read_bytes = 0;
     uint64_t write_bytes = 0;
   };
@@ -147,7 +132,7 @@ class Window {
   struct TopCounts {
     uint64_t requests = 0;
     uint64_t failures = 0;
-    LatencyCounts latency;
+    LatencyHistogram latency;
     std::string route;  // RouteTable name for (method, path)
   };
   std::map<TopKey, TopCounts> SumTop(uint64_t now_ns, uint64_t window_ns) const;

@@ -1,5 +1,6 @@
-// podtap: the operator CLI. Asks a node's podtap-agent (gRPC, proto/query.proto)
-// for stat, top, tap, conns and edges, and prints aligned tables or JSON.
+// podtap: the operator CLI. Asks a node's podtap-agent (gRPC, proto/query.proto),
+// or several at once and merges their answers, for stat, top, tap, conns and
+// edges, and prints aligned tables or JSON.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/socket.h>
@@ -11,16 +12,25 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "agent/latency_histogram.h"
+#include "cli/discovery.h"
+#include "cli/merge.h"
+#include "cli/rate_limit.h"
 #include "query.grpc.pb.h"
 
 namespace {
@@ -28,13 +38,26 @@ namespace {
 namespace pb = ::podtap::v1;
 
 constexpr const char* kDefaultAgent = "unix:///run/podtap/podtap.sock";
+constexpr size_t kMaxAgents = 1000;  // asked at once, a thread each
 
 struct Global {
-  std::string agent = kDefaultAgent;
+  std::vector<std::string> agents = {kDefaultAgent};
   std::string ca_file;
+  std::string tls_server_name;  // "": the certificate must name the address
   std::string token_file;
   std::string output = "table";
   double timeout_s = 10;
+  // --kube: the agents are the pods the Kubernetes API lists.
+  bool kube = false;
+  std::string kubeconfig;
+  std::string podtap_namespace = "podtap";
+  std::string agent_selector = "app.kubernetes.io/name=podtap";
+  std::string node;
+  // Resolved before any call: how answers name agents[i], the agent pods that
+  // cannot be asked (not running, ...), and whether answers are merged.
+  std::vector<std::string> names;
+  std::vector<pb::Unanswered> not_asked;
+  bool fan_out = false;
 };
 
 // A failure the user should read; main prints it and exits 1.
@@ -55,19 +78,19 @@ std::string ReadFile(const std::string& path, const char* what) {
 
 class Client {
  public:
-  explicit Client(const Global& g) : g_(g) {
-    if (g.agent.starts_with("unix://")) {
-      CheckSocket(g.agent.substr(7));
+  Client(const Global& g, std::string agent) : g_(g), agent_(std::move(agent)) {
+    if (agent_.starts_with("unix://")) {
+      CheckSocket(agent_.substr(7));
       if (!g.ca_file.empty() || !g.token_file.empty()) {
         throw Failure{
             "--ca and --token-file are for a host:port agent; the unix socket "
             "checks who you are instead"};
       }
-      channel_ = grpc::CreateChannel(g.agent, grpc::InsecureChannelCredentials());
+      channel_ = grpc::CreateChannel(agent_, grpc::InsecureChannelCredentials());
       return;
     }
     if (g.ca_file.empty() || g.token_file.empty()) {
-      throw Failure{"--agent " + g.agent +
+      throw Failure{"--agent " + agent_ +
                     " is a TCP address: the agent serves it with TLS and a bearer token, so "
                     "pass --ca (the CA that signed its certificate) and --token-file"};
     }
@@ -78,7 +101,10 @@ class Client {
       token_.pop_back();
     }
     if (token_.empty()) throw Failure{"token file " + g.token_file + " is empty"};
-    channel_ = grpc::CreateChannel(g.agent, grpc::SslCredentials(ssl));
+    grpc::ChannelArguments args;
+    // One certificate for every node's agent names them all alike.
+    if (!g.tls_server_name.empty()) args.SetSslTargetNameOverride(g.tls_server_name);
+    channel_ = grpc::CreateCustomChannel(agent_, grpc::SslCredentials(ssl), args);
   }
 
   pb::Query::Stub& stub() {
@@ -97,18 +123,21 @@ class Client {
     return ctx;
   }
 
-  [[noreturn]] void Fail(const grpc::Status& st) const {
+  [[noreturn]] void Fail(const grpc::Status& st) const { throw Failure{Explain(st)}; }
+
+  // What a failed call means, for the user.
+  std::string Explain(const grpc::Status& st) const {
     switch (st.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        throw Failure{"cannot reach the agent at " + g_.agent + ": " + st.error_message() +
-                      " (is podtap-agent running there, and is this its --query-socket or "
-                      "--query-listen address?)"};
+        return "cannot reach the agent at " + agent_ + ": " + st.error_message() +
+               " (is podtap-agent running there, and is this its --query-socket or "
+               "--query-listen address?)";
       case grpc::StatusCode::PERMISSION_DENIED:
       case grpc::StatusCode::UNAUTHENTICATED:
-        throw Failure{"the agent refused this call: " + st.error_message()};
+        return "the agent refused this call: " + st.error_message();
       default:
-        throw Failure{st.error_message()};
+        return st.error_message();
     }
   }
 
@@ -141,6 +170,7 @@ class Client {
   }
 
   const Global& g_;
+  const std::string agent_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Query::Stub> stub_;
   std::string token_;
@@ -154,11 +184,27 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+// Three significant digits (two under 10us): finer than the histogram's
+// buckets, so a printed percentile stays in the bucket it came from.
 std::string Ms(double ms) {
+  if (ms >= 10000) return Fmt("%.1fs", ms / 1000);
   if (ms >= 1000) return Fmt("%.2fs", ms / 1000);
-  if (ms >= 10) return Fmt("%.0fms", ms);
-  if (ms >= 1) return Fmt("%.1fms", ms);
-  return Fmt("%.0fus", ms * 1000);
+  if (ms >= 100) return Fmt("%.0fms", ms);
+  if (ms >= 10) return Fmt("%.1fms", ms);
+  if (ms >= 1) return Fmt("%.2fms", ms);
+  if (ms >= 0.1) return Fmt("%.0fus", ms * 1000);
+  return Fmt("%.1fus", ms * 1000);
+}
+
+// p50, p95 and p99 of `h` as the table prints them; "-" with no requests.
+std::vector<std::string> Percentiles(const pb::LatencyHistogram& proto) {
+  if (std::string error; !podtap::CheckHistogram(proto, &error)) {
+    throw Failure{"the agent sent " + error};
+  }
+  podtap::LatencyHistogram h;
+  for (int i = 0; i < proto.bucket_size(); i++) h.Add(proto.bucket(i), proto.count(i));
+  if (h.count() == 0) return {"-", "-", "-"};
+  return {Ms(h.QuantileMs(0.5)), Ms(h.QuantileMs(0.95)), Ms(h.QuantileMs(0.99))};
 }
 
 std::string Bytes(uint64_t b) {
@@ -226,11 +272,156 @@ void PrintJson(const google::protobuf::Message& m, bool pretty) {
   std::cout << out << (pretty ? "" : "\n") << std::flush;
 }
 
-void NothingIn(const std::string& what, uint32_t window_s) {
+void NothingIn(const std::string& what, uint32_t window_s, const pb::Coverage& cov) {
   std::cerr << "podtap: no " << what << " matches";
   if (window_s != 0) std::cerr << " in the last " << window_s << "s";
-  std::cerr << " on this node\n";
+  std::cerr << (cov.asked() > 0 ? " on the nodes that answered\n" : " on this node\n");
 }
+
+// After a merged answer: how many agents answered, and who did not and why.
+void PrintCoverage(const pb::Coverage& cov) {
+  if (cov.asked() == 0) return;
+  std::cerr << "podtap: answers from " << cov.answered_size() << " of " << cov.asked() << " agents";
+  for (const auto& u : cov.unanswered()) {
+    std::cerr << "; NO ANSWER from " << u.agent() << ": " << u.error();
+  }
+  std::cerr << "\n";
+}
+
+// --- several agents ----------------------------------------------------------------
+
+// Asks every agent at once, each call bounded by --timeout, so an agent slow or
+// gone costs at most that; the answers that came, and who answered in `cov`.
+// An agent that knows no pod the selector names answered (with nothing).
+// Throws when none answered.
+template <typename Resp>
+std::vector<Resp> AskAll(
+    const Global& g, pb::Coverage* cov,
+    const std::function<grpc::Status(Client&, grpc::ClientContext*, Resp*)>& call) {
+  struct Result {
+    Resp resp;
+    std::string error;
+    bool nothing_matches = false;
+  };
+  std::vector<Result> results(g.agents.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < g.agents.size(); i++) {
+    threads.emplace_back([&g, &call, &results, i] {
+      Result& r = results[i];
+      try {
+        Client c(g, g.agents[i]);
+        auto ctx = c.Context();
+        grpc::Status st = call(c, ctx.get(), &r.resp);
+        if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
+          r.nothing_matches = true;
+          r.error = st.error_message();
+          r.resp.Clear();
+        } else if (!st.ok()) {
+          r.error = c.Explain(st);
+        } else if (std::string bad; !podtap::CheckValid(r.resp, &bad)) {
+          r.error = "the agent sent " + bad;
+        }
+      } catch (const Failure& f) {
+        r.error = f.message;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<Resp> answers;
+  size_t asked = g.agents.size() + g.not_asked.size();
+  cov->set_asked(static_cast<uint32_t>(asked));
+  std::string not_found;
+  for (size_t i = 0; i < results.size(); i++) {
+    if (results[i].nothing_matches) not_found = results[i].error;
+    if (results[i].error.empty() || results[i].nothing_matches) {
+      cov->add_answered(g.names[i]);
+      answers.push_back(std::move(results[i].resp));
+    } else {
+      pb::Unanswered* u = cov->add_unanswered();
+      u->set_agent(g.names[i]);
+      u->set_error(results[i].error);
+    }
+  }
+  for (const pb::Unanswered& u : g.not_asked) *cov->add_unanswered() = u;
+  if (answers.empty()) {
+    std::string why;
+    for (const auto& u : cov->unanswered()) why += "\n  " + u.agent() + ": " + u.error();
+    throw Failure{"none of the " + std::to_string(asked) + " agents answered:" + why};
+  }
+  if (!not_found.empty() && std::all_of(results.begin(), results.end(), [](const Result& r) {
+        return r.nothing_matches || !r.error.empty();
+      })) {
+    PrintCoverage(*cov);
+    throw Failure{not_found + " (nor on any other node that answered)"};
+  }
+  return answers;
+}
+
+// Which agents to ask: --agent as given, or with --kube the pods of podtap's
+// DaemonSet the Kubernetes API lists (only --node's with --node).
+void ResolveAgents(Global& g, bool agent_given) {
+  if (!g.kube) {
+    if (!g.node.empty()) {
+      throw Failure{
+          "--node picks one node's agent among those the Kubernetes API lists: "
+          "pass --kube too (or --agent with that agent's address)"};
+    }
+    g.names = g.agents;
+    g.fan_out = g.agents.size() > 1;
+    return;
+  }
+  if (agent_given) throw Failure{"--kube finds the agents itself: drop --agent"};
+  std::string error;
+  std::optional<podtap::KubeConfig> config;
+  std::string path = g.kubeconfig;
+  if (path.empty() && std::getenv("KUBECONFIG") != nullptr) {
+    // A list as kubectl takes it: the first file there is (kubectl merges them).
+    std::stringstream list(std::getenv("KUBECONFIG"));
+    for (std::string item; path.empty() && std::getline(list, item, ':');) {
+      if (!item.empty() && access(item.c_str(), R_OK) == 0) path = item;
+    }
+  }
+  if (path.empty() && std::getenv("HOME") != nullptr) {
+    std::string home = std::string(std::getenv("HOME")) + "/.kube/config";
+    if (access(home.c_str(), R_OK) == 0) path = home;
+  }
+  if (!path.empty()) {
+    config = podtap::LoadKubeconfig(path, &error);
+  } else {
+    config = podtap::InClusterConfig([](const char* name) { return std::getenv(name); },
+                                     "/var/run/secrets/kubernetes.io/serviceaccount", &error);
+  }
+  if (!config) throw Failure{"--kube: " + error};
+  std::vector<podtap::AgentTarget> found;
+  if (!podtap::FindAgents(*config, g.podtap_namespace, g.agent_selector, g.node, g.timeout_s,
+                          &found, &error)) {
+    throw Failure{"--kube: " + error};
+  }
+  g.agents.clear();
+  for (const auto& t : found) {
+    if (t.address.empty()) {
+      pb::Unanswered u;
+      u.set_agent(t.node);
+      u.set_error(t.error);
+      g.not_asked.push_back(std::move(u));
+    } else {
+      g.agents.push_back(t.address);
+      g.names.push_back(t.node + " (" + t.address + ")");
+    }
+  }
+  if (found.empty()) {
+    std::string where = "pods labelled " + g.agent_selector + " in namespace " +
+                        g.podtap_namespace + " (" + config->origin + ")";
+    throw Failure{g.node.empty()
+                      ? "--kube: no podtap agent: no " + where
+                      : "--kube: no podtap agent on node " + g.node + " among the " + where};
+  }
+  g.fan_out = true;
+}
+
+// Rows asked of each agent when merging Top: all it has (it keeps at most
+// 10000 kinds per bucket), so the merged ranking misses none.
+constexpr uint32_t kAllTopRows = 1'000'000;
 
 // --- selectors -------------------------------------------------------------------
 
@@ -331,14 +522,24 @@ uint32_t ParseWindow(const std::string& text) {
 
 // --- commands --------------------------------------------------------------------
 
-void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+void Stat(const Global& g, const SelectorFlags& sf, const std::string& window) {
   pb::StatRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_group_by(sf.PodType() ? "pod" : "workload");
   req.set_window_seconds(ParseWindow(window));
   pb::StatResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Stat(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.fan_out) {
+    pb::Coverage cov;
+    resp = podtap::MergeStat(AskAll<pb::StatResponse>(
+        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::StatResponse* out) {
+          return a.stub().Stat(ctx, req, out);
+        }));
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Stat(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<pb::StatRow> rows(resp.rows().begin(), resp.rows().end());
   std::sort(rows.begin(), rows.end(), [](const pb::StatRow& a, const pb::StatRow& b) {
@@ -348,20 +549,24 @@ void Stat(Client& c, const Global& g, const SelectorFlags& sf, const std::string
   std::vector<std::vector<std::string>> table;
   for (const auto& r : rows) {
     bool any = r.requests() > 0;
+    std::vector<std::string> p = Percentiles(r.latency());
     table.push_back({Name(r.resource()), Dir(r.direction()), std::to_string(r.requests()),
                      Percent(r.success_rate(), r.requests()), any ? Fmt("%.1f", r.rps()) : "-",
-                     any ? Ms(r.latency_p50_ms()) : "-", any ? Ms(r.latency_p95_ms()) : "-",
-                     any ? Ms(r.latency_p99_ms()) : "-", std::to_string(r.tcp_open_connections()),
+                     p[0], p[1], p[2], std::to_string(r.tcp_open_connections()),
                      Bytes(r.read_bytes()), Bytes(r.write_bytes())});
   }
-  if (table.empty()) return NothingIn("traffic", resp.window_seconds());
-  PrintTable({"NAME", "DIRECTION", "REQUESTS", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP_CONN",
-              "READ", "WRITTEN"},
-             table);
+  if (table.empty()) {
+    NothingIn("traffic", resp.window_seconds(), resp.coverage());
+  } else {
+    PrintTable({"NAME", "DIRECTION", "REQUESTS", "SUCCESS", "RPS", "P50", "P95", "P99", "TCP_CONN",
+                "READ", "WRITTEN"},
+               table);
+  }
+  PrintCoverage(resp.coverage());
 }
 
-void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window,
-         const std::string& by, const std::string& sort, uint32_t limit) {
+void Top(const Global& g, const SelectorFlags& sf, const std::string& window, const std::string& by,
+         const std::string& sort, uint32_t limit) {
   pb::TopRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_by(by);
@@ -369,19 +574,36 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
   req.set_limit(limit);
   req.set_window_seconds(ParseWindow(window));
   pb::TopResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Top(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.fan_out) {
+    pb::Coverage cov;
+    req.set_limit(kAllTopRows);
+    resp = podtap::MergeTop(
+        AskAll<pb::TopResponse>(g, &cov,
+                                [&req](Client& a, grpc::ClientContext* ctx, pb::TopResponse* out) {
+                                  return a.stub().Top(ctx, req, out);
+                                }),
+        sort, limit == 0 ? 20 : limit);
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Top(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<std::vector<std::string>> table;
   for (const auto& r : resp.rows()) {
     std::vector<std::string> row = {Dir(r.direction())};
     if (by == "path") row.push_back(r.method());
-    row.insert(row.end(), {r.key().empty() ? "-" : r.key(), std::to_string(r.requests()),
-                           std::to_string(r.failures()), Percent(r.success_rate(), r.requests()),
-                           Ms(r.latency_p50_ms()), Ms(r.latency_p99_ms())});
+    std::vector<std::string> p = Percentiles(r.latency());
+    row.insert(row.end(),
+               {r.key().empty() ? "-" : r.key(), std::to_string(r.requests()),
+                std::to_string(r.failures()), Percent(r.success_rate(), r.requests()), p[0], p[2]});
     table.push_back(std::move(row));
   }
-  if (table.empty()) return NothingIn("request", resp.window_seconds());
+  if (table.empty()) {
+    NothingIn("request", resp.window_seconds(), resp.coverage());
+    return PrintCoverage(resp.coverage());
+  }
   std::string key = by == "path" ? "PATH" : by == "authority" ? "AUTHORITY" : "ROUTE";
   std::vector<std::string> header = {"DIRECTION"};
   if (by == "path") header.push_back("METHOD");
@@ -391,6 +613,7 @@ void Top(Client& c, const Global& g, const SelectorFlags& sf, const std::string&
     std::cerr << "podtap: " << resp.dropped()
               << " requests of kinds past the agent's per-bucket limit are not in this list\n";
   }
+  PrintCoverage(resp.coverage());
 }
 
 std::string Clock(int64_t unix_nanos) {
@@ -402,9 +625,149 @@ std::string Clock(int64_t unix_nanos) {
   return std::string(buf) + Fmt(".%03.0f", static_cast<double>(unix_nanos / 1'000'000 % 1000));
 }
 
-int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& authority,
-        const std::string& path, const std::string& status, uint32_t max_rps, uint64_t count,
-        double duration_s) {
+void PrintTapEvent(const Global& g, const pb::TapEvent& ev) {
+  if (g.output == "json") return PrintJson(ev, false);
+  std::string line = Clock(ev.unix_nanos()) + " " + Dir(ev.direction()) + " " + Name(ev.source()) +
+                     " -> " + Name(ev.destination()) + " " + ev.method() + " " + ev.authority() +
+                     ev.path() + " :status=" + std::to_string(ev.status());
+  if (ev.grpc_status() >= 0) line += " grpc-status=" + std::to_string(ev.grpc_status());
+  line += " latency=" + Ms(ev.latency_ms());
+  if (ev.failure()) line += " FAILURE";
+  if (ev.skipped_before() > 0) line += " (skipped " + std::to_string(ev.skipped_before()) + ")";
+  std::cout << line << "\n" << std::flush;
+}
+
+// Taps every agent at once and prints their requests as they come, with
+// --max-rps over all of them; says which agents attached within --timeout.
+int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
+  enum class State { kWaiting, kAttached, kNothingHere, kFailed };
+  struct Stream {
+    std::unique_ptr<Client> client;
+    std::unique_ptr<grpc::ClientContext> ctx;
+    State state = State::kWaiting;
+    std::string error;
+  };
+  std::vector<Stream> streams(g.agents.size());
+  for (size_t i = 0; i < streams.size(); i++) {
+    try {
+      streams[i].client = std::make_unique<Client>(g, g.agents[i]);
+      streams[i].ctx = streams[i].client->Context(false);
+      if (duration_s > 0) {
+        streams[i].ctx->set_deadline(
+            std::chrono::system_clock::now() +
+            std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000)));
+      }
+    } catch (const Failure& f) {
+      streams[i].state = State::kFailed;
+      streams[i].error = f.message;
+    }
+  }
+  std::mutex mu;
+  std::condition_variable changed;
+  uint64_t seen = 0, skipped = 0;
+  bool done = false;
+  podtap::RateLimit limit(req.max_rps(), std::chrono::steady_clock::now());
+  auto stop_all = [&streams] {
+    for (auto& s : streams) {
+      if (s.ctx) s.ctx->TryCancel();
+    }
+  };
+  auto follow = [&](size_t i) {
+    Stream& s = streams[i];
+    auto reader = s.client->stub().Tap(s.ctx.get(), req);
+    reader->WaitForInitialMetadata();
+    if (s.ctx->GetServerInitialMetadata().count("podtap-tap") == 0) {
+      grpc::Status st = reader->Finish();
+      std::lock_guard<std::mutex> lock(mu);
+      s.state =
+          st.error_code() == grpc::StatusCode::NOT_FOUND ? State::kNothingHere : State::kFailed;
+      s.error = s.client->Explain(st);
+      changed.notify_all();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      s.state = State::kAttached;
+      changed.notify_all();
+    }
+    pb::TapEvent ev;
+    while (reader->Read(&ev)) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (done) break;
+      skipped += ev.skipped_before();
+      if (!limit.Take(std::chrono::steady_clock::now())) {
+        skipped++;
+        continue;
+      }
+      ev.set_skipped_before(skipped);
+      skipped = 0;
+      PrintTapEvent(g, ev);
+      if (count != 0 && ++seen >= count) {
+        done = true;
+        stop_all();
+      }
+    }
+    grpc::Status st = reader->Finish();
+    std::lock_guard<std::mutex> lock(mu);
+    bool expected =
+        done || (duration_s > 0 && st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+    if (!st.ok() && !expected) {
+      std::cerr << "podtap: the tap of " << g.names[i] << " ended: " << s.client->Explain(st)
+                << "\n";
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < streams.size(); i++) {
+    if (streams[i].client) threads.emplace_back(follow, i);
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    changed.wait_for(
+        lock, std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)), [&streams] {
+          return std::none_of(streams.begin(), streams.end(),
+                              [](const Stream& s) { return s.state == State::kWaiting; });
+        });
+    size_t attached = 0, nothing_here = 0;
+    std::string missing, not_found;
+    for (size_t i = 0; i < streams.size(); i++) {
+      switch (streams[i].state) {
+        case State::kAttached:
+          attached++;
+          break;
+        case State::kNothingHere:
+          nothing_here++;
+          not_found = streams[i].error;
+          break;
+        case State::kWaiting:
+          missing += "; NO ANSWER from " + g.names[i] + ": not attached within --timeout";
+          break;
+        case State::kFailed:
+          missing += "; NO ANSWER from " + g.names[i] + ": " + streams[i].error;
+          break;
+      }
+    }
+    for (const pb::Unanswered& u : g.not_asked) {
+      missing += "; NO ANSWER from " + u.agent() + ": " + u.error();
+    }
+    std::cerr << "podtap: tap attached to " << attached << " of "
+              << streams.size() + g.not_asked.size() << " agents";
+    if (nothing_here > 0) std::cerr << " (" << nothing_here << " have no pod it selects)";
+    std::cerr << missing << "\n" << std::flush;
+    if (attached == 0) {
+      done = true;
+      stop_all();
+      lock.unlock();
+      for (auto& t : threads) t.join();
+      throw Failure{not_found.empty() ? "no agent attached the tap"
+                                      : not_found + " (nor on any other node that answered)"};
+    }
+  }
+  for (auto& t : threads) t.join();
+  return 0;
+}
+
+pb::TapRequest TapRequestOf(const SelectorFlags& sf, const std::string& authority,
+                            const std::string& path, const std::string& status, uint32_t max_rps) {
   pb::TapRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_authority(authority);
@@ -417,6 +780,10 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
     req.set_status_class(static_cast<uint32_t>(cls - '0'));
   }
   req.set_max_rps(max_rps);
+  return req;
+}
+
+int Tap(Client& c, const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
   auto ctx = c.Context(false);
   if (duration_s > 0) {
     ctx->set_deadline(std::chrono::system_clock::now() +
@@ -433,18 +800,7 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
   uint64_t seen = 0;
   while ((count == 0 || seen < count) && reader->Read(&ev)) {
     seen++;
-    if (g.output == "json") {
-      PrintJson(ev, false);
-      continue;
-    }
-    std::string line = Clock(ev.unix_nanos()) + " " + Dir(ev.direction()) + " " +
-                       Name(ev.source()) + " -> " + Name(ev.destination()) + " " + ev.method() +
-                       " " + ev.authority() + ev.path() + " :status=" + std::to_string(ev.status());
-    if (ev.grpc_status() >= 0) line += " grpc-status=" + std::to_string(ev.grpc_status());
-    line += " latency=" + Ms(ev.latency_ms());
-    if (ev.failure()) line += " FAILURE";
-    if (ev.skipped_before() > 0) line += " (skipped " + std::to_string(ev.skipped_before()) + ")";
-    std::cout << line << "\n" << std::flush;
+    PrintTapEvent(g, ev);
   }
   if (count != 0 && seen >= count) {
     ctx->TryCancel();
@@ -456,13 +812,25 @@ int Tap(Client& c, const Global& g, const SelectorFlags& sf, const std::string& 
   return 0;
 }
 
-void Conns(Client& c, const Global& g, const SelectorFlags& sf, uint32_t limit) {
+void Conns(const Global& g, const SelectorFlags& sf, uint32_t limit) {
   pb::ConnsRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_limit(limit);
   pb::ConnsResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Conns(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.fan_out) {
+    pb::Coverage cov;
+    resp = podtap::MergeConns(AskAll<pb::ConnsResponse>(g, &cov,
+                                                        [&req](Client& a, grpc::ClientContext* ctx,
+                                                               pb::ConnsResponse* out) {
+                                                          return a.stub().Conns(ctx, req, out);
+                                                        }),
+                              limit == 0 ? 1000 : limit);
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Conns(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<std::vector<std::string>> table;
   for (const auto& r : resp.conns()) {
@@ -470,22 +838,36 @@ void Conns(Client& c, const Global& g, const SelectorFlags& sf, uint32_t limit) 
                      r.remote().address(), Age(r.age_seconds()), Bytes(r.read_bytes()),
                      Bytes(r.write_bytes()), r.protocol()});
   }
-  if (table.empty()) return NothingIn("open connection", 0);
+  if (table.empty()) {
+    NothingIn("open connection", 0, resp.coverage());
+    return PrintCoverage(resp.coverage());
+  }
   PrintTable({"POD", "LOCAL", "DIRECTION", "PEER", "REMOTE", "AGE", "READ", "WRITTEN", "PROTOCOL"},
              table);
   if (resp.total() > static_cast<uint64_t>(resp.conns_size())) {
     std::cerr << "podtap: " << resp.total() - resp.conns_size()
               << " more connections match (raise --limit)\n";
   }
+  PrintCoverage(resp.coverage());
 }
 
-void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::string& window) {
+void Edges(const Global& g, const SelectorFlags& sf, const std::string& window) {
   pb::EdgesRequest req;
   *req.mutable_selector() = sf.Build();
   req.set_window_seconds(ParseWindow(window));
   pb::EdgesResponse resp;
-  auto ctx = c.Context();
-  if (auto st = c.stub().Edges(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  if (g.fan_out) {
+    pb::Coverage cov;
+    resp = podtap::MergeEdges(AskAll<pb::EdgesResponse>(
+        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::EdgesResponse* out) {
+          return a.stub().Edges(ctx, req, out);
+        }));
+    *resp.mutable_coverage() = cov;
+  } else {
+    Client c(g, g.agents[0]);
+    auto ctx = c.Context();
+    if (auto st = c.stub().Edges(ctx.get(), req, &resp); !st.ok()) c.Fail(st);
+  }
   if (g.output == "json") return PrintJson(resp, true);
   std::vector<pb::Edge> edges(resp.edges().begin(), resp.edges().end());
   std::sort(edges.begin(), edges.end(), [](const pb::Edge& a, const pb::Edge& b) {
@@ -494,23 +876,36 @@ void Edges(Client& c, const Global& g, const SelectorFlags& sf, const std::strin
   });
   std::vector<std::vector<std::string>> table;
   for (const auto& e : edges) {
+    std::vector<std::string> p = Percentiles(e.latency());
     table.push_back({Name(e.source()), Name(e.destination()), std::to_string(e.requests()),
-                     Percent(e.success_rate(), e.requests()),
+                     Percent(e.success_rate(), e.requests()), p[0], p[2],
                      std::to_string(e.tcp_open_connections()), Bytes(e.bytes())});
   }
-  if (table.empty()) return NothingIn("edge", resp.window_seconds());
-  PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "TCP_CONN", "BYTES"}, table);
+  if (table.empty()) {
+    NothingIn("edge", resp.window_seconds(), resp.coverage());
+  } else {
+    PrintTable({"SRC", "DST", "REQUESTS", "SUCCESS", "P50", "P99", "TCP_CONN", "BYTES"}, table);
+  }
+  PrintCoverage(resp.coverage());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"podtap: ask this node's podtap-agent about its pods' traffic"};
+  CLI::App app{"podtap: ask this node's podtap-agent, or several at once, about pods' traffic"};
   app.require_subcommand(1);
   Global g;
-  app.add_option("--agent", g.agent,
-                 "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen)")
-      ->capture_default_str();
+  auto* agent_opt =
+      app.add_option("--agent", g.agents,
+                     "unix:///PATH (the agent's --query-socket) or host:port (its --query-listen); "
+                     "repeat it to ask several agents at once and merge their answers (stat, top, "
+                     "edges, conns)")
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+          ->capture_default_str();
+  app.add_option("--tls-server-name", g.tls_server_name,
+                 "host:port only: the name the agent's certificate must have (default: the "
+                 "address); one name for every node's agent, as with --kube");
   app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
       ->check(CLI::ExistingFile);
   app.add_option("--token-file", g.token_file, "host:port only: file holding the bearer token")
@@ -519,6 +914,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
   app.add_option("--timeout", g.timeout_s, "Seconds to wait for an answer")->capture_default_str();
+  app.add_flag("--kube", g.kube,
+               "Ask every agent: the pods of podtap's DaemonSet the Kubernetes API lists, each "
+               "at its IP and container port named query (credentials: --kubeconfig, "
+               "$KUBECONFIG, ~/.kube/config, else the pod's service account)");
+  app.add_option("--kubeconfig", g.kubeconfig, "With --kube: the kubeconfig to use")
+      ->check(CLI::ExistingFile);
+  app.add_option("--podtap-namespace", g.podtap_namespace, "With --kube: podtap's namespace")
+      ->capture_default_str();
+  app.add_option("--agent-selector", g.agent_selector, "With --kube: the agent pods' labels")
+      ->capture_default_str();
+  app.add_option("--node", g.node, "With --kube: only this node's agent");
 
   SelectorFlags stat_sel, top_sel, tap_sel, conns_sel, edges_sel;
   std::string stat_window = "1m", top_window = "1m", edges_window = "1m";
@@ -572,15 +978,27 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    Client client(g);
-    if (stat->parsed()) Stat(client, g, stat_sel, stat_window);
-    if (top->parsed()) Top(client, g, top_sel, top_window, top_by, top_sort, top_limit);
-    if (tap->parsed()) {
-      return Tap(client, g, tap_sel, tap_authority, tap_path, tap_status, tap_rps, tap_count,
-                 tap_duration);
+    ResolveAgents(g, agent_opt->count() > 0);
+    // A thread per agent: bounded, and an agent named twice would count twice.
+    if (g.agents.size() > kMaxAgents) {
+      throw Failure{std::to_string(g.agents.size()) + " agents: at most " +
+                    std::to_string(kMaxAgents) + " at once"};
     }
-    if (conns->parsed()) Conns(client, g, conns_sel, conns_limit);
-    if (edges->parsed()) Edges(client, g, edges_sel, edges_window);
+    for (size_t i = 0; i < g.agents.size(); i++) {
+      if (std::find(g.agents.begin(), g.agents.begin() + i, g.agents[i]) != g.agents.begin() + i) {
+        throw Failure{"--agent " + g.agents[i] + " is given twice (its answer would count twice)"};
+      }
+    }
+    if (stat->parsed()) Stat(g, stat_sel, stat_window);
+    if (top->parsed()) Top(g, top_sel, top_window, top_by, top_sort, top_limit);
+    if (tap->parsed()) {
+      pb::TapRequest req = TapRequestOf(tap_sel, tap_authority, tap_path, tap_status, tap_rps);
+      if (g.fan_out) return TapAll(g, req, tap_count, tap_duration);
+      Client client(g, g.agents[0]);
+      return Tap(client, g, req, tap_count, tap_duration);
+    }
+    if (conns->parsed()) Conns(g, conns_sel, conns_limit);
+    if (edges->parsed()) Edges(g, edges_sel, edges_window);
   } catch (const Failure& f) {
     std::cerr << "podtap: " << f.message << "\n";
     return 1;

@@ -5,8 +5,10 @@ Makes two pods (network namespaces joined by a veth pair, as the end-to-end
 tests do), runs a real nginx in the `api` pod and real load from the `web`
 pod (wrk, and curl with some failing requests), starts podtap-agent with the
 two pods in a pods file, and shows what `podtap tap`, `podtap stat`,
-`podtap top` and `podtap edges` say. Then it stops everything it started, by
-PID, removes the namespaces and exits. Root; about 20 seconds.
+`podtap top` and `podtap edges` say. Two more agents play two nodes, each
+given one of the pods: `podtap stat` of one node next to the merged answer
+of both (`--agent` twice). Then it stops everything it started, by PID,
+removes the namespaces and exits. Root; about 25 seconds.
 
 PODTAP_AGENT and PODTAP_CLI name the binaries (default: build/).
 """
@@ -56,10 +58,18 @@ def main():
     nginx = Nginx(topo.server_ns, NGINX_CONF, {"ip4": topo.SERVER_IP4, "port": PORT}, {},
                   ports=(PORT,), listeners=1, prefix="podtap-demo-nginx-")
     agent = harness.Agent(workdir, [client, server], log_level="info", diag_interval=1)
+    # As if on two nodes: each knows one pod (all three see every socket).
+    nodes = []
+    for name, pod in (("node-a", client), ("node-b", server)):
+        os.makedirs(os.path.join(workdir, name))
+        nodes.append(harness.Agent(os.path.join(workdir, name), [pod], log_level="info",
+                                   diag_interval=1))
     try:
         nginx.start()
-        agent.start()
-        agent.wait_ready()
+        for a in [agent] + nodes:
+            a.start()
+        for a in [agent] + nodes:
+            a.wait_ready()
         podtap = [CLI, "--agent", "unix://" + agent.query_socket]
         base = "http://%s:%d" % (topo.SERVER_IP4, PORT)
         say("podtap demo: pod shop/%s (deployment web) sends requests to nginx in pod "
@@ -95,9 +105,22 @@ def main():
             say("$ podtap " + " ".join(args))
             p = subprocess.run(podtap + args, capture_output=True, text=True, timeout=30)
             say(p.stdout + p.stderr)
+        say("Two nodes: an agent that knows only pod web (node-a) and one that knows only "
+            "pod api (node-b).\n")
+        node_a, node_b = ("unix://" + n.query_socket for n in nodes)
+        for shown, agents in (("--agent <node-b>", [node_b]),
+                              ("--agent <node-a> --agent <node-b>", [node_a, node_b])):
+            say("$ podtap %s stat deploy -n shop" % shown)
+            cmd = [CLI]
+            for a in agents:
+                cmd += ["--agent", a]
+            p = subprocess.run(cmd + ["stat", "deploy", "-n", "shop"], capture_output=True,
+                               text=True, timeout=30)
+            say(p.stdout + p.stderr)
         say("Try it yourself: make run, then in another shell: sudo build/podtap stat")
     finally:
-        agent.stop()
+        for a in [agent] + nodes:
+            a.stop()
         nginx.remove(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         topo.destroy()

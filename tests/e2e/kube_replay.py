@@ -20,6 +20,7 @@ import copy
 import http.server
 import json
 import os
+import re
 import socket
 import ssl
 import struct
@@ -266,6 +267,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         entry = RESOURCES.get(url.path)
+        # Pods of one namespace (podtap --kube lists its agents' so).
+        namespaced = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", url.path)
+        if namespaced:
+            entry = RESOURCES["/api/v1/pods"]
         auth_ok = self.headers.get("Authorization") == "Bearer " + api.token
         verb = "watch" if query.get("watch") in ("1", "true") else "list"
         with api.cond:
@@ -279,15 +284,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        "requested resource"))
             return
         if verb == "list":
-            self.serve_list(entry)
+            self.serve_list(entry, namespaced.group(1) if namespaced else None,
+                            query.get("labelSelector", ""))
         else:
             self.serve_watch(entry, query)
 
-    def serve_list(self, entry):
+    def serve_list(self, entry, namespace=None, selector=""):
+        """The list; only `namespace`'s objects when given, and only those
+        whose labels have every key=value of `selector`."""
         resource, list_kind, api_version, _ = entry
         api = self.replay
+        wanted = [kv.split("=", 1) for kv in selector.split(",") if kv]
         with api.cond:
-            items = [copy.deepcopy(o) for _, o in sorted(api.objects[resource].items())]
+            items = [copy.deepcopy(o) for _, o in sorted(api.objects[resource].items())
+                     if namespace in (None, o["metadata"].get("namespace"))
+                     and all(o["metadata"].get("labels", {}).get(k) == v for k, v in wanted)]
             rv = api.rv
         for o in items:  # items of a list carry no kind/apiVersion
             o.pop("kind", None)

@@ -10,7 +10,10 @@ connection and the kernel's own count of them. `stat`, `top` and `edges` must
 equal the log's counts; `tap` must show exactly the requests made while it
 was attached, in order, and only those its filters select; `conns` must show
 the long-lived connection with exactly its bytes; a tap past the agent's cap
-and a non-root caller must be refused with a clear message.
+and a non-root caller must be refused with a clear message. Percentiles are
+checked against sleepy_http.py, a server whose latencies the test chooses and
+measures: every printed percentile lies in the fine bucket of the latency of
+its rank.
 
 Run as root: tests/e2e/run.sh test_query (all cases) or
 tests/e2e/run.sh test_query.QueryTest.test_b_tap_exact_in_order_and_filtered.
@@ -20,7 +23,9 @@ folder where failing cases leave the agent's log.
 
 import collections
 import json
+import math
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -33,12 +38,15 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from nginx import NGINX, Nginx, nginx_conf  # noqa: E402
+from query_util import bucket_bounds, latency_bucket, numbers, printed_ms  # noqa: E402
 
 CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
 CURL = "/usr/bin/curl"
 OPENSSL = "/usr/bin/openssl"
 HTTP_PORT = 8080
 RAW_PORT = 18091  # peer.py, for the long-lived connection
+SLEEPY_PORT = 8081  # sleepy_http.py, the server of chosen latencies
+SLEEPY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sleepy_http.py")
 CLI_TIMEOUT = 30  # bound on one CLI run
 TAP_SECONDS = 8  # how long the taps of case (b) stay attached
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
@@ -58,20 +66,6 @@ NGINX_CONF = nginx_conf(r"""
         location /fail/ { return 500 "fail\n"; }
     }
 """)
-
-# 64-bit integers are strings in protobuf's JSON mapping.
-UINT64_FIELDS = {"requests", "successes", "failures", "read_bytes", "write_bytes", "bytes",
-                 "tcp_open_connections", "total", "dropped", "unix_nanos", "skipped_before"}
-
-
-def numbers(value):
-    """JSON from `podtap -o json` with its 64-bit integer strings as ints."""
-    if isinstance(value, dict):
-        return {k: int(v) if k in UINT64_FIELDS else numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [numbers(v) for v in value]
-    return value
-
 
 def tearDownModule():
     try:
@@ -123,12 +117,12 @@ class QueryTest(harness.PodPairTest):
     def podtap_json(self, *args):
         return numbers(json.loads(self.podtap("-o", "json", *args).stdout))
 
-    def curl(self, paths):
+    def curl(self, paths, authority=None):
         """One curl process in the client pod, one kept-alive connection,
         the paths in order; returns curl's own status codes."""
         args = [CURL, "-sS", "--max-time", "20", "-w", "%{http_code}\\n"]
         for p in paths:
-            args += ["http://%s%s" % (self.authority, p), "-o", "/dev/null"]
+            args += ["http://%s%s" % (authority or self.authority, p), "-o", "/dev/null"]
         cmd = harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns] + args
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)
@@ -449,6 +443,85 @@ class QueryTest(harness.PodPairTest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("is a TCP address: the agent serves it with TLS and a bearer token, so "
                       "pass --ca", p.stderr)
+
+    def test_h_percentiles_lie_in_the_bucket_of_their_rank(self):
+        self.start_agent()
+        server = harness.PeerProcess(self.topo.server_ns, [self.topo.SERVER_IP4, SLEEPY_PORT],
+                                     "sleepy_http", script=SLEEPY)
+        self.addCleanup(server.stop)
+        server.wait_event("listening", 10)
+        # Each sleep 0.2 ms past the start of a bucket 4 to 34 ms wide: a
+        # loaded machine oversleeps by a few ms at most, the syscalls add less.
+        def sleep_us(ms):
+            return (bucket_bounds(latency_bucket(ms * 1_000_000))[0] + 200_000) // 1000
+        plan = {"/sleep/%d" % sleep_us(150): 10, "/sleep/%d" % sleep_us(300): 9,
+                "/sleep/%d" % sleep_us(1200): 1}
+        paths = [p for p, n in plan.items() for _ in range(n)]
+        random.Random(5).shuffle(paths)
+        n = len(paths)
+        sleepy = "%s:%d" % (self.topo.SERVER_IP4, SLEEPY_PORT)
+        self.assertEqual(self.curl(paths, authority=sleepy), ["200"] * n)
+        served = server.wait_event("served", 10, count=n)
+        # The agent's latency of a request is the server's plus the syscalls'
+        # share (never less); half a millisecond short of the bucket's end
+        # leaves room for that, else this run cannot say which bucket is right.
+        margin_ns = 500_000
+        for r in served:
+            if r["ns"] + margin_ns >= bucket_bounds(latency_bucket(r["ns"]))[1]:
+                raise RuntimeError("ground truth ambiguous: %s took %d ns, within %d ns of its "
+                                   "bucket's end" % (r["path"], r["ns"], margin_ns))
+
+        def rank_bucket(durations, q):
+            ordered = sorted(durations)
+            return bucket_bounds(latency_bucket(ordered[math.ceil(q * len(ordered) - 1e-9) - 1]))
+
+        def assert_in(what, ms, bounds):
+            lo, hi = bounds
+            self.assertTrue(lo / 1e6 <= ms < hi / 1e6, "%s %.6f ms is not in the bucket "
+                            "[%.6f, %.6f) ms" % (what, ms, lo / 1e6, hi / 1e6))
+
+        durations = [r["ns"] for r in served]
+        api, web = self.S["pod"], self.C["pod"]
+
+        def stat():
+            return self.podtap_json("stat", "pod/" + api, "-n", "shop",
+                                    "--direction", "inbound").get("rows", [])
+        rows = self.poll("stat of the sleepy requests", stat,
+                         lambda rows: rows and rows[0]["requests"] >= n)
+        self.assertEqual(rows[0]["requests"], n)
+        # The histogram holds every request in the bucket of its latency.
+        hist = rows[0]["latency"]
+        self.assertEqual(dict(zip(hist["bucket"], map(int, hist["count"]))),
+                         dict(collections.Counter(latency_bucket(d) for d in durations)))
+        for q, field in ((0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"),
+                         (0.99, "latency_p99_ms")):
+            assert_in("stat json %s" % field, rows[0][field], rank_bucket(durations, q))
+        table = self.podtap("stat", "pod/" + api, "-n", "shop", "--direction", "inbound").stdout
+        harness.log("podtap stat of the sleepy requests:\n" + table)
+        header, line = table.splitlines()[0].split(), table.splitlines()[1].split()
+        for q, col in ((0.5, "P50"), (0.95, "P95"), (0.99, "P99")):
+            assert_in("stat table " + col, printed_ms(line[header.index(col)]),
+                      rank_bucket(durations, q))
+
+        # Top: each path's percentiles from its own requests.
+        table = self.podtap("top", "pod/" + api, "-n", "shop", "--direction", "inbound").stdout
+        harness.log("podtap top of the sleepy requests:\n" + table)
+        lines = [l.split() for l in table.splitlines()]
+        self.assertEqual(sorted(l[2] for l in lines[1:]), sorted(plan))
+        for l in lines[1:]:
+            mine = [r["ns"] for r in served if r["path"] == l[2]]
+            self.assertEqual(int(l[3]), len(mine))
+            assert_in("top %s P50" % l[2], printed_ms(l[6]), rank_bucket(mine, 0.5))
+            assert_in("top %s P99" % l[2], printed_ms(l[7]), rank_bucket(mine, 0.99))
+
+        # Edges: web -> api as the client measured it, a little more than the server.
+        table = self.podtap("edges", "pod/" + api, "-n", "shop").stdout
+        harness.log("podtap edges of the sleepy requests:\n" + table)
+        header, line = table.splitlines()[0].split(), table.splitlines()[1].split()
+        self.assertEqual(line[:3], ["shop/" + web, "shop/" + api, str(n)])
+        for q, col in ((0.5, "P50"), (0.99, "P99")):
+            assert_in("edges " + col, printed_ms(line[header.index(col)]),
+                      rank_bucket(durations, q))
 
     def test_f_unreachable_agent_is_a_clear_error(self):
         missing = os.path.join(tempfile.gettempdir(), "ptE2e-no-agent-%d.sock" % os.getpid())

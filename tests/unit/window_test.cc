@@ -28,28 +28,23 @@ Exchange X(uint64_t ts, bool failed = false, double ms = 5, std::string_view pat
   return x;
 }
 
-TEST(LatencyCounts, QuantilesInterpolateInsideLinkerdBuckets) {
-  LatencyCounts l;
-  EXPECT_EQ(l.Quantile(0.5), 0);
-  // 10 observations in (10, 50]: the median is half way through the bucket.
-  for (int i = 0; i < 10; i++) l.Observe(20);
-  EXPECT_DOUBLE_EQ(l.Quantile(0.5), 30);
-  EXPECT_DOUBLE_EQ(l.Quantile(1.0), 50);
-  // 90 more in [0, 1]: p50 at rank 50 of 90 in the first bucket.
-  for (int i = 0; i < 90; i++) l.Observe(0.5);
-  EXPECT_DOUBLE_EQ(l.Quantile(0.5), 50.0 / 90.0);
-  // p95: rank 95, the 5th of 10 in (10, 50].
-  EXPECT_DOUBLE_EQ(l.Quantile(0.95), 10 + 40 * 0.5);
-  EXPECT_EQ(l.count(), 100u);
-}
-
-TEST(LatencyCounts, BoundsAreInclusiveAndInfIsTheLastBound) {
-  LatencyCounts l;
-  l.Observe(1);  // le="1"
-  EXPECT_DOUBLE_EQ(l.Quantile(1.0), 1);
-  LatencyCounts slow;
-  slow.Observe(60000);
-  EXPECT_DOUBLE_EQ(slow.Quantile(0.5), 10000);
+TEST(Window, LatenciesOfTheWindowMergeAcrossItsBuckets) {
+  Window w;
+  // 0.3 ms and 40 ms in one 5 s bucket, 2 ms in the next.
+  w.OnExchange(X(kT0 + 1 * kSec, false, 0.3));
+  w.OnExchange(X(kT0 + 2 * kSec, false, 40));
+  w.OnExchange(X(kT0 + 6 * kSec, false, 2));
+  const LatencyHistogram l = w.Sum(kT0 + 7 * kSec, 60 * kSec).at({0, Direction::kInbound}).latency;
+  EXPECT_EQ(l.count(), 3u);
+  // Measured, not interpolated inside Linkerd's 0-1 ms bucket: the median is
+  // the bucket of 2 ms, the lowest that of 0.3 ms.
+  EXPECT_EQ(LatencyHistogram::IndexOf(static_cast<uint64_t>(l.QuantileMs(0.5) * 1e6)),
+            LatencyHistogram::IndexOf(2'000'000));
+  EXPECT_EQ(LatencyHistogram::IndexOf(static_cast<uint64_t>(l.QuantileMs(0) * 1e6)),
+            LatencyHistogram::IndexOf(300'000));
+  const auto top = w.SumTop(kT0 + 7 * kSec, 60 * kSec);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top.begin()->second.latency.buckets(), l.buckets());
 }
 
 TEST(Window, SumsTheBucketsOfTheWindowOnly) {

@@ -244,24 +244,23 @@ class FaultsTest(harness.PodPairTest):
 
         return os.path.join(path, "cgroup.procs"), oom_kills
 
+    def start_holder(self, ns, script, n):
+        """One hold script in namespace `ns`, stopped by a cleanup."""
+        p = subprocess.Popen(
+            harness._orphan_guard("KILL") + ["ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+                                             script, self.topo.SERVER_IP4, str(HOLD_PORT),
+                                             str(n)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        harness._live_procs[p.pid] = p
+        self.addCleanup(self.stop_holder, p)
+        return p
+
     def hold_connections(self, n):
         """n TCP connections from the client pod to the server pod, held open
         until the cleanup (which closes them)."""
-        server = subprocess.Popen(
-            harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.server_ns,
-                                             "/usr/bin/python3", "-c", HOLD_SERVER,
-                                             self.topo.SERVER_IP4, str(HOLD_PORT), str(n)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        harness._live_procs[server.pid] = server
-        self.addCleanup(self.stop_holder, server)
+        server = self.start_holder(self.topo.server_ns, HOLD_SERVER, n)
         self.assertEqual(server.stdout.readline().strip(), "listening")
-        client = subprocess.Popen(
-            harness._orphan_guard("KILL") + ["ip", "netns", "exec", self.topo.client_ns,
-                                             "/usr/bin/python3", "-c", HOLD_CLIENT,
-                                             self.topo.SERVER_IP4, str(HOLD_PORT), str(n)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        harness._live_procs[client.pid] = client
-        self.addCleanup(self.stop_holder, client)
+        client = self.start_holder(self.topo.client_ns, HOLD_CLIENT, n)
         self.assertEqual(client.stdout.readline().strip(), "connected %d" % n)
         self.assertEqual(server.stdout.readline().strip(), "accepted %d" % n)
         return client, server

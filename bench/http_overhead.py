@@ -199,11 +199,12 @@ def print_summary(results):
     print("|---|---|---|")
     for client in CLIENTS:
         floor = results[(client, PODTAP_HOOK_FLOOR)]
-        for mode in ("podtap: HTTP parsing", "podtap: TCP only"):
-            rounds = results[(client, mode)]
-            dist = statistics.median(f[1][0] / f[0][0] - m[1][0] / m[0][0]
-                                     for f, m in zip(floor, rounds))
-            print("| %s | %s | %.3f |" % (client, mode, dist))
+        # TCP only has no program on the syscall hooks: only parsing is measured against them.
+        mode = "podtap: HTTP parsing"
+        rounds = results[(client, mode)]
+        dist = statistics.median(f[1][0] / f[0][0] - m[1][0] / m[0][0]
+                                 for f, m in zip(floor, rounds))
+        print("| %s | %s | %.3f |" % (client, mode, dist))
 
 
 def main():

@@ -48,11 +48,12 @@ Agent::Agent(AgentOptions opts)
 }
 
 std::string Agent::Start() {
-  // Before Run, this thread is the control thread and the event thread both.
-  const std::atomic<bool> running{false};
+  // Before Run, this thread is the control thread and the event thread both,
+  // and nothing can ask it to stop.
+  const std::atomic<bool> no_stop{false};
   if (pods_) {
     spdlog::info("pod metadata from {}", pods_->Describe());
-    PollPods(running);
+    PollPods(no_stop);
     ApplyMail();
   } else {
     spdlog::info("no pod metadata source: every connection counts as a host process");
@@ -78,7 +79,7 @@ std::string Agent::Start() {
       self.kernel_features.emplace_back("tp_btf", f.tp_btf);
     }
   }
-  PollTlsLibraries(true, running);
+  PollTlsLibraries(true, no_stop);
   ApplyMail();
   attached_ = true;
   return "";

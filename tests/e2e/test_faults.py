@@ -313,26 +313,23 @@ class FaultsTest(harness.PodPairTest):
 # many descriptors (RLIMIT_NOFILE raised to its hard limit, 20,000 on the
 # test machines, which root cannot raise there), held until stdin closes.
 HOLD_PORT = 18100
-HOLD_SERVER = r"""
+# Both scripts start alike: arguments, then as many descriptors as allowed.
+HOLD_PRELUDE = r"""
 import resource, socket, sys
 addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 if hard != resource.RLIM_INFINITY and hard < n + 64:
     sys.exit("RLIMIT_NOFILE's hard limit %d is below %d descriptors" % (hard, n + 64))
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+"""
+HOLD_SERVER = HOLD_PRELUDE + r"""
 ls = socket.create_server((addr, port), backlog=4096)
 print("listening", flush=True)
 held = [ls.accept()[0] for _ in range(n)]
 print("accepted %d" % len(held), flush=True)
 sys.stdin.read()
 """
-HOLD_CLIENT = r"""
-import resource, socket, sys
-addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-if hard != resource.RLIM_INFINITY and hard < n + 64:
-    sys.exit("RLIMIT_NOFILE's hard limit %d is below %d descriptors" % (hard, n + 64))
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+HOLD_CLIENT = HOLD_PRELUDE + r"""
 held = [socket.create_connection((addr, port), timeout=30) for _ in range(n)]
 print("connected %d" % len(held), flush=True)
 sys.stdin.read()

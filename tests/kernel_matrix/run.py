@@ -5,14 +5,17 @@ guest (TCG, no network device) of each Debian kernel kernels.py prepares,
 each bounded by a timeout; one summary table per run, printed and written to
 build/kernel-matrix.md, the logs beside it in build/kernel-matrix/<kernel>/
 (console, suite log, result JSON, and the agent logs and last scrapes of
-failing cases). Exits 1 when any kernel failed.
+failing cases). Then the arm64 part (arm64.py): the BPF objects built for
+arm64 and verified, loaded and attached by Debian's arm64 kernels in
+aarch64 guests, one row each. Exits 1 when any kernel failed.
 
 Each guest shares the host's root read-only (init.sh puts a tmpfs overlay
 over it) and a per-run temporary folder read-write: run.py writes the
 guest's start command there, the guest leaves its result JSON and logs.
 Root; stdlib only, for Debian's /usr/bin/python3.
 
-    run.py [--kernels 6.12,6.1] [--guest-timeout S] [--agent-args "6.1=--capture-payload false"]
+    run.py [--kernels 6.12,6.1] [--arm64-kernels 6.1,6.12] [--guest-timeout S]
+           [--agent-args "6.1=--capture-payload false"]
 """
 
 import argparse
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 
+import arm64
 import kernels
 
 REPO = os.path.dirname(os.path.dirname(kernels.HERE))
@@ -189,6 +193,53 @@ def row(name, where, rc, wall, result, series):
             "verdict": verdict, "result": result, "known": known, "mended": mended}
 
 
+def run_arm64(series_list, build_dir, timeout, logroot):
+    """The arm64 rows: the objects built for arm64 once, then each kernel's
+    verdict on them in an aarch64 guest."""
+    ks = [arm64.Kernel(s).prepare() for s in series_list]
+    os.makedirs(logroot, exist_ok=True)
+    build_log = os.path.join(logroot, "arm64-build.log")
+    log("arm64: building the BPF objects for arm64 and the verifier (log %s)" % build_log)
+    rows = []
+    try:
+        # One vmlinux.h for the architecture, from its oldest kernel, as the
+        # x86_64 objects have one from the build machine's kernel.
+        initramfs = arm64.build(REPO, build_dir, ks[0].btf, build_log)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        log("arm64: build failed: %s" % e)
+        return [arm64_row(k, None, 0, None, "build failed (%s)" % build_log) for k in ks]
+    for k in ks:
+        logdir = os.path.join(logroot, k.version)
+        os.makedirs(logdir)
+        log("guest %s: verifying the arm64 objects under qemu-system-aarch64 (bound %.0f s)"
+            % (k.version, timeout))
+        console = os.path.join(logdir, "console.log")
+        with open(console, "w") as out:
+            rc, wall = run_bounded(arm64.qemu_command(k, initramfs), timeout, out)
+        with open(console, errors="replace") as f:
+            rows.append(arm64_row(k, rc, wall, arm64.parse(f.read()), None))
+        log("guest %s: %s in %.0f s" % (k.version, rows[-1]["verdict"], wall))
+    return rows
+
+
+def arm64_row(kernel, rc, wall, parsed, error):
+    attempts, pick, done = parsed or ({}, None, False)
+    expected = arm64.EXPECTED_FAILURES.get(kernel.series, {})
+    failed = {a for a, v in attempts.items() if v != "ok"}
+    ok = done and attempts and failed <= set(expected) and pick not in (None, "none")
+    details = ["- %s (arm64, BPF objects verified, loaded and attached; no agent): %s"
+               % (kernel.version, error or ", ".join(
+                   "%s %s" % (a, "ok" if v == "ok" else "failed: " + v
+                              + ("; expected: " + expected[a] if a in expected else ""))
+                   for a, v in attempts.items()) or "no verifier output (console.log)")]
+    return {"kernel": kernel.version, "where": "QEMU guest, aarch64",
+            "variant": "auto picks %s" % (pick or "-"), "startup": "-",
+            "cases": "%d / %d" % (len(attempts) - len(failed), len(failed)) if attempts
+            else "no result (%s)" % (error or ("timed out" if rc is None else "exit %s" % rc)),
+            "wall": "%.0f" % wall, "verdict": "PASS" if ok else "FAIL", "result": None,
+            "known": {}, "mended": [], "details": details}
+
+
 def table(rows):
     head = ["kernel", "where", "variant attached (podtap_build_info)",
             "agent start -> /readyz 200, s (first / after restart)",
@@ -198,6 +249,9 @@ def table(rows):
     lines += ["| " + " | ".join(r[k] for k in keys) + " |" for r in rows]
     details = []
     for r in rows:
+        if "details" in r:
+            details += r["details"]
+            continue
         res = r["result"] or {}
         details.append("- %s: kernel features: %s" % (r["kernel"], features(res)))
         if res.get("programs"):
@@ -229,6 +283,10 @@ def main():
     ap.add_argument("--agent", default=os.path.join(REPO, "build", "podtap-agent"))
     ap.add_argument("--kernels", default=",".join(kernels.SERIES),
                     help="Debian kernel series for guests (default: %(default)s)")
+    ap.add_argument("--arm64-kernels", default=",".join(arm64.SERIES),
+                    help="Debian arm64 kernel series whose verifier checks the arm64 objects "
+                    "(default: %(default)s; empty: none)")
+    ap.add_argument("--arm64-timeout", type=float, default=300)
     ap.add_argument("--no-host", action="store_true", help="skip this machine's kernel")
     ap.add_argument("--host-timeout", type=float, default=600)
     ap.add_argument("--guest-timeout", type=float, default=720)
@@ -268,6 +326,11 @@ def main():
                                   args.guest_timeout, logdir)
         rows.append(row(k.version, "QEMU guest", rc, wall, res, series))
         log("guest %s: %s in %.0f s" % (k.version, rows[-1]["verdict"], wall))
+    arm64_list = [s for s in args.arm64_kernels.split(",") if s]
+    if arm64_list:
+        rows += run_arm64(arm64_list,
+                          os.path.join(os.path.dirname(os.path.abspath(args.out)), "bpf-arm64"),
+                          args.arm64_timeout, logroot)
     text = table(rows)
     text += "\nWhole matrix: %.0f s wall.\n" % (time.monotonic() - t0)
     print(text)

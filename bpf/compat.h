@@ -12,10 +12,11 @@
  *                      bpf_get_current_task_btf: per-thread state a pointer
  *                      away, where a hash by thread id costs a lookup.
  * PODTAP_BPF_LOOP      bpf_loop (5.17+): the HTTP/2 frame walk may take
- *                      4096 steps a syscall; without it a bounded loop of
- *                      4, and a syscall with more frames than that loses
- *                      the walk (counted as h2_walk_lost): HTTP/2 metrics
- *                      degrade on such kernels, HTTP/1 and TCP do not.
+ *                      4096 steps a syscall in one program run; without it
+ *                      4 steps a run, continued in tail calls (128-132
+ *                      steps, some 60 frames), and a syscall with more
+ *                      frames than that loses the walk (counted as
+ *                      h2_walk_lost).
  *
  * Every variant counts the same bytes and records; only their cost and the
  * HTTP/2 step limit differ. Included after vmlinux.h and the libbpf headers.
@@ -149,8 +150,12 @@ static __always_inline struct sock *sock_of_fd(__s32 fd)
  * checks fn once; a bounded loop it follows through every step. */
 #if PODTAP_BPF_LOOP
 #define LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
+#define WALK_FN static long /* a bpf_loop callback */
 #define WALK_STEPS 4096
 #else
+/* Inlined: a program that makes tail calls should have no calls of its own
+ * (kernels before 5.10 refuse the mix, and not every JIT takes it since). */
+#define WALK_FN static __always_inline long
 #define LOOP(n, fn, ctx)                                                        \
 	({                                                                      \
 		__u32 _i;                                                       \
@@ -161,8 +166,9 @@ static __always_inline struct sock *sock_of_fd(__s32 fd)
 	})
 /* The frame walk's step branches a lot: 4 steps verify in ~150k
  * instructions, 8 exceed the verifier's 1M. So on kernels without bpf_loop
- * a syscall is followed for 4 steps (a few frames), and the walk of a
- * connection that needs more is lost and counted. */
+ * a program takes 4 steps (a few frames) and tail-calls the next
+ * (sockdata.bpf.c, h2_walk_tail); a syscall that needs more than all the
+ * tail calls allow loses its connection's walk, counted. */
 #define WALK_STEPS 4
 #endif
 

@@ -41,6 +41,28 @@ struct {
 	__uint(max_entries, 8 << 20);
 } payload_events SEC(".maps");
 
+/* One syscall's HTTP/2 frame walk: where it is in the syscall's bytes and
+ * in its buffers, and the segments written to the record so far. Scalars
+ * only: on kernels without bpf_loop it lives in the per-CPU scratch across
+ * tail calls (a pointer stored in a map reads back as a number). */
+struct h2_walk_pos {
+	__u64 uiov;   /* BUF_IOVEC, BUF_MSGHDR: the user's iovec array */
+	__u64 iovcnt;
+	__u64 iov_next;  /* index of the next iovec to read */
+	__u64 iov_start; /* syscall offset of the current buffer's first byte */
+	__u64 iov_len;
+	__u64 iov_base;
+	__u64 off; /* syscall offset walked to */
+	__u64 total;
+	__u32 out;     /* bytes of e->data used */
+	__u32 seg_hdr; /* where the open segment's header goes in e->data */
+	__u64 seg_off; /* syscall offset of the open segment's first byte */
+	__u32 seg_len; /* 0: no open segment */
+	__u8 full;     /* the record ran out of room */
+	__u8 kind;
+	__u8 pad[2];
+};
+
 /* Scratch space to build a record before copying its used part out: a
  * 4 KiB record does not fit on the BPF stack. The slack lets the verifier
  * see an offset below MAX plus a length masked to 2 * MAX - 1 stay inside
@@ -49,8 +71,14 @@ struct payload_scratch {
 	struct podtap_payload_event ev;
 	__u8 slack[2 * PODTAP_PAYLOAD_MAX];
 	__u32 records; /* emitted on this CPU: paces the backlog check */
-	/* Never written: a zero the verifier cannot know (see h2_walk). */
+	/* Never written: a zero the verifier cannot know (see h2_walk_begin). */
 	__u32 zero;
+	/* Kernels without bpf_loop: the syscall's walk across tail calls (the
+	 * connection's verdict key, the direction's walk, calls taken). */
+	struct h2_walk_pos pos;
+	__u64 walk_key;
+	__u32 walk_dir;
+	__u32 walk_calls;
 };
 
 
@@ -344,51 +372,40 @@ static __always_inline bool is_h2_preface(const __u8 *data, __u64 n)
  * step: a frame header, a frame's bytes within one iovec, or moving to the
  * next iovec). */
 
-/* One syscall's HTTP/2 frame walk: where it is in the syscall's bytes and
- * in its buffers, and the segments written to the record so far. */
+/* What a walk step works on: the position, the record, and the
+ * connection's walk state in its verdict. */
 struct h2_walk_ctx {
+	struct h2_walk_pos *p;
 	struct podtap_payload_event *e;
 	struct podtap_h2_walk *st;
-	const struct iovec *uiov; /* BUF_IOVEC, BUF_MSGHDR */
-	__u64 iovcnt;
-	__u64 iov_next;  /* index of the next iovec to read */
-	__u64 iov_start; /* syscall offset of the current buffer's first byte */
-	__u64 iov_len;
-	__u64 iov_base;
-	__u64 off; /* syscall offset walked to */
-	__u64 total;
-	__u32 out;     /* bytes of e->data used */
-	__u32 seg_hdr; /* where the open segment's header goes in e->data */
-	__u64 seg_off; /* syscall offset of the open segment's first byte */
-	__u32 seg_len; /* 0: no open segment */
-	__u8 full;     /* the record ran out of room */
-	__u8 kind;
 };
 
-static __always_inline void h2_close_segment(struct h2_walk_ctx *w)
+static __always_inline void h2_close_segment(struct h2_walk_ctx *wc)
 {
+	struct h2_walk_pos *w = wc->p;
 	struct podtap_segment seg = {};
 
 	if (!w->seg_len)
 		return;
 	seg.offset = w->seg_off;
 	seg.len = w->seg_len;
-	bpf_probe_read_kernel(w->e->data + (w->seg_hdr & (PODTAP_PAYLOAD_MAX - 1)), sizeof(seg),
+	bpf_probe_read_kernel(wc->e->data + (w->seg_hdr & (PODTAP_PAYLOAD_MAX - 1)), sizeof(seg),
 			      &seg);
 	w->seg_len = 0;
 }
 
 /* Appends n bytes the syscall moved at offset `at`, read from src (user
  * memory, or kernel memory when `kern`), to the record's segments. */
-static __always_inline void h2_capture(struct h2_walk_ctx *w, __u64 at, __u64 src, __u64 n,
+static __always_inline void h2_capture(struct h2_walk_ctx *wc, __u64 at, __u64 src, __u64 n,
 				       bool kern)
 {
+	struct h2_walk_pos *w = wc->p;
 	__u32 out = w->out, room;
 
 	if (!n || w->full)
 		return;
 	if (!w->seg_len || w->seg_off + w->seg_len != at) {
-		h2_close_segment(w);
+		h2_close_segment(wc);
 		if (out + sizeof(struct podtap_segment) >= PODTAP_PAYLOAD_MAX) {
 			w->full = 1;
 			return;
@@ -406,8 +423,8 @@ static __always_inline void h2_capture(struct h2_walk_ctx *w, __u64 at, __u64 sr
 	out &= PODTAP_PAYLOAD_MAX - 1;
 	barrier_var(n);
 	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
-	if (kern ? bpf_probe_read_kernel(w->e->data + out, n, (void *)src)
-		 : bpf_probe_read_user(w->e->data + out, n, (void *)src)) {
+	if (kern ? bpf_probe_read_kernel(wc->e->data + out, n, (void *)src)
+		 : bpf_probe_read_user(wc->e->data + out, n, (void *)src)) {
 		w->full = 1; /* unreadable: what follows is not contiguous */
 		return;
 	}
@@ -421,10 +438,11 @@ static __always_inline bool h2_frame_captured(__u8 type)
 	return type == 1 || type == 4 || type == 5 || type == 7 || type == 9;
 }
 
-static long h2_walk_step(__u32 i, void *ctx)
+WALK_FN h2_walk_step(__u32 i, void *ctx)
 {
-	struct h2_walk_ctx *w = ctx;
-	struct podtap_h2_walk *st = w->st;
+	struct h2_walk_ctx *wc = ctx;
+	struct h2_walk_pos *w = wc->p;
+	struct podtap_h2_walk *st = wc->st;
 	__u8 head[16] = {};
 	struct iovec iov;
 	__u64 n, src;
@@ -434,7 +452,7 @@ static long h2_walk_step(__u32 i, void *ctx)
 	if (w->off >= w->iov_start + w->iov_len) {
 		/* The next buffer of a readv/writev/recvmsg/sendmsg. */
 		if (w->kind != BUF_IOVEC || w->iov_next >= w->iovcnt ||
-		    bpf_probe_read_user(&iov, sizeof(iov), &w->uiov[w->iov_next & 1023])) {
+		    bpf_probe_read_user(&iov, sizeof(iov), &((const struct iovec *)w->uiov)[w->iov_next & 1023])) {
 			st->lost = 1;
 			return 1;
 		}
@@ -452,7 +470,7 @@ static long h2_walk_step(__u32 i, void *ctx)
 		if (n > st->skip)
 			n = st->skip;
 		if (st->capture)
-			h2_capture(w, w->off, src, n, false);
+			h2_capture(wc, w->off, src, n, false);
 		st->skip -= n;
 		w->off += n;
 		return 0;
@@ -466,7 +484,7 @@ static long h2_walk_step(__u32 i, void *ctx)
 		st->lost = 1;
 		return 1;
 	}
-	h2_capture(w, w->off, (__u64)head, n, true);
+	h2_capture(wc, w->off, (__u64)head, n, true);
 	for (int k = 0; k < H2_FRAME_HEADER; k++) {
 		__u32 at = st->head_have + k;
 
@@ -491,79 +509,205 @@ static long h2_walk_step(__u32 i, void *ctx)
 	return 0;
 }
 
-/* Fills e->data with segments: every frame header, and the payload of every
- * frame the agent reads (header blocks above all), wherever they lie in the
- * syscall's bytes; DATA payloads are skipped by their length. */
-static __always_inline __u32 h2_walk(struct payload_scratch *scr, struct podtap_h2_walk *st,
-				     struct io_args *a, __u64 total)
+/* Starts a syscall's walk at *p: every frame header, and the payload of
+ * every frame the agent reads (header blocks above all), wherever they lie
+ * in the syscall's bytes; DATA payloads are skipped by their length. Sets
+ * st->lost when the syscall's buffers cannot be read. */
+static __always_inline void h2_walk_begin(struct payload_scratch *scr, struct h2_walk_pos *p,
+					  struct podtap_h2_walk *st, struct io_args *a,
+					  __u64 total)
 {
-	struct podtap_payload_event *e = &scr->ev;
-	struct h2_walk_ctx w = {};
 	struct user_msghdr msg = {};
 
-	if (st->lost)
-		return 0;
+	__builtin_memset(p, 0, sizeof(*p));
 	/* The record's bookkeeping starts at zero, but read from memory the
 	 * verifier cannot see into: verifiers before 6.7 check a bpf_loop
 	 * callback as if it ran once, from these starting values, and hard-wire
 	 * the branches that are not taken then (on 6.1 the record's room was
 	 * never checked and segments overran it). */
-	w.out = scr->zero;
-	w.seg_len = scr->zero;
-	w.seg_hdr = scr->zero;
-	w.full = scr->zero;
-	w.e = e;
-	w.st = st;
-	w.total = total;
-	w.kind = a->kind;
+	p->out = scr->zero;
+	p->seg_len = scr->zero;
+	p->seg_hdr = scr->zero;
+	p->full = scr->zero;
+	p->total = total;
+	p->kind = a->kind;
 	switch (a->kind) {
 	case BUF_PLAIN:
-		w.iov_base = a->buf;
-		w.iov_len = total;
+		p->iov_base = a->buf;
+		p->iov_len = total;
 		break;
 	case BUF_IOVEC:
-		w.uiov = (const struct iovec *)a->buf;
-		w.iovcnt = a->iovcnt;
+		p->uiov = a->buf;
+		p->iovcnt = a->iovcnt;
 		break;
 	case BUF_MSGHDR:
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf)) {
 			st->lost = 1;
 			break;
 		}
-		w.kind = BUF_IOVEC;
-		w.uiov = msg.msg_iov;
-		w.iovcnt = msg.msg_iovlen;
+		p->kind = BUF_IOVEC;
+		p->uiov = (__u64)msg.msg_iov;
+		p->iovcnt = msg.msg_iovlen;
 		break;
 	case BUF_NONE:
-		w.iov_len = total; /* only a frame's payload can be skipped */
+		p->iov_len = total; /* only a frame's payload can be skipped */
 		break;
 	}
-	if (!st->lost) {
-		long steps = WALK(h2_walk_step, &w);
-
-		/* Out of steps before the end of the syscall's bytes (every
-		 * other early stop sets `lost` itself). */
-		if (steps >= WALK_STEPS && w.off < w.total)
-			st->lost = 1;
-	}
-	h2_close_segment(&w);
-	if (st->lost)
-		count_drop(PODTAP_DROP_H2_WALK_LOST);
-	else if (w.full)
-		count_drop(PODTAP_DROP_H2_CAPTURE_FULL);
-	return w.out;
 }
+
+/* Whether the walk stopped for want of steps before the end of the
+ * syscall's bytes (every other early stop sets `lost` itself). */
+static __always_inline bool h2_walk_cut(struct h2_walk_ctx *w, long steps)
+{
+	return !w->st->lost && steps >= WALK_STEPS && w->p->off < w->p->total;
+}
+
+/* Ends a syscall's walk: closes the open segment and counts a lost walk or
+ * a full record; the bytes of e->data used. */
+static __always_inline __u32 h2_walk_end(struct h2_walk_ctx *w)
+{
+	h2_close_segment(w);
+	if (w->st->lost)
+		count_drop(PODTAP_DROP_H2_WALK_LOST);
+	else if (w->p->full)
+		count_drop(PODTAP_DROP_H2_CAPTURE_FULL);
+	return w->p->out;
+}
+
+/* Sends the record built in the scratch with n bytes of data. */
+static __always_inline void send_record(struct payload_scratch *scr, __u64 n)
+{
+	struct podtap_payload_event *e = &scr->ev;
+	__u64 flags;
+
+	barrier_var(n);
+	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
+	if (n > PODTAP_PAYLOAD_MAX)
+		n = PODTAP_PAYLOAD_MAX;
+	e->captured = n;
+	/* A wakeup per record costs more than the record itself at high rates:
+	 * the agent drains this ring on its own clock and is woken only when
+	 * the backlog grows. */
+	flags = ++scr->records % backlog_check_every == 0 &&
+			bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+		? BPF_RB_FORCE_WAKEUP
+		: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
+			       flags))
+		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
+}
+
+#if PODTAP_BPF_LOOP
+/* The walk of one syscall, in one program run (bpf_loop). */
+static __always_inline __u32 h2_walk(struct payload_scratch *scr, struct podtap_h2_walk *st,
+				     struct io_args *a, __u64 total)
+{
+	struct h2_walk_pos pos;
+	struct h2_walk_ctx w = {.p = &pos, .e = &scr->ev, .st = st};
+
+	if (st->lost)
+		return 0;
+	h2_walk_begin(scr, &pos, st, a, total);
+	if (!st->lost && h2_walk_cut(&w, WALK(h2_walk_step, &w)))
+		st->lost = 1;
+	return h2_walk_end(&w);
+}
+#define H2_TAIL_TP NULL
+#define H2_TAIL_UP NULL
+#else
+/* Without bpf_loop a program verifies only WALK_STEPS steps of the walk, so
+ * a syscall's walk goes on in tail calls of a program that takes
+ * WALK_STEPS more each time, its position kept in the per-CPU scratch
+ * (the program's CPU stays the same across tail calls). The kernel allows
+ * 32 or 33 tail calls per program run (by version): a syscall is followed
+ * for up to WALK_STEPS * (WALK_TAIL_CALLS + 1) steps, and when the kernel
+ * refuses the last call the walk is lost, counted. One program per type,
+ * since a tail call stays within its type: the syscall exit's tracepoint
+ * and the TLS uprobes'. */
+#define WALK_TAIL_CALLS 32
+
+int podtap_h2_walk_tp(void *ctx);
+int podtap_h2_walk_up(struct pt_regs *ctx);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int(void *));
+} h2_walk_tp_progs SEC(".maps") = {
+	.values = {[0] = (void *)&podtap_h2_walk_tp},
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int(struct pt_regs *));
+} h2_walk_up_progs SEC(".maps") = {
+	.values = {[0] = (void *)&podtap_h2_walk_up},
+};
+
+#define H2_TAIL_TP ((void *)&h2_walk_tp_progs)
+#define H2_TAIL_UP ((void *)&h2_walk_up_progs)
+
+/* Takes the walk of the syscall in the scratch WALK_STEPS steps further;
+ * sends its record when it ends. */
+static __always_inline int h2_walk_tail(void *ctx, void *progs)
+{
+	struct podtap_verdict *verdict;
+	struct payload_scratch *scr;
+	struct h2_walk_ctx w;
+	__u32 zero = 0;
+
+	scr = bpf_map_lookup_elem(&scratch, &zero);
+	if (!scr)
+		return 0;
+	verdict = bpf_map_lookup_elem(&verdicts, &scr->walk_key);
+	if (!verdict) {
+		/* The agent deleted the connection's verdict meanwhile. */
+		send_record(scr, 0);
+		return 0;
+	}
+	w.p = &scr->pos;
+	w.e = &scr->ev;
+	w.st = &verdict->walk[scr->walk_dir & 1];
+	if (h2_walk_cut(&w, WALK(h2_walk_step, &w))) {
+		if (scr->walk_calls < WALK_TAIL_CALLS) {
+			scr->walk_calls++;
+			bpf_tail_call(ctx, progs, 0);
+		}
+		w.st->lost = 1;
+	}
+	send_record(scr, h2_walk_end(&w));
+	return 0;
+}
+
+SEC("tracepoint")
+int podtap_h2_walk_tp(void *ctx)
+{
+	return h2_walk_tail(ctx, &h2_walk_tp_progs);
+}
+
+SEC("uprobe")
+int podtap_h2_walk_up(struct pt_regs *ctx)
+{
+	return h2_walk_tail(ctx, &h2_walk_up_progs);
+}
+#endif
 
 /* Sends the record of `ret` bytes moved as `a` describes: a prefix, or the
  * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
- * PODTAP_TLS_KEY_BIT for TLS plaintext). */
-static __always_inline void emit_payload(struct io_args *a, long ret)
+ * PODTAP_TLS_KEY_BIT for TLS plaintext). `ctx` and `tail`: the calling
+ * program's context and its type's walk program (kernels without bpf_loop;
+ * the record is then sent from there). */
+static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *a, long ret)
 {
 	struct podtap_payload_event *e;
 	struct podtap_verdict *verdict;
 	struct payload_scratch *scr;
+	struct podtap_h2_walk *st;
 	__u32 zero = 0;
-	__u64 n, flags;
+	__u64 n;
 
 	verdict = bpf_map_lookup_elem(&verdicts, &a->conn_id);
 	if (verdict && verdict->verdict == PODTAP_VERDICT_STOP)
@@ -604,44 +748,54 @@ static __always_inline void emit_payload(struct io_args *a, long ret)
 	}
 	if (verdict) {
 		e->flags |= PODTAP_PF_SEGMENTS;
-		n = h2_walk(scr, &verdict->walk[(a->dir - 1) & 1], a, ret);
+		st = &verdict->walk[(a->dir - 1) & 1];
+#if PODTAP_BPF_LOOP
+		n = h2_walk(scr, st, a, ret);
+#else
+		n = 0;
+		if (!st->lost) {
+			h2_walk_begin(scr, &scr->pos, st, a, ret);
+			if (!st->lost) {
+				scr->walk_key = a->conn_id;
+				scr->walk_dir = (a->dir - 1) & 1;
+				scr->walk_calls = 0;
+				bpf_tail_call(ctx, tail, 0);
+				st->lost = 1; /* the tail call failed */
+			}
+			{
+				struct h2_walk_ctx w = {.p = &scr->pos, .e = e, .st = st};
+
+				n = h2_walk_end(&w);
+			}
+		}
+#endif
 	}
-	barrier_var(n);
-	n &= PODTAP_PAYLOAD_MAX * 2 - 1;
-	if (n > PODTAP_PAYLOAD_MAX)
-		n = PODTAP_PAYLOAD_MAX;
-	e->captured = n;
-	/* A wakeup per record costs more than the record itself at high rates:
-	 * the agent drains this ring on its own clock and is woken only when
-	 * the backlog grows. */
-	flags = ++scr->records % backlog_check_every == 0 &&
-			bpf_ringbuf_query(&payload_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-		? BPF_RB_FORCE_WAKEUP
-		: BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&payload_events, e, offsetof(struct podtap_payload_event, data) + n,
-			       flags))
-		count_drop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
+	send_record(scr, n);
 }
 
-static __always_inline int on_exit(long ret)
+static __always_inline int on_exit(void *ctx, long ret)
 {
 	struct podtap_sock_info *info;
-	struct io_args *a;
+	struct io_args *a, args;
 
 	a = THREAD_STATE(inflight, struct io_args, false);
 	if (!a || !a->conn_id)
 		return 0;
+	/* Done with the thread's entry before the record: on kernels without
+	 * bpf_loop an HTTP/2 record is sent from a tail call, which does not
+	 * come back here. */
+	args = *a;
+	a->conn_id = 0;
 	if (ret > 0) {
-		emit_payload(a, ret);
 		/* Marked at exit, not entry: a first read that fails (EAGAIN)
 		 * moved nothing. */
-		if (a->first) {
-			info = bpf_map_lookup_elem(&socks, &a->sk);
-			if (info && info->conn_id == a->conn_id)
-				info->data_seen |= a->dir;
+		if (args.first) {
+			info = bpf_map_lookup_elem(&socks, &args.sk);
+			if (info && info->conn_id == args.conn_id)
+				info->data_seen |= args.dir;
 		}
+		emit_payload(ctx, H2_TAIL_TP, &args, ret);
 	}
-	a->conn_id = 0;
 	return 0;
 }
 
@@ -667,7 +821,7 @@ static __always_inline int on_exit(long ret)
 SEC("tracepoint")
 int podtap_sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	return on_exit(ctx, ctx->ret);
 }
 
 ENTER(read, BUF_PLAIN, PODTAP_DATA_RECV, -1)
@@ -745,7 +899,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 			/* The plaintext has no marks of its own: the preface's
 			 * 24 bytes alone decide. */
 			a.first = 1;
-			emit_payload(&a, n);
+			emit_payload(ctx, H2_TAIL_UP, &a, n);
 		}
 	}
 	return 0;

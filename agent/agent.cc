@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <ctime>
 #include <set>
 #include <span>
+#include <tuple>
 
 #include "agent/cri_source.h"
 #include "agent/proc_pods.h"
@@ -343,7 +345,11 @@ void Agent::AdoptOpenConnections() {
     dumps.emplace_back(ino, std::move(std::get<std::vector<DiagSocket>>(r)));
   }
   // Every event the kernel emitted before the dump is applied first: a
-  // connection opened since the probes were attached is tracked already.
+  // connection opened since the probes were attached is tracked already. It
+  // is known by its addresses, not its id: with the tracepoint hook the
+  // kernel names a connection whose cookie did not exist yet with an id of
+  // its own, and the dump then makes the cookie (adopting it by that id
+  // would track it twice, and the second copy would never close).
   probes_->Poll(0);
   ApplyBatch();
   timespec now{};
@@ -351,6 +357,13 @@ void Agent::AdoptOpenConnections() {
   const uint64_t now_ns = uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
   size_t adopted = 0;
   std::lock_guard<std::mutex> lock(mu_);
+  using Tuple = std::tuple<uint32_t, bool, std::array<uint8_t, 16>, uint16_t, bool,
+                           std::array<uint8_t, 16>, uint16_t>;
+  std::set<Tuple> tracked;
+  pipeline_.conns().ForEach([&tracked](const Conn& c) {
+    tracked.emplace(c.netns_ino, c.local.v6, c.local.bytes, c.local_port, c.remote.v6,
+                    c.remote.bytes, c.remote_port);
+  });
   for (const auto& [ino, sockets] : dumps) {
     // Who connected is not in a dump: a connection on a port the namespace
     // listens on was accepted.
@@ -359,7 +372,10 @@ void Agent::AdoptOpenConnections() {
       if (s.listening) listening.insert(s.local_port);
     }
     for (const DiagSocket& s : sockets) {
-      if (s.listening) continue;
+      if (s.listening || tracked.count({ino, s.local.v6, s.local.bytes, s.local_port, s.remote.v6,
+                                        s.remote.bytes, s.remote_port}) > 0) {
+        continue;
+      }
       TcpOpen o;
       o.conn_id = s.counters.conn_id;
       o.open_ns = now_ns;

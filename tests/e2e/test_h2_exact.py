@@ -14,7 +14,16 @@ pod, outbound on the client pod), what the servers say happened.
       answered OK or with a chosen status (trailers-only), server-streaming
       calls ending OK or with a status after their messages;
   (d) curl and nghttp over IPv6;
-  (e) promtool on a scrape holding the HTTP/2 and gRPC series.
+  (e) promtool on a scrape holding the HTTP/2 and gRPC series;
+  (f) many frames in one syscall (h2_burst.py: the preface, SETTINGS and
+      12 requests' HEADERS in one send), exact on every build: on the
+      compat build (kernels without bpf_loop) the kernel's frame walk goes
+      on in tail calls, 4 steps each;
+  (g) more frames in one syscall than the compat build's walk can follow
+      (70 requests' HEADERS in one send, 142 steps): exact where the kernel
+      has bpf_loop; on the compat build the walk of those directions is
+      lost past its last step, counted (h2_walk_lost), and only the
+      requests walked before it are counted, the same on both sides.
 
 Ground truth. nginx logs one JSON line per request it answered (Host as the
 HTTP/2 module derives it from :authority, $status, the request line with its
@@ -57,6 +66,7 @@ CURL = "/usr/bin/curl"
 H2LOAD = "/usr/bin/h2load"
 NGHTTP = "/usr/bin/nghttp"
 GRPC_PEER = os.path.join(harness.HERE, "grpc_peer.py")
+H2_BURST = os.path.join(harness.HERE, "h2_burst.py")
 TOOLS = {NGINX: "nginx", CURL: "curl", H2LOAD: "nghttp2-client", NGHTTP: "nghttp2-client"}
 
 H2_PORT = 8082     # nginx, h2c with prior knowledge
@@ -117,6 +127,7 @@ NGINX_CONF = nginx_conf(r"""
         location = /status/404 { return 404; }
         location = /status/500 { return 500 "status 500\n"; }
         location = /status/503 { return 503 "status 503\n"; }
+        location = /n { return 204; }
     }
 """)
 
@@ -520,6 +531,61 @@ class H2ExactTest(harness.PodPairTest):
                          {"[%s]:%d" % (self.topo.SERVER_IP6, H2_PORT), "api.shop:8082"})
         self.wait_equal(self.http_expects(self.nginx_answers(entries)) + self.tcp_expects(conns)
                         + self.clean_expects())
+
+    # ---- (f), (g) many frames in one syscall -------------------------------------------
+
+    def burst(self, paths, authority=None):
+        """One h2_burst.py connection: every request of `paths` in one send."""
+        authority = authority or "%s:%d" % (self.topo.SERVER_IP4, H2_PORT)
+        p = self.client_cmd([harness.PY, H2_BURST, self.topo.SERVER_IP4, str(H2_PORT),
+                             authority] + list(paths))
+        out = json.loads(p.stdout)
+        self.assertEqual(out["requests"], len(paths))
+
+    def test_f_many_frames_in_one_syscall_exact(self):
+        self.start_agent()
+        since = self.nginx.offset()
+        mix = ["/status/200", "/status/404", "/tiny.txt", "/status/500", "/status/204",
+               "/status/503"] * 2
+        for _ in range(3):
+            self.burst(mix)
+        entries = self.h2_entries(since, 3 * len(mix))
+        self.assertEqual(len({e["conn"] for e in entries}), 3)
+        self.wait_equal(self.http_expects(self.nginx_answers(entries)) + self.tcp_expects(3)
+                        + self.clean_expects())
+
+    def test_g_frames_past_the_walk(self):
+        agent = self.start_agent()
+        (info,) = agent.scrape().select("podtap_build_info")
+        since = self.nginx.offset()
+        # Tiny header blocks, so that every build's record holds them all
+        # (4 KiB): the walk's steps run out first. A step is a frame header
+        # or a frame's payload: 2 for the preface and SETTINGS, 2 a request.
+        self.burst(["/n"] * 70, authority="a")
+        entries = self.h2_entries(since, 70)
+        if info.labels.get("payload_probes") != "compat":
+            self.wait_equal(self.http_expects(self.nginx_answers(entries)) + self.tcp_expects(1)
+                            + self.clean_expects())
+            return
+        # The compat walk follows 128 or 132 steps (32 or 33 tail calls by
+        # kernel version): the first 63 or 65 requests on each side.
+        lost = {"reason": "h2_walk_lost"}
+        counted = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            ex = agent.scrape()
+            counted = [ex.sum("request_total", self.side(d)) -
+                       self.baseline.sum("request_total", self.side(d))
+                       for d in ("inbound", "outbound")]
+            if counted[0] in (63, 65) and counted == counted[::-1]:
+                break
+            time.sleep(0.2)
+        self.assertIn(counted[0], (63, 65), "requests counted (inbound, outbound): %s" % counted)
+        self.assertEqual(counted[0], counted[1])
+        self.assertGreaterEqual(ex.sum("podtap_events_lost_total", lost)
+                                - self.baseline.sum("podtap_events_lost_total", lost), 2,
+                                "the client's send and the server's read were each lost")
+        self.wait_equal(self.tcp_expects(1))
 
     # ---- (e) exposition ------------------------------------------------------------------
 

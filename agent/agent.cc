@@ -335,23 +335,38 @@ void Agent::AdoptOpenConnections() {
   }
   struct stat host {};
   netns.emplace_back(stat("/proc/self/ns/net", &host) == 0 ? host.st_ino : 0, "");
-  std::vector<std::pair<uint32_t, std::vector<DiagSocket>>> dumps;
-  for (const auto& [ino, path] : netns) {
-    auto r = DumpSockets(path);
-    if (auto* err = std::get_if<std::string>(&r)) {
-      spdlog::warn("connections open at start in {}: {}", path.empty() ? "host" : path, *err);
-      continue;
+  auto dump_all = [&netns](bool warn) {
+    std::vector<std::pair<uint32_t, std::vector<DiagSocket>>> dumps;
+    for (const auto& [ino, path] : netns) {
+      auto r = DumpSockets(path);
+      if (auto* err = std::get_if<std::string>(&r)) {
+        if (warn) {
+          spdlog::warn("connections open at start in {}: {}", path.empty() ? "host" : path, *err);
+        }
+        continue;
+      }
+      dumps.emplace_back(ino, std::move(std::get<std::vector<DiagSocket>>(r)));
     }
-    dumps.emplace_back(ino, std::move(std::get<std::vector<DiagSocket>>(r)));
-  }
-  // Every event the kernel emitted before the dump is applied first: a
-  // connection opened since the probes were attached is tracked already. It
-  // is known by its addresses, not its id: with the tracepoint hook the
+    return dumps;
+  };
+  // Connections the probes saw open are not adopted: the kernel's events
+  // track them. Every event emitted before the first dump is applied after
+  // it; a connection is adopted only when both dumps list it and it is not
+  // tracked then. One dump alone would adopt a connection that opened after
+  // the probes were attached and closed before its events were applied (it
+  // would never close again), and the second alone one that opened between
+  // the two (its open event is not applied yet). Tracked connections are
+  // known by their addresses, not their ids: with the tracepoint hook the
   // kernel names a connection whose cookie did not exist yet with an id of
-  // its own, and the dump then makes the cookie (adopting it by that id
-  // would track it twice, and the second copy would never close).
+  // its own, and the dump then makes the cookie.
+  const auto first = dump_all(true);
   probes_->Poll(0);
   ApplyBatch();
+  const auto dumps = dump_all(false);
+  std::set<std::pair<uint32_t, uint64_t>> in_first;
+  for (const auto& [ino, sockets] : first) {
+    for (const DiagSocket& s : sockets) in_first.emplace(ino, s.counters.conn_id);
+  }
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
   const uint64_t now_ns = uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
@@ -372,8 +387,9 @@ void Agent::AdoptOpenConnections() {
       if (s.listening) listening.insert(s.local_port);
     }
     for (const DiagSocket& s : sockets) {
-      if (s.listening || tracked.count({ino, s.local.v6, s.local.bytes, s.local_port, s.remote.v6,
-                                        s.remote.bytes, s.remote_port}) > 0) {
+      if (s.listening || in_first.count({ino, s.counters.conn_id}) == 0 ||
+          tracked.count({ino, s.local.v6, s.local.bytes, s.local_port, s.remote.v6, s.remote.bytes,
+                         s.remote_port}) > 0) {
         continue;
       }
       TcpOpen o;

@@ -39,7 +39,8 @@ struct Conn {
   std::unique_ptr<HttpConn> tls_http;
   bool tls_http_given_up = false;
   bool tls_verdict_written = false;
-  // For the query service (Conns, Stat, Edges): both ends.
+  // Both ends: for the query service (Conns, Stat, Edges), and to know a connection the kernel
+  // reported from one adopted at start (Agent::AdoptOpenConnections).
   EndpointTable::Id endpoints = 0;
   IpAddr local, remote;
   uint16_t local_port = 0, remote_port = 0;

@@ -104,6 +104,10 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   c.base_acked = e.base_acked;
   c.base_received = e.base_received;
   c.conn_id = e.conn_id;
+  c.local = e.local;
+  c.remote = e.remote;
+  c.local_port = e.local_port;
+  c.remote_port = e.remote_port;
   ConnLabels ids = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote, e.remote_port);
   c.labels = ids.http;
   c.tcp_labels = ids.tcp;
@@ -112,10 +116,6 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
     // connections too (the metrics' inbound series do not).
     c.endpoints =
         recorder_->Endpoints(index_.ForSocket(e.cgroup_id, e.netns_ino), index_.ForIp(e.remote));
-    c.local = e.local;
-    c.remote = e.remote;
-    c.local_port = e.local_port;
-    c.remote_port = e.remote_port;
   }
   Conn* inserted = conns_.Insert(e.conn_id, std::move(c));
   if (inserted == nullptr) {

@@ -42,18 +42,10 @@ SLOWDOWN = 20  # PODTAP_E2E_SLOWDOWN in a guest: TCG runs 12-20x slower
 # Cases that fail on a kernel series today, by series, with why: the agent's
 # open faults on that kernel (issue #16, docs/kernel-matrix.md). They still
 # run and are reported; the matrix fails when any other case fails, and
-# says so when a listed case passes (then it comes off this list).
-KNOWN_FAILURES = {
-    "5.10": {
-        "test_c_http2_h2load": "the compat build follows at most 4 HTTP/2 frames per syscall "
-        "(no bpf_loop before 5.17); h2load's syscalls carry more, so the kernel loses the "
-        "frame walk (podtap_events_lost_total{reason=\"h2_walk_lost\"}) and those "
-        "connections' requests are not counted",
-        "test_d_grpc": "the compat build follows at most 4 HTTP/2 frames per syscall (no "
-        "bpf_loop before 5.17); the gRPC peers' syscalls carry more, so the walk is lost "
-        "(h2_walk_lost) and their requests are not counted",
-    },
-}
+# says so when a listed case passes (then it comes off this list). None
+# today: 5.10's HTTP/2 and gRPC cases came off when the compat build's frame
+# walk went on in tail calls (docs/kernel-matrix.md, "Runs").
+KNOWN_FAILURES = {}
 
 
 def log(msg):

@@ -373,16 +373,24 @@ static __always_inline bool is_h2_preface(const __u8 *data, __u64 n)
  * next iovec). */
 
 /* What a walk step works on: the position, the record, and the
- * connection's walk state in its verdict. */
+ * connection's walk state in its verdict. The position is inline where the
+ * walk runs in one program (bpf_loop; a pointer to another stack slot
+ * costs the verifier more states) and in the scratch otherwise. */
 struct h2_walk_ctx {
-	struct h2_walk_pos *p;
 	struct podtap_payload_event *e;
 	struct podtap_h2_walk *st;
+#if PODTAP_BPF_LOOP
+	struct h2_walk_pos pos;
+#define WPOS(wc) (&(wc)->pos)
+#else
+	struct h2_walk_pos *p;
+#define WPOS(wc) ((wc)->p)
+#endif
 };
 
 static __always_inline void h2_close_segment(struct h2_walk_ctx *wc)
 {
-	struct h2_walk_pos *w = wc->p;
+	struct h2_walk_pos *w = WPOS(wc);
 	struct podtap_segment seg = {};
 
 	if (!w->seg_len)
@@ -399,7 +407,7 @@ static __always_inline void h2_close_segment(struct h2_walk_ctx *wc)
 static __always_inline void h2_capture(struct h2_walk_ctx *wc, __u64 at, __u64 src, __u64 n,
 				       bool kern)
 {
-	struct h2_walk_pos *w = wc->p;
+	struct h2_walk_pos *w = WPOS(wc);
 	__u32 out = w->out, room;
 
 	if (!n || w->full)
@@ -441,7 +449,7 @@ static __always_inline bool h2_frame_captured(__u8 type)
 WALK_FN h2_walk_step(__u32 i, void *ctx)
 {
 	struct h2_walk_ctx *wc = ctx;
-	struct h2_walk_pos *w = wc->p;
+	struct h2_walk_pos *w = WPOS(wc);
 	struct podtap_h2_walk *st = wc->st;
 	__u8 head[16] = {};
 	struct iovec iov;
@@ -519,7 +527,9 @@ static __always_inline void h2_walk_begin(struct payload_scratch *scr, struct h2
 {
 	struct user_msghdr msg = {};
 
-	__builtin_memset(p, 0, sizeof(*p));
+#if !PODTAP_BPF_LOOP
+	__builtin_memset(p, 0, sizeof(*p)); /* in the scratch: the last walk's */
+#endif
 	/* The record's bookkeeping starts at zero, but read from memory the
 	 * verifier cannot see into: verifiers before 6.7 check a bpf_loop
 	 * callback as if it ran once, from these starting values, and hard-wire
@@ -555,13 +565,6 @@ static __always_inline void h2_walk_begin(struct payload_scratch *scr, struct h2
 	}
 }
 
-/* Whether the walk stopped for want of steps before the end of the
- * syscall's bytes (every other early stop sets `lost` itself). */
-static __always_inline bool h2_walk_cut(struct h2_walk_ctx *w, long steps)
-{
-	return !w->st->lost && steps >= WALK_STEPS && w->p->off < w->p->total;
-}
-
 /* Ends a syscall's walk: closes the open segment and counts a lost walk or
  * a full record; the bytes of e->data used. */
 static __always_inline __u32 h2_walk_end(struct h2_walk_ctx *w)
@@ -569,9 +572,9 @@ static __always_inline __u32 h2_walk_end(struct h2_walk_ctx *w)
 	h2_close_segment(w);
 	if (w->st->lost)
 		count_drop(PODTAP_DROP_H2_WALK_LOST);
-	else if (w->p->full)
+	else if (WPOS(w)->full)
 		count_drop(PODTAP_DROP_H2_CAPTURE_FULL);
-	return w->p->out;
+	return WPOS(w)->out;
 }
 
 /* Sends the record built in the scratch with n bytes of data. */
@@ -602,14 +605,17 @@ static __always_inline void send_record(struct payload_scratch *scr, __u64 n)
 static __always_inline __u32 h2_walk(struct payload_scratch *scr, struct podtap_h2_walk *st,
 				     struct io_args *a, __u64 total)
 {
-	struct h2_walk_pos pos;
-	struct h2_walk_ctx w = {.p = &pos, .e = &scr->ev, .st = st};
+	struct h2_walk_ctx w = {.e = &scr->ev, .st = st};
 
 	if (st->lost)
 		return 0;
-	h2_walk_begin(scr, &pos, st, a, total);
-	if (!st->lost && h2_walk_cut(&w, WALK(h2_walk_step, &w)))
-		st->lost = 1;
+	h2_walk_begin(scr, &w.pos, st, a, total);
+	if (!st->lost) {
+		long steps = WALK(h2_walk_step, &w);
+
+		if (steps >= WALK_STEPS && w.pos.off < w.pos.total)
+			st->lost = 1;
+	}
 	return h2_walk_end(&w);
 }
 #define H2_TAIL_TP NULL
@@ -649,6 +655,13 @@ struct {
 
 #define H2_TAIL_TP ((void *)&h2_walk_tp_progs)
 #define H2_TAIL_UP ((void *)&h2_walk_up_progs)
+
+/* Whether the walk stopped for want of steps before the end of the
+ * syscall's bytes (every other early stop sets `lost` itself). */
+static __always_inline bool h2_walk_cut(struct h2_walk_ctx *w, long steps)
+{
+	return !w->st->lost && steps >= WALK_STEPS && WPOS(w)->off < WPOS(w)->total;
+}
 
 /* Takes the walk of the syscall in the scratch WALK_STEPS steps further;
  * sends its record when it ends. */
@@ -776,26 +789,32 @@ static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *
 static __always_inline int on_exit(void *ctx, long ret)
 {
 	struct podtap_sock_info *info;
-	struct io_args *a, args;
+	struct io_args *a;
 
 	a = THREAD_STATE(inflight, struct io_args, false);
 	if (!a || !a->conn_id)
 		return 0;
-	/* Done with the thread's entry before the record: on kernels without
-	 * bpf_loop an HTTP/2 record is sent from a tail call, which does not
-	 * come back here. */
-	args = *a;
+#if !PODTAP_BPF_LOOP
+	/* Done with the thread's entry before the record: an HTTP/2 record is
+	 * sent from a tail call, which does not come back here. (A copy on the
+	 * stack would cost the bpf_loop builds' verifier several times the
+	 * states, so they keep reading the entry.) */
+	struct io_args args = *a;
+
 	a->conn_id = 0;
+	a = &args;
+#endif
 	if (ret > 0) {
 		/* Marked at exit, not entry: a first read that fails (EAGAIN)
 		 * moved nothing. */
-		if (args.first) {
-			info = bpf_map_lookup_elem(&socks, &args.sk);
-			if (info && info->conn_id == args.conn_id)
-				info->data_seen |= args.dir;
+		if (a->first) {
+			info = bpf_map_lookup_elem(&socks, &a->sk);
+			if (info && info->conn_id == a->conn_id)
+				info->data_seen |= a->dir;
 		}
-		emit_payload(ctx, H2_TAIL_TP, &args, ret);
+		emit_payload(ctx, H2_TAIL_TP, a, ret);
 	}
+	a->conn_id = 0;
 	return 0;
 }
 

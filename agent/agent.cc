@@ -153,13 +153,21 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
+  for (const auto& [path, version] : tls_libs_.new_go_tls()) {
+    spdlog::warn(
+        "{} is a Go program ({}) with crypto/tls: its TLS connections are counted as TCP "
+        "(tls=\"true\"), without HTTP series, since the plaintext probes do not cover Go yet",
+        path, version);
+  }
   const uint64_t without_openssl = tls_libs_.without_openssl();
+  const uint64_t go_tls = tls_libs_.go_tls_programs();
   const uint64_t unreadable = tls_libs_.unreadable();
   mail_.Post(
-      [this, attached, failed, without_openssl, unreadable] {
+      [this, attached, failed, without_openssl, go_tls, unreadable] {
         agg_.self().tls_libraries += attached;
         agg_.self().tls_attach_errors += failed;
         agg_.self().tls_without_openssl = without_openssl;
+        agg_.self().tls_go_not_covered = go_tls;
         agg_.self().tls_unreadable = unreadable;
       },
       stop);

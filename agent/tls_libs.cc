@@ -7,9 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 
 namespace podtap {
 
@@ -71,6 +73,78 @@ std::optional<uint32_t> OpenSslFunctionsIn(const std::string& path) {
   return found;
 }
 
+namespace {
+
+constexpr char kGoBuildInfoMagic[] = "\xff Go buildinf:";
+constexpr size_t kGoBuildInfoMagicLen = sizeof(kGoBuildInfoMagic) - 1;
+
+// The version in a .go.buildinfo section: since Go 1.18 (flags bit 1) a length-prefixed string
+// at offset 32; before, pointers into the program's data, not followed here.
+std::optional<std::string> GoVersionInBuildInfo(const Elf_Data* data) {
+  const auto* p = static_cast<const unsigned char*>(data->d_buf);
+  const size_t n = data->d_size;
+  if (p == nullptr || n < 32 || std::memcmp(p, kGoBuildInfoMagic, kGoBuildInfoMagicLen) != 0) {
+    return std::nullopt;
+  }
+  if ((p[kGoBuildInfoMagicLen + 1] & 2) == 0) return std::string("go1.17 or older");
+  uint64_t len = 0;
+  size_t at = 32;
+  for (int shift = 0; at < n && shift < 64; shift += 7) {
+    const unsigned char b = p[at++];
+    len |= uint64_t(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) break;
+  }
+  if (len == 0 || len > 64 || at + len > n) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(p + at), len);
+}
+
+}  // namespace
+
+std::optional<std::string> GoTlsVersionIn(const std::string& path) {
+  static const bool libelf_ready = elf_version(EV_CURRENT) != EV_NONE;
+  if (!libelf_ready) return std::nullopt;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> version;
+  bool tls = false;
+  Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+  size_t shstrndx = 0;
+  if (elf != nullptr && elf_kind(elf) == ELF_K_ELF && elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    static constexpr std::string_view kTlsRead = "crypto/tls.(*Conn).Read";
+    for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+      GElf_Shdr sh;
+      if (gelf_getshdr(scn, &sh) == nullptr || sh.sh_type != SHT_PROGBITS) continue;
+      const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
+      if (name == nullptr) continue;
+      const std::string_view section(name);
+      const bool buildinfo = section == ".go.buildinfo";
+      const bool pclntab = section.ends_with(".gopclntab");
+      if (!buildinfo && !pclntab) continue;
+      Elf_Data* data = elf_getdata(scn, nullptr);
+      if (data == nullptr || data->d_buf == nullptr) continue;
+      if (buildinfo) {
+        version = GoVersionInBuildInfo(data);
+      } else {
+        // Function names are NUL-terminated in the table: the method itself, not ReadFrom.
+        const std::string_view bytes(static_cast<const char*>(data->d_buf), data->d_size);
+        for (size_t at = bytes.find(kTlsRead); at != std::string_view::npos && !tls;
+             at = bytes.find(kTlsRead, at + 1)) {
+          tls = at + kTlsRead.size() < bytes.size() && bytes[at + kTlsRead.size()] == '\0';
+        }
+      }
+    }
+  }
+  if (elf != nullptr) elf_end(elf);
+  close(fd);
+  if (!tls) return std::nullopt;
+  return version.value_or("an unknown Go version");
+}
+
+size_t TlsLibraryFinder::go_tls_programs() const {
+  return static_cast<size_t>(std::count_if(without_.begin(), without_.end(),
+                                           [](const auto& f) { return !f.second.go_tls.empty(); }));
+}
+
 std::string ExecutablePathInMapsLine(const std::string& line) {
   // address perms offset dev inode pathname: the path is the first field starting with '/'.
   const size_t perms = line.find(' ');
@@ -84,6 +158,7 @@ std::string ExecutablePathInMapsLine(const std::string& line) {
 
 std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
   std::vector<std::string> found;
+  new_go_.clear();
   DIR* dir = opendir(proc_.c_str());
   if (dir == nullptr) return found;
   scan_++;
@@ -132,10 +207,14 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
         if (known != without_.end()) without_.erase(known);
         files_.insert(id);
         found.push_back(path);
-      } else if (known != without_.end()) {
-        known->second = {mtime_ns, st.st_size, scan_};
+        continue;
+      }
+      Stamp stamp{mtime_ns, st.st_size, scan_, GoTlsVersionIn(path).value_or("")};
+      if (!stamp.go_tls.empty()) new_go_.emplace_back(path, stamp.go_tls);
+      if (known != without_.end()) {
+        known->second = std::move(stamp);
       } else if (without_.size() < kMaxRemembered) {
-        without_.emplace(id, Stamp{mtime_ns, st.st_size, scan_});
+        without_.emplace(id, std::move(stamp));
       }
     }
   }

@@ -29,6 +29,12 @@ inline constexpr size_t kOpenSslRequired = 2;
 // or its .symtab (0 for a file that is not ELF). std::nullopt: the file cannot be opened.
 std::optional<uint32_t> OpenSslFunctionsIn(const std::string& path);
 
+// The Go toolchain version ("go1.19.8") of a Go program with crypto/tls linked in, which the TLS
+// plaintext probes do not cover yet (issue #19): its .go.buildinfo section names the version (Go
+// 1.18 and later; "go1.17 or older" before), and its .gopclntab, which strip keeps, holds the
+// name of crypto/tls.(*Conn).Read. std::nullopt for any other file, or one that cannot be read.
+std::optional<std::string> GoTlsVersionIn(const std::string& path);
+
 // True when `functions` holds every required function.
 inline bool HasOpenSslApi(uint32_t functions) {
   const uint32_t required = (1u << kOpenSslRequired) - 1;
@@ -56,6 +62,10 @@ class TlsLibraryFinder {
   // Executable files mapped by the node's processes that do not carry the OpenSSL API, as
   // remembered now.
   size_t without_openssl() const { return without_.size(); }
+  // Of those, Go programs with crypto/tls (GoTlsVersionIn): their TLS is not decrypted.
+  size_t go_tls_programs() const;
+  // The Go programs with crypto/tls the last FindNew met for the first time: (path, Go version).
+  const std::vector<std::pair<std::string, std::string>>& new_go_tls() const { return new_go_; }
   // Tries to read a mapped file that could not be opened, since the start.
   uint64_t unreadable() const { return unreadable_; }
   // Files whose symbols were read, since the start.
@@ -65,7 +75,8 @@ class TlsLibraryFinder {
   struct Stamp {
     int64_t mtime_ns = 0;
     int64_t size = 0;
-    uint64_t scan = 0;  // the last scan that met the file
+    uint64_t scan = 0;   // the last scan that met the file
+    std::string go_tls;  // the Go version of a Go program with crypto/tls; "" otherwise
   };
   using FileId = std::pair<dev_t, ino_t>;
 
@@ -73,6 +84,7 @@ class TlsLibraryFinder {
   std::set<FileId> files_;                // returned: the OpenSSL API is in them
   std::map<FileId, Stamp> without_;       // read: no OpenSSL API in them
   std::map<pid_t, std::string> scanned_;  // pid -> its executable when its maps were read
+  std::vector<std::pair<std::string, std::string>> new_go_;
   uint64_t scan_ = 0;
   uint64_t unreadable_ = 0;
   uint64_t files_read_ = 0;

@@ -42,11 +42,13 @@ TEST(AggregatorSelfTest, TlsLibrariesByState) {
   agg.self().tls_libraries = 2;
   agg.self().tls_attach_errors = 1;
   agg.self().tls_without_openssl = 63;
+  agg.self().tls_go_not_covered = 5;
   agg.self().tls_unreadable = 4;
   const Snapshot s = agg.Collect();
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "attached"}}), 2);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "failed"}}), 1);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "without_openssl"}}), 63);
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "go_not_covered"}}), 5);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "unreadable"}}), 4);
 }
 

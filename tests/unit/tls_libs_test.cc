@@ -72,6 +72,19 @@ TEST(TlsLibsTest, OpenSslFunctionsInRealFiles) {
   EXPECT_TRUE(HasOpenSslApi(3));   // BoringSSL: no _ex forms
 }
 
+TEST(TlsLibsTest, GoProgramsWithCryptoTls) {
+  // Debian's Prometheus (make deps): a stripped Go program with crypto/tls; its version from
+  // .go.buildinfo, crypto/tls from the function names in .gopclntab.
+  const std::optional<std::string> prometheus = GoTlsVersionIn("/usr/bin/prometheus");
+  ASSERT_TRUE(prometheus.has_value());
+  EXPECT_EQ(prometheus->rfind("go1.", 0), 0u) << *prometheus;
+  // runc is a Go program without crypto/tls; Node.js and this test are not Go.
+  EXPECT_EQ(GoTlsVersionIn("/usr/sbin/runc"), std::nullopt);
+  EXPECT_EQ(GoTlsVersionIn("/usr/bin/node"), std::nullopt);
+  EXPECT_EQ(GoTlsVersionIn("/proc/self/exe"), std::nullopt);
+  EXPECT_EQ(GoTlsVersionIn("/nonexistent/podtap"), std::nullopt);
+}
+
 TEST(TlsLibsTest, NotElfAndMissing) {
   char tmpl[] = "/tmp/podtap-tls-notelf-XXXXXX";
   const int fd = mkstemp(tmpl);
@@ -167,6 +180,28 @@ TEST_F(TlsLibraryFinderTest, LibraryLoadedLaterIsFoundByAFullScan) {
   Process(30, "rootB", "/usr/bin/python3", Map("/app/libcurl.so.4") + Map("/app/server"));
   EXPECT_TRUE(finder.FindNew().empty());  // dlopen: same executable, not read again
   EXPECT_EQ(finder.FindNew(/*all=*/true).size(), 1u);
+}
+
+TEST_F(TlsLibraryFinderTest, GoProgramsWithCryptoTlsAreCountedAndNamedOnce) {
+  TlsLibraryFinder finder((dir_ / "proc").string());
+  fs::create_symlink("/usr/bin/prometheus", dir_ / "rootA/app/prometheus");
+  fs::create_symlink("/usr/sbin/runc", dir_ / "rootA/app/runc");
+  Process(40, "rootA", "/app/prometheus", Map("/app/prometheus"));
+  Process(41, "rootA", "/app/runc", Map("/app/runc"));
+  EXPECT_TRUE(finder.FindNew().empty());
+  EXPECT_EQ(finder.without_openssl(), 2u);
+  EXPECT_EQ(finder.go_tls_programs(), 1u);
+  ASSERT_EQ(finder.new_go_tls().size(), 1u);
+  EXPECT_EQ(finder.new_go_tls()[0].first, (dir_ / "proc/40/root/app/prometheus").string());
+  EXPECT_EQ(finder.new_go_tls()[0].second, GoTlsVersionIn("/usr/bin/prometheus"));
+  // Remembered: a full scan names it no more, and counts it still.
+  EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
+  EXPECT_TRUE(finder.new_go_tls().empty());
+  EXPECT_EQ(finder.go_tls_programs(), 1u);
+  // Its process is gone: forgotten by the next full scan.
+  fs::remove_all(dir_ / "proc/40");
+  finder.FindNew(/*all=*/true);
+  EXPECT_EQ(finder.go_tls_programs(), 0u);
 }
 
 TEST_F(TlsLibraryFinderTest, MissingProcIsEmpty) {

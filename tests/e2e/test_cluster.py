@@ -37,7 +37,7 @@ request's latency bucket.
   error naming both.
 - test_h: tap through the relay is the union of both agents' requests; a
   pod's tap stays attached only on its node; --max-rps holds over both
-  agents together.
+  agents together; a caller killed mid-tap leaves no tap open on an agent.
 - test_e: `conns` across both nodes: a long-lived connection of peer.py is
   listed from both ends, each by its node's agent, with exactly its bytes;
   `--limit` cuts the merged list and says how many more match.
@@ -651,6 +651,18 @@ class ClusterTest(harness.PodPairTest):
                       if "(skipped " in l)
         self.assertGreater(skipped, 0)
         self.assertLessEqual(len(lines) + skipped, 2 * len(served))
+
+        # A caller gone (killed mid-tap) takes its taps on every agent with it.
+        tap = self.tap_via_relay(relay)
+        self.assertIn("tap attached to 2 of 3 agents", tap.stderr.readline())
+        for agent in (self.node_a, self.node_b):
+            self.assertEqual(agent.scrape().sum("podtap_tap_streams"), 1)
+        harness._stop_pid(tap)
+        harness._live_procs.pop(tap.pid, None)
+        deadline = time.monotonic() + 5
+        while any(a.scrape().sum("podtap_tap_streams") for a in (self.node_a, self.node_b)):
+            self.assertLess(time.monotonic(), deadline, "taps left open on the agents")
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,8 +14,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-
-extern char** environ;
 
 namespace podtap {
 namespace {
@@ -50,26 +48,53 @@ std::unique_ptr<PortForward> PortForward::Start(const std::string& kubectl,
     *error = std::string("pipe: ") + std::strerror(errno);
     return nullptr;
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  // Told of exec's failure through a pipe that exec closes.
+  int status_fds[2];
+  if (pipe2(status_fds, O_CLOEXEC) != 0) {
+    *error = std::string("pipe: ") + std::strerror(errno);
+    close(fds[0]);
+    close(fds[1]);
+    return nullptr;
+  }
   std::vector<std::string> argv_s = {kubectl};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, kubectl.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    // kubectl never outlives the CLI, however the CLI ends (a SIGKILL too).
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    int in = open("/dev/null", O_RDONLY);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[1], 2) < 0) _exit(127);
+    execvp(kubectl.c_str(), argv.data());
+    int err = errno;
+    (void)!write(status_fds[1], &err, sizeof(err));
+    _exit(127);
+  }
+  int spawn_errno = pid < 0 ? errno : 0;
   close(fds[1]);
-  if (rc != 0) {
+  close(status_fds[1]);
+  if (pid > 0) {
+    int err = 0;
+    ssize_t n;
+    while ((n = read(status_fds[0], &err, sizeof(err))) < 0 && errno == EINTR) {
+    }
+    if (n == sizeof(err)) {
+      spawn_errno = err;
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  close(status_fds[0]);
+  if (spawn_errno != 0) {
     close(fds[0]);
-    *error = rc == ENOENT ? "cannot run " + kubectl +
-                                ": not found in PATH (kubectl podtap reaches podtap-relay through "
-                                "kubectl port-forward; or pass --relay, --agent or --kube)"
-                          : "cannot run " + kubectl + ": " + std::strerror(rc);
+    *error = spawn_errno == ENOENT
+                 ? "cannot run " + kubectl +
+                       ": not found in PATH (kubectl podtap reaches podtap-relay through kubectl "
+                       "port-forward; or pass --relay, --agent or --kube)"
+                 : "cannot run " + kubectl + ": " + std::strerror(spawn_errno);
     return nullptr;
   }
   std::unique_ptr<PortForward> pf(new PortForward(pid, fds[0]));

@@ -1,7 +1,8 @@
 // kubectl port-forward to podtap-relay as a child of `kubectl podtap`: started
 // with the user's own kubectl (so the API server authorizes the user), its
 // local port read from kubectl's "Forwarding from 127.0.0.1:N -> PORT" line
-// within a bounded wait, stopped by its PID.
+// within a bounded wait, stopped by its PID (and by the kernel, should the
+// CLI die first).
 #pragma once
 
 #include <sys/types.h>

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -69,6 +70,43 @@ TEST_F(FakeKubectl, ForwardsThenIsStoppedByPid) {
   // Stopped and reaped: the PID is gone.
   EXPECT_EQ(kill(pid, 0), -1);
   EXPECT_EQ(errno, ESRCH);
+}
+
+TEST_F(FakeKubectl, NeverOutlivesTheCli) {
+  std::string kubectl = Write("echo $$ > " + dir_ +
+                              "/pid\necho 'Forwarding from 127.0.0.1:40555 -> 4193'\n"
+                              "exec sleep 60\n");
+  // A CLI that starts the forward and is then killed outright (no
+  // destructor runs).
+  pid_t cli = fork();
+  ASSERT_GE(cli, 0);
+  if (cli == 0) {
+    std::string error;
+    auto pf = PortForward::Start(kubectl, {"port-forward"}, 5, &error);
+    if (pf == nullptr) _exit(1);
+    pause();
+    _exit(0);
+  }
+  pid_t child = 0;
+  for (int i = 0; i < 500 && child == 0; i++) {
+    std::ifstream(dir_ + "/pid") >> child;
+    if (child == 0) usleep(10000);
+  }
+  ASSERT_GT(child, 0);
+  usleep(100000);  // past the forwarding line
+  kill(cli, SIGKILL);
+  int status = 0;
+  waitpid(cli, &status, 0);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  // The kernel's parent-death signal ends kubectl (reaped by init).
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; i++) {
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string pid, comm, state;
+    gone = !(stat >> pid >> comm >> state) || state == "Z";
+    if (!gone) usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "kubectl " << child << " outlived the CLI";
 }
 
 TEST_F(FakeKubectl, ForbiddenSaysWhatKubectlSaid) {

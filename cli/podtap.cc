@@ -767,17 +767,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--kubectl", kubectl, "kubectl podtap: the kubectl that runs port-forward")
       ->capture_default_str();
+  std::string context;
+  app.add_option("--context", context,
+                 "kubectl podtap: the kubeconfig context kubectl port-forward uses");
   CLI11_PARSE(app, argc, argv);
   std::unique_ptr<podtap::PortForward> forward;
   try {
     if (plugin && agent_opt->count() == 0 && !g.kube && g.relay.empty()) {
       std::vector<std::string> args = {"port-forward", "-n", relay_namespace, "deploy/podtap-relay",
                                        ":" + std::to_string(kRelayPort)};
+      if (!context.empty()) args.insert(args.begin(), {"--context", context});
       if (!g.kubeconfig.empty()) args.insert(args.begin(), {"--kubeconfig", g.kubeconfig});
       std::string error;
       forward = podtap::PortForward::Start(kubectl, args, g.auth.timeout_s, &error);
       if (!forward) throw Failure{"cannot reach podtap-relay: " + error};
       g.relay = "127.0.0.1:" + std::to_string(forward->port());
+    } else if (!context.empty()) {
+      throw Failure{
+          "--context picks the context of kubectl podtap's port-forward to podtap-relay; "
+          "--kube uses the kubeconfig's current context"};
     }
     ResolveAgents(g, agent_opt->count() > 0);
     // A thread per agent: bounded, and an agent named twice would count twice.

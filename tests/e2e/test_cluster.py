@@ -523,15 +523,16 @@ class ClusterTest(harness.PodPairTest):
                     "echo 'Forwarding from [::1]:%s -> 4193'\nexec sleep 60\n"
                     % (fake, fake, relay.split(":")[1], relay.split(":")[1]))
         os.chmod(kubectl, 0o755)
-        p = subprocess.run([PLUGIN, "--kubectl", kubectl, "stat", "-n", "shop"],
-                           capture_output=True, text=True, timeout=CLI_TIMEOUT,
+        p = subprocess.run([PLUGIN, "--kubectl", kubectl, "--context", "prod", "stat", "-n",
+                            "shop"], capture_output=True, text=True, timeout=CLI_TIMEOUT,
                            stdin=subprocess.DEVNULL)
         harness.log("kubectl podtap stat -n shop:\n" + p.stdout + p.stderr)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, "podtap: answers from 2 of 3 agents; NO ANSWER from node-c: "
                          "pod podtap/podtap-c is Pending\n")
         with open(os.path.join(fake, "args")) as f:
-            self.assertEqual(f.read(), "port-forward -n podtap-relay deploy/podtap-relay :4193\n")
+            self.assertEqual(f.read(), "--context prod port-forward -n podtap-relay "
+                             "deploy/podtap-relay :4193\n")
         with open(os.path.join(fake, "pid")) as f:
             child = int(f.read())
         self.assertFalse(os.path.exists("/proc/%d" % child), "kubectl port-forward still runs")

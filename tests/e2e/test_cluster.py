@@ -653,17 +653,25 @@ class ClusterTest(harness.PodPairTest):
         self.assertGreater(skipped, 0)
         self.assertLessEqual(len(lines) + skipped, 2 * len(served))
 
-        # A caller gone (killed mid-tap) takes its taps on every agent with it.
+        # Taps the relay opened end on the agents when its caller's ends (the
+        # --duration above), and when the caller is killed mid-tap.
+        def wait_taps(n):
+            deadline = time.monotonic() + 5
+            while True:
+                open_taps = [a.scrape().sum("podtap_tap_streams")
+                             for a in (self.node_a, self.node_b)]
+                if open_taps == [n, n]:
+                    return
+                self.assertLess(time.monotonic(), deadline,
+                                "taps open on the agents: %s, not %d each" % (open_taps, n))
+                time.sleep(0.1)
+        wait_taps(0)
         tap = self.tap_via_relay(relay)
         self.assertIn("tap attached to 2 of 3 agents", tap.stderr.readline())
-        for agent in (self.node_a, self.node_b):
-            self.assertEqual(agent.scrape().sum("podtap_tap_streams"), 1)
+        wait_taps(1)
         harness._stop_pid(tap)
         harness._live_procs.pop(tap.pid, None)
-        deadline = time.monotonic() + 5
-        while any(a.scrape().sum("podtap_tap_streams") for a in (self.node_a, self.node_b)):
-            self.assertLess(time.monotonic(), deadline, "taps left open on the agents")
-            time.sleep(0.1)
+        wait_taps(0)
 
 
 if __name__ == "__main__":

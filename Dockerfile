@@ -1,6 +1,7 @@
-# podtap's container image: the agent (podtap-agent) built on Debian 12 and
-# copied into a slim Debian 12 with only its runtime libraries. Used by
-# deploy/daemonset (docs/deploy.md):
+# podtap's container image: the agent (podtap-agent), the relay (podtap-relay)
+# and the CLI (podtap) built on Debian 12 and copied into a slim Debian 12
+# with only their runtime libraries. Used by deploy/daemonset and
+# deploy/relay (docs/deploy.md):
 #   docker build -t podtap:0.1.0 .
 #
 # vmlinux.h is generated from the build machine's /sys/kernel/btf/vmlinux
@@ -23,9 +24,10 @@ COPY cli cli
 COPY bench bench
 COPY exporter exporter
 COPY proto proto
+COPY relay relay
 COPY tests/unit tests/unit
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
- && cmake --build build -j "$(nproc)" --target podtap-agent podtap
+ && cmake --build build -j "$(nproc)" --target podtap-agent podtap podtap-relay
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -35,4 +37,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/podtap-agent /usr/local/bin/podtap-agent
 COPY --from=build /src/build/podtap /usr/local/bin/podtap
+RUN ln -s podtap /usr/local/bin/kubectl-podtap
+COPY --from=build /src/build/podtap-relay /usr/local/bin/podtap-relay
 ENTRYPOINT ["/usr/local/bin/podtap-agent"]

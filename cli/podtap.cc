@@ -3,8 +3,6 @@
 // edges, and prints aligned tables or JSON.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,25 +10,23 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
+#include <filesystem>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "agent/latency_histogram.h"
 #include "cli/discovery.h"
+#include "cli/fanout.h"
 #include "cli/merge.h"
-#include "cli/rate_limit.h"
+#include "cli/port_forward.h"
 #include "query.grpc.pb.h"
 
 namespace {
@@ -39,24 +35,24 @@ namespace pb = ::podtap::v1;
 
 constexpr const char* kDefaultAgent = "unix:///run/podtap/podtap.sock";
 constexpr size_t kMaxAgents = 1000;  // asked at once, a thread each
+constexpr int kRelayPort = 4193;     // podtap-relay's --listen in its pod (deploy/relay)
 
 struct Global {
   std::vector<std::string> agents = {kDefaultAgent};
-  std::string ca_file;
-  std::string tls_server_name;  // "": the certificate must name the address
-  std::string token_file;
+  podtap::AgentAuth auth;
   std::string output = "table";
-  double timeout_s = 10;
+  // --relay: one podtap-relay answers for every agent.
+  std::string relay;
   // --kube: the agents are the pods the Kubernetes API lists.
   bool kube = false;
   std::string kubeconfig;
   std::string podtap_namespace = "podtap";
   std::string agent_selector = "app.kubernetes.io/name=podtap";
   std::string node;
-  // Resolved before any call: how answers name agents[i], the agent pods that
-  // cannot be asked (not running, ...), and whether answers are merged.
-  std::vector<std::string> names;
-  std::vector<pb::Unanswered> not_asked;
+  // Resolved before any call: the agents asked when answers are merged
+  // (fan_out), how answers name them and the agent pods that cannot be asked
+  // (not running, ...).
+  podtap::AgentSet set;
   bool fan_out = false;
 };
 
@@ -65,115 +61,25 @@ struct Failure {
   std::string message;
 };
 
-std::string ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Failure{std::string("cannot read ") + what + " " + path + ": " + std::strerror(errno)};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // --- talking to the agent ------------------------------------------------------
 
+// One agent or relay; a failure to set it up is the user's to read.
 class Client {
  public:
-  Client(const Global& g, std::string agent) : g_(g), agent_(std::move(agent)) {
-    if (agent_.starts_with("unix://")) {
-      CheckSocket(agent_.substr(7));
-      if (!g.ca_file.empty() || !g.token_file.empty()) {
-        throw Failure{
-            "--ca and --token-file are for a host:port agent; the unix socket "
-            "checks who you are instead"};
-      }
-      channel_ = grpc::CreateChannel(agent_, grpc::InsecureChannelCredentials());
-      return;
-    }
-    if (g.ca_file.empty() || g.token_file.empty()) {
-      throw Failure{"--agent " + agent_ +
-                    " is a TCP address: the agent serves it with TLS and a bearer token, so "
-                    "pass --ca (the CA that signed its certificate) and --token-file"};
-    }
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ReadFile(g.ca_file, "CA file");
-    token_ = ReadFile(g.token_file, "token file");
-    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
-      token_.pop_back();
-    }
-    if (token_.empty()) throw Failure{"token file " + g.token_file + " is empty"};
-    grpc::ChannelArguments args;
-    // One certificate for every node's agent names them all alike.
-    if (!g.tls_server_name.empty()) args.SetSslTargetNameOverride(g.tls_server_name);
-    channel_ = grpc::CreateCustomChannel(agent_, grpc::SslCredentials(ssl), args);
+  Client(const Global& g, const std::string& target) {
+    std::string error;
+    c_ = podtap::AgentClient::Make(g.auth, target, &error);
+    if (!c_) throw Failure{error};
   }
-
-  pb::Query::Stub& stub() {
-    if (!stub_) stub_ = pb::Query::NewStub(channel_);
-    return *stub_;
-  }
-
-  // A context for one call; streaming calls have no deadline.
+  pb::Query::Stub& stub() { return c_->stub(); }
   std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (deadline) {
-      ctx->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(g_.timeout_s * 1000)));
-    }
-    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
-    return ctx;
+    return c_->Context(deadline);
   }
-
+  std::string Explain(const grpc::Status& st) const { return c_->Explain(st); }
   [[noreturn]] void Fail(const grpc::Status& st) const { throw Failure{Explain(st)}; }
 
-  // What a failed call means, for the user.
-  std::string Explain(const grpc::Status& st) const {
-    switch (st.error_code()) {
-      case grpc::StatusCode::UNAVAILABLE:
-      case grpc::StatusCode::DEADLINE_EXCEEDED:
-        return "cannot reach the agent at " + agent_ + ": " + st.error_message() +
-               " (is podtap-agent running there, and is this its --query-socket or "
-               "--query-listen address?)";
-      case grpc::StatusCode::PERMISSION_DENIED:
-      case grpc::StatusCode::UNAUTHENTICATED:
-        return "the agent refused this call: " + st.error_message();
-      default:
-        return st.error_message();
-    }
-  }
-
  private:
-  // gRPC only says "unavailable" about a socket it cannot open; say why.
-  static void CheckSocket(const std::string& path) {
-    sockaddr_un addr{};
-    if (path.size() >= sizeof(addr.sun_path)) throw Failure{"socket path too long: " + path};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw Failure{std::string("socket: ") + std::strerror(errno)};
-    int rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    int err = errno;
-    close(fd);
-    if (rc == 0) return;
-    if (err == EACCES || err == EPERM) {
-      throw Failure{"permission denied opening the agent's socket " + path +
-                    ": only root may query podtap (try sudo)"};
-    }
-    if (err == ENOENT) {
-      throw Failure{"cannot reach the agent: no socket at " + path +
-                    " (is podtap-agent running on this node? it serves --query-socket)"};
-    }
-    if (err == ECONNREFUSED) {
-      throw Failure{"cannot reach the agent: nothing listens on " + path +
-                    " (a socket left by an agent that is no longer running?)"};
-    }
-    throw Failure{"cannot reach the agent at " + path + ": " + std::strerror(err)};
-  }
-
-  const Global& g_;
-  const std::string agent_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<pb::Query::Stub> stub_;
-  std::string token_;
+  std::unique_ptr<podtap::AgentClient> c_;
 };
 
 // --- formatting ----------------------------------------------------------------
@@ -281,92 +187,54 @@ void NothingIn(const std::string& what, uint32_t window_s, const pb::Coverage& c
 // After a merged answer: how many agents answered, and who did not and why.
 void PrintCoverage(const pb::Coverage& cov) {
   if (cov.asked() == 0) return;
-  std::cerr << "podtap: answers from " << cov.answered_size() << " of " << cov.asked() << " agents";
-  for (const auto& u : cov.unanswered()) {
-    std::cerr << "; NO ANSWER from " << u.agent() << ": " << u.error();
-  }
-  std::cerr << "\n";
+  std::cerr << "podtap: " << podtap::CoverageLine(cov) << "\n";
 }
 
 // --- several agents ----------------------------------------------------------------
 
-// Asks every agent at once, each call bounded by --timeout, so an agent slow or
-// gone costs at most that; the answers that came, and who answered in `cov`.
-// An agent that knows no pod the selector names answered (with nothing).
-// Throws when none answered.
+// Asks every agent at once (podtap::AskAll): the answers that came, and who
+// answered in `cov`. Throws when none answered, or when every agent that
+// answered knows no pod the selector names.
 template <typename Resp>
 std::vector<Resp> AskAll(
     const Global& g, pb::Coverage* cov,
-    const std::function<grpc::Status(Client&, grpc::ClientContext*, Resp*)>& call) {
-  struct Result {
-    Resp resp;
-    std::string error;
-    bool nothing_matches = false;
-  };
-  std::vector<Result> results(g.agents.size());
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < g.agents.size(); i++) {
-    threads.emplace_back([&g, &call, &results, i] {
-      Result& r = results[i];
-      try {
-        Client c(g, g.agents[i]);
-        auto ctx = c.Context();
-        grpc::Status st = call(c, ctx.get(), &r.resp);
-        if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
-          r.nothing_matches = true;
-          r.error = st.error_message();
-          r.resp.Clear();
-        } else if (!st.ok()) {
-          r.error = c.Explain(st);
-        } else if (std::string bad; !podtap::CheckValid(r.resp, &bad)) {
-          r.error = "the agent sent " + bad;
-        }
-      } catch (const Failure& f) {
-        r.error = f.message;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  std::vector<Resp> answers;
-  size_t asked = g.agents.size() + g.not_asked.size();
-  cov->set_asked(static_cast<uint32_t>(asked));
-  std::string not_found;
-  for (size_t i = 0; i < results.size(); i++) {
-    if (results[i].nothing_matches) not_found = results[i].error;
-    if (results[i].error.empty() || results[i].nothing_matches) {
-      cov->add_answered(g.names[i]);
-      answers.push_back(std::move(results[i].resp));
-    } else {
-      pb::Unanswered* u = cov->add_unanswered();
-      u->set_agent(g.names[i]);
-      u->set_error(results[i].error);
-    }
-  }
-  for (const pb::Unanswered& u : g.not_asked) *cov->add_unanswered() = u;
-  if (answers.empty()) {
-    std::string why;
-    for (const auto& u : cov->unanswered()) why += "\n  " + u.agent() + ": " + u.error();
-    throw Failure{"none of the " + std::to_string(asked) + " agents answered:" + why};
-  }
-  if (!not_found.empty() && std::all_of(results.begin(), results.end(), [](const Result& r) {
-        return r.nothing_matches || !r.error.empty();
-      })) {
+    const std::function<grpc::Status(podtap::AgentClient&, grpc::ClientContext*, Resp*)>& call) {
+  podtap::FanOut<Resp> r = podtap::AskAll<Resp>(g.auth, g.set, call);
+  *cov = r.coverage;
+  if (r.answers.empty()) throw Failure{podtap::NoneAnswered(r.coverage)};
+  if (!r.not_found.empty()) {
     PrintCoverage(*cov);
-    throw Failure{not_found + " (nor on any other node that answered)"};
+    throw Failure{r.not_found + " (nor on any other node that answered)"};
   }
-  return answers;
+  return std::move(r.answers);
 }
 
 // Which agents to ask: --agent as given, or with --kube the pods of podtap's
 // DaemonSet the Kubernetes API lists (only --node's with --node).
 void ResolveAgents(Global& g, bool agent_given) {
+  if (!g.relay.empty()) {
+    if (g.kube || agent_given)
+      throw Failure{"--relay asks every agent itself: drop --agent and --kube"};
+    if (!g.auth.ca_file.empty() || !g.auth.token_file.empty()) {
+      throw Failure{
+          "--ca and --token-file are for agents; podtap-relay listens on its pod's loopback, "
+          "reached through kubectl port-forward, and holds the agents' credentials itself"};
+    }
+    // The relay merges: to podtap it is one agent whose answers carry coverage.
+    g.auth.plaintext = true;
+    g.auth.role = "relay";
+    g.auth.node = g.node;
+    g.agents = {g.relay};
+    return;
+  }
   if (!g.kube) {
     if (!g.node.empty()) {
       throw Failure{
           "--node picks one node's agent among those the Kubernetes API lists: "
-          "pass --kube too (or --agent with that agent's address)"};
+          "pass --kube or --relay too (or --agent with that agent's address)"};
     }
-    g.names = g.agents;
+    g.set.addresses = g.agents;
+    g.set.names = g.agents;
     g.fan_out = g.agents.size() > 1;
     return;
   }
@@ -393,7 +261,7 @@ void ResolveAgents(Global& g, bool agent_given) {
   }
   if (!config) throw Failure{"--kube: " + error};
   std::vector<podtap::AgentTarget> found;
-  if (!podtap::FindAgents(*config, g.podtap_namespace, g.agent_selector, g.node, g.timeout_s,
+  if (!podtap::FindAgents(*config, g.podtap_namespace, g.agent_selector, g.node, g.auth.timeout_s,
                           &found, &error)) {
     throw Failure{"--kube: " + error};
   }
@@ -403,10 +271,11 @@ void ResolveAgents(Global& g, bool agent_given) {
       pb::Unanswered u;
       u.set_agent(t.node);
       u.set_error(t.error);
-      g.not_asked.push_back(std::move(u));
+      g.set.not_asked.push_back(std::move(u));
     } else {
       g.agents.push_back(t.address);
-      g.names.push_back(t.node + " (" + t.address + ")");
+      g.set.addresses.push_back(t.address);
+      g.set.names.push_back(t.node + " (" + t.address + ")");
     }
   }
   if (found.empty()) {
@@ -531,7 +400,7 @@ void Stat(const Global& g, const SelectorFlags& sf, const std::string& window) {
   if (g.fan_out) {
     pb::Coverage cov;
     resp = podtap::MergeStat(AskAll<pb::StatResponse>(
-        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::StatResponse* out) {
+        g, &cov, [&req](podtap::AgentClient& a, grpc::ClientContext* ctx, pb::StatResponse* out) {
           return a.stub().Stat(ctx, req, out);
         }));
     *resp.mutable_coverage() = cov;
@@ -577,12 +446,12 @@ void Top(const Global& g, const SelectorFlags& sf, const std::string& window, co
   if (g.fan_out) {
     pb::Coverage cov;
     req.set_limit(kAllTopRows);
-    resp = podtap::MergeTop(
-        AskAll<pb::TopResponse>(g, &cov,
-                                [&req](Client& a, grpc::ClientContext* ctx, pb::TopResponse* out) {
-                                  return a.stub().Top(ctx, req, out);
-                                }),
-        sort, limit == 0 ? 20 : limit);
+    resp =
+        podtap::MergeTop(AskAll<pb::TopResponse>(
+                             g, &cov,
+                             [&req](podtap::AgentClient& a, grpc::ClientContext* ctx,
+                                    pb::TopResponse* out) { return a.stub().Top(ctx, req, out); }),
+                         sort, limit == 0 ? 20 : limit);
     *resp.mutable_coverage() = cov;
   } else {
     Client c(g, g.agents[0]);
@@ -640,129 +509,29 @@ void PrintTapEvent(const Global& g, const pb::TapEvent& ev) {
 // Taps every agent at once and prints their requests as they come, with
 // --max-rps over all of them; says which agents attached within --timeout.
 int TapAll(const Global& g, const pb::TapRequest& req, uint64_t count, double duration_s) {
-  enum class State { kWaiting, kAttached, kNothingHere, kFailed };
-  struct Stream {
-    std::unique_ptr<Client> client;
-    std::unique_ptr<grpc::ClientContext> ctx;
-    State state = State::kWaiting;
-    std::string error;
-  };
-  std::vector<Stream> streams(g.agents.size());
-  for (size_t i = 0; i < streams.size(); i++) {
-    try {
-      streams[i].client = std::make_unique<Client>(g, g.agents[i]);
-      streams[i].ctx = streams[i].client->Context(false);
-      if (duration_s > 0) {
-        streams[i].ctx->set_deadline(
-            std::chrono::system_clock::now() +
-            std::chrono::milliseconds(static_cast<int64_t>(duration_s * 1000)));
-      }
-    } catch (const Failure& f) {
-      streams[i].state = State::kFailed;
-      streams[i].error = f.message;
-    }
+  podtap::TapFanOut tap(g.auth, g.set, req, duration_s);
+  podtap::TapFanOut::Attached a;
+  bool any = tap.Attach(&a);
+  std::cerr << "podtap: tap attached to " << a.coverage.answered_size() << " of "
+            << a.coverage.asked() << " agents";
+  if (a.nothing_here > 0) std::cerr << " (" << a.nothing_here << " have no pod it selects)";
+  for (const auto& u : a.coverage.unanswered()) {
+    std::cerr << "; NO ANSWER from " << u.agent() << ": " << u.error();
   }
-  std::mutex mu;
-  std::condition_variable changed;
-  uint64_t seen = 0, skipped = 0;
-  bool done = false;
-  podtap::RateLimit limit(req.max_rps(), std::chrono::steady_clock::now());
-  auto stop_all = [&streams] {
-    for (auto& s : streams) {
-      if (s.ctx) s.ctx->TryCancel();
-    }
-  };
-  auto follow = [&](size_t i) {
-    Stream& s = streams[i];
-    auto reader = s.client->stub().Tap(s.ctx.get(), req);
-    reader->WaitForInitialMetadata();
-    if (s.ctx->GetServerInitialMetadata().count("podtap-tap") == 0) {
-      grpc::Status st = reader->Finish();
-      std::lock_guard<std::mutex> lock(mu);
-      s.state =
-          st.error_code() == grpc::StatusCode::NOT_FOUND ? State::kNothingHere : State::kFailed;
-      s.error = s.client->Explain(st);
-      changed.notify_all();
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      s.state = State::kAttached;
-      changed.notify_all();
-    }
-    pb::TapEvent ev;
-    while (reader->Read(&ev)) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (done) break;
-      skipped += ev.skipped_before();
-      if (!limit.Take(std::chrono::steady_clock::now())) {
-        skipped++;
-        continue;
-      }
-      ev.set_skipped_before(skipped);
-      skipped = 0;
-      PrintTapEvent(g, ev);
-      if (count != 0 && ++seen >= count) {
-        done = true;
-        stop_all();
-      }
-    }
-    grpc::Status st = reader->Finish();
-    std::lock_guard<std::mutex> lock(mu);
-    bool expected =
-        done || (duration_s > 0 && st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
-    if (!st.ok() && !expected) {
-      std::cerr << "podtap: the tap of " << g.names[i] << " ended: " << s.client->Explain(st)
-                << "\n";
-    }
-  };
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < streams.size(); i++) {
-    if (streams[i].client) threads.emplace_back(follow, i);
+  std::cerr << "\n" << std::flush;
+  if (!any) {
+    throw Failure{a.not_found.empty() ? "no agent attached the tap"
+                                      : a.not_found + " (nor on any other node that answered)"};
   }
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    changed.wait_for(
-        lock, std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)), [&streams] {
-          return std::none_of(streams.begin(), streams.end(),
-                              [](const Stream& s) { return s.state == State::kWaiting; });
-        });
-    size_t attached = 0, nothing_here = 0;
-    std::string missing, not_found;
-    for (size_t i = 0; i < streams.size(); i++) {
-      switch (streams[i].state) {
-        case State::kAttached:
-          attached++;
-          break;
-        case State::kNothingHere:
-          nothing_here++;
-          not_found = streams[i].error;
-          break;
-        case State::kWaiting:
-          missing += "; NO ANSWER from " + g.names[i] + ": not attached within --timeout";
-          break;
-        case State::kFailed:
-          missing += "; NO ANSWER from " + g.names[i] + ": " + streams[i].error;
-          break;
-      }
-    }
-    for (const pb::Unanswered& u : g.not_asked) {
-      missing += "; NO ANSWER from " + u.agent() + ": " + u.error();
-    }
-    std::cerr << "podtap: tap attached to " << attached << " of "
-              << streams.size() + g.not_asked.size() << " agents";
-    if (nothing_here > 0) std::cerr << " (" << nothing_here << " have no pod it selects)";
-    std::cerr << missing << "\n" << std::flush;
-    if (attached == 0) {
-      done = true;
-      stop_all();
-      lock.unlock();
-      for (auto& t : threads) t.join();
-      throw Failure{not_found.empty() ? "no agent attached the tap"
-                                      : not_found + " (nor on any other node that answered)"};
-    }
-  }
-  for (auto& t : threads) t.join();
+  uint64_t seen = 0;
+  tap.Run(
+      [&g, &seen, count](const pb::TapEvent& ev) {
+        PrintTapEvent(g, ev);
+        return count == 0 || ++seen < count;
+      },
+      [](const std::string& agent, const std::string& why) {
+        std::cerr << "podtap: the tap of " << agent << " ended: " << why << "\n";
+      });
   return 0;
 }
 
@@ -795,7 +564,12 @@ int Tap(Client& c, const Global& g, const pb::TapRequest& req, uint64_t count, d
     // No metadata: the call failed before the tap was attached.
     if (auto st = reader->Finish(); !st.ok()) c.Fail(st);
   }
-  std::cerr << "podtap: tap attached\n" << std::flush;
+  // A relay says which agents the tap reached.
+  auto cov = ctx->GetServerInitialMetadata().find(podtap::kTapCoverageMetadata);
+  std::string attached = cov == ctx->GetServerInitialMetadata().end()
+                             ? "tap attached"
+                             : std::string(cov->second.data(), cov->second.size());
+  std::cerr << "podtap: " << attached << "\n" << std::flush;
   pb::TapEvent ev;
   uint64_t seen = 0;
   while ((count == 0 || seen < count) && reader->Read(&ev)) {
@@ -819,12 +593,13 @@ void Conns(const Global& g, const SelectorFlags& sf, uint32_t limit) {
   pb::ConnsResponse resp;
   if (g.fan_out) {
     pb::Coverage cov;
-    resp = podtap::MergeConns(AskAll<pb::ConnsResponse>(g, &cov,
-                                                        [&req](Client& a, grpc::ClientContext* ctx,
-                                                               pb::ConnsResponse* out) {
-                                                          return a.stub().Conns(ctx, req, out);
-                                                        }),
-                              limit == 0 ? 1000 : limit);
+    resp = podtap::MergeConns(
+        AskAll<pb::ConnsResponse>(
+            g, &cov,
+            [&req](podtap::AgentClient& a, grpc::ClientContext* ctx, pb::ConnsResponse* out) {
+              return a.stub().Conns(ctx, req, out);
+            }),
+        limit == 0 ? 1000 : limit);
     *resp.mutable_coverage() = cov;
   } else {
     Client c(g, g.agents[0]);
@@ -859,7 +634,7 @@ void Edges(const Global& g, const SelectorFlags& sf, const std::string& window) 
   if (g.fan_out) {
     pb::Coverage cov;
     resp = podtap::MergeEdges(AskAll<pb::EdgesResponse>(
-        g, &cov, [&req](Client& a, grpc::ClientContext* ctx, pb::EdgesResponse* out) {
+        g, &cov, [&req](podtap::AgentClient& a, grpc::ClientContext* ctx, pb::EdgesResponse* out) {
           return a.stub().Edges(ctx, req, out);
         }));
     *resp.mutable_coverage() = cov;
@@ -903,17 +678,19 @@ int main(int argc, char** argv) {
           ->expected(1)
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
           ->capture_default_str();
-  app.add_option("--tls-server-name", g.tls_server_name,
+  app.add_option("--tls-server-name", g.auth.tls_server_name,
                  "host:port only: the name the agent's certificate must have (default: the "
                  "address); one name for every node's agent, as with --kube");
-  app.add_option("--ca", g.ca_file, "host:port only: PEM CA that signed the agent's certificate")
+  app.add_option("--ca", g.auth.ca_file,
+                 "host:port only: PEM CA that signed the agent's certificate")
       ->check(CLI::ExistingFile);
-  app.add_option("--token-file", g.token_file, "host:port only: file holding the bearer token")
+  app.add_option("--token-file", g.auth.token_file, "host:port only: file holding the bearer token")
       ->check(CLI::ExistingFile);
   app.add_option("-o,--output", g.output, "table or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"table", "json"}));
-  app.add_option("--timeout", g.timeout_s, "Seconds to wait for an answer")->capture_default_str();
+  app.add_option("--timeout", g.auth.timeout_s, "Seconds to wait for an answer")
+      ->capture_default_str();
   app.add_flag("--kube", g.kube,
                "Ask every agent: the pods of podtap's DaemonSet the Kubernetes API lists, each "
                "at its IP and container port named query (credentials: --kubeconfig, "
@@ -924,7 +701,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--agent-selector", g.agent_selector, "With --kube: the agent pods' labels")
       ->capture_default_str();
-  app.add_option("--node", g.node, "With --kube: only this node's agent");
+  app.add_option("--node", g.node, "With --kube or --relay: only this node's agent");
+  app.add_option("--relay", g.relay,
+                 "host:port of podtap-relay (e.g. what kubectl port-forward "
+                 "deploy/podtap-relay forwards): it asks every agent and merges their answers");
 
   SelectorFlags stat_sel, top_sel, tap_sel, conns_sel, edges_sel;
   std::string stat_window = "1m", top_window = "1m", edges_window = "1m";
@@ -976,8 +756,37 @@ int main(int argc, char** argv) {
   edges_sel.Add(edges, "TYPE[/NAME] at either end (default: all)");
   edges->add_option("--window", edges_window, "Over the last ...")->capture_default_str();
 
+  // Installed as kubectl-podtap, kubectl runs it as `kubectl podtap`; then,
+  // without --agent, --kube or --relay, it reaches podtap-relay through a
+  // kubectl port-forward of its own, so the API server authorizes the user.
+  bool plugin = std::filesystem::path(argv[0]).filename() == "kubectl-podtap";
+  std::string relay_namespace = "podtap-relay";
+  std::string kubectl = "kubectl";
+  app.add_option("--relay-namespace", relay_namespace,
+                 "kubectl podtap: the namespace of Deployment podtap-relay")
+      ->capture_default_str();
+  app.add_option("--kubectl", kubectl, "kubectl podtap: the kubectl that runs port-forward")
+      ->capture_default_str();
+  std::string context;
+  app.add_option("--context", context,
+                 "kubectl podtap: the kubeconfig context kubectl port-forward uses");
   CLI11_PARSE(app, argc, argv);
+  std::unique_ptr<podtap::PortForward> forward;
   try {
+    if (plugin && agent_opt->count() == 0 && !g.kube && g.relay.empty()) {
+      std::vector<std::string> args = {"port-forward", "-n", relay_namespace, "deploy/podtap-relay",
+                                       ":" + std::to_string(kRelayPort)};
+      if (!context.empty()) args.insert(args.begin(), {"--context", context});
+      if (!g.kubeconfig.empty()) args.insert(args.begin(), {"--kubeconfig", g.kubeconfig});
+      std::string error;
+      forward = podtap::PortForward::Start(kubectl, args, g.auth.timeout_s, &error);
+      if (!forward) throw Failure{"cannot reach podtap-relay: " + error};
+      g.relay = "127.0.0.1:" + std::to_string(forward->port());
+    } else if (!context.empty()) {
+      throw Failure{
+          "--context picks the context of kubectl podtap's port-forward to podtap-relay; "
+          "--kube uses the kubeconfig's current context"};
+    }
     ResolveAgents(g, agent_opt->count() > 0);
     // A thread per agent: bounded, and an agent named twice would count twice.
     if (g.agents.size() > kMaxAgents) {

@@ -83,6 +83,25 @@ test('probes on /healthz and /readyz; NODE_NAME from the downward API', () => {
   for (const a of agent.args) assert.doesNotMatch(a, /^--(kubernetes|kubeconfig|node-name)\b/);
 });
 
+test('the query listener: port query (4192), TLS and token from Secret podtap-query, read-only', () => {
+  assert.ok(agent.ports.some((p) => p.name === 'query' && p.containerPort === 4192 && p.protocol === 'TCP'));
+  const flags = Object.fromEntries(agent.args.filter((a) => a.startsWith('--query-')).map((a) => a.split('=')));
+  assert.deepEqual(flags, {
+    '--query-listen': '0.0.0.0:4192',
+    '--query-tls-cert': '/etc/podtap-query/tls.crt',
+    '--query-tls-key': '/etc/podtap-query/tls.key',
+    '--query-token-file': '/etc/podtap-query/token',
+  });
+  const mount = agent.volumeMounts.find((m) => m.name === 'query-tls');
+  assert.deepEqual([mount.mountPath, mount.readOnly], ['/etc/podtap-query', true]);
+  const volume = pod.volumes.find((v) => v.name === 'query-tls');
+  // Referenced, never rendered: the operator creates it (docs/deploy.md).
+  assert.equal(volume.secret.secretName, 'podtap-query');
+  assert.equal(volume.secret.defaultMode, 0o400);
+  assert.deepEqual(volume.secret.items.map((i) => i.key), ['tls.crt', 'tls.key', 'token']);
+  assert.equal(objects.filter((o) => o.kind === 'Secret').length, 0);
+});
+
 test('the image runs the binary the Dockerfile installs', () => {
   const dockerfile = fs.readFileSync(path.join(repo, 'Dockerfile'), 'utf8');
   assert.deepEqual(agent.command, ['/usr/local/bin/podtap-agent']);
@@ -106,10 +125,22 @@ test('the agent accepts the DaemonSet\'s flags and config (podtap-agent --check-
     return `--config=${local}`;
   });
   assert.ok(args.some((a) => a.startsWith('--config=' + tmp)), 'the DaemonSet passes --config');
-  const r = runAgent(['--check-config', ...args]);
+  // The Secret's files (the flags name them; --check-config reads none), at
+  // local paths too.
+  const secretMount = agent.volumeMounts.find((m) => m.name === 'query-tls');
+  const withSecret = args.map((a) => {
+    const m = /^(--query-[a-z-]+)=(.*)$/.exec(a);
+    if (!m || !m[2].startsWith(secretMount.mountPath + '/')) return a;
+    const local = path.join(tmp, path.basename(m[2]));
+    fs.writeFileSync(local, 'placeholder\n', { mode: 0o644 });
+    return `${m[1]}=${local}`;
+  });
+  assert.equal(withSecret.filter((a) => a.startsWith(`--query-`) && a.includes(tmp)).length, 3);
+
+  const r = runAgent(['--check-config', ...withSecret]);
   assert.equal(r.stdout, 'config ok\n', r.stderr);
   assert.equal(r.status, 0);
   // And the same check refuses a flag the agent does not have.
-  const bad = runAgent(['--check-config', ...args, '--kubernetes-typo=on']);
+  const bad = runAgent(['--check-config', ...withSecret, '--kubernetes-typo=on']);
   assert.equal(bad.status, 1);
 });

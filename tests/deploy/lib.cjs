@@ -7,10 +7,12 @@ const YAML = require('yaml');
 
 const repo = path.resolve(__dirname, '..', '..');
 const deployDir = path.join(repo, 'deploy', 'daemonset');
+const relayDir = path.join(repo, 'deploy', 'relay');
 
-// `kubectl kustomize deploy/daemonset` (client-side only), as parsed objects.
-function render() {
-  const text = execFileSync('kubectl', ['kustomize', deployDir], { encoding: 'utf8' });
+// `kubectl kustomize deploy/daemonset` (or `dir`; client-side only), as
+// parsed objects.
+function render(dir = deployDir) {
+  const text = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
   return YAML.parseAllDocuments(text).map((doc) => {
     if (doc.errors.length > 0) throw new Error(`rendered YAML: ${doc.errors[0].message}`);
     return doc.toJS();
@@ -42,4 +44,4 @@ function runAgent(args) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-module.exports = { repo, deployDir, render, only, agentPath, runAgent };
+module.exports = { repo, deployDir, relayDir, render, only, agentPath, runAgent };

@@ -1,11 +1,11 @@
-// deploy/daemonset renders with `kubectl kustomize`, and every object it
+// deploy/daemonset and deploy/relay render with `kubectl kustomize`, and every object they
 // renders validates against its schema: Kubernetes' own (kubernetes-models)
 // or prometheus-operator's (PodMonitor, PrometheusRule). A kind without a
 // schema here fails.
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { render, only } = require('./lib.cjs');
+const { render, only, relayDir } = require('./lib.cjs');
 
 // apiVersion -> the package module holding its models.
 function modelsModule(apiVersion) {
@@ -29,6 +29,7 @@ function validate(object) {
 }
 
 const objects = render();
+const relayObjects = render(relayDir);
 
 test('renders exactly the expected objects', () => {
   const names = objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
@@ -37,7 +38,8 @@ test('renders exactly the expected objects', () => {
     [
       'ClusterRole/podtap', 'ClusterRoleBinding/podtap', 'ConfigMap/podtap-config-<hash>',
       'ConfigMap/podtap-grafana-dashboard', 'DaemonSet/podtap', 'Namespace/podtap',
-      'PodMonitor/podtap', 'PrometheusRule/podtap', 'Service/podtap', 'ServiceAccount/podtap',
+      'PodMonitor/podtap', 'PrometheusRule/podtap', 'Role/podtap-relay', 'RoleBinding/podtap-relay',
+      'Service/podtap', 'ServiceAccount/podtap',
     ],
   );
   for (const o of objects) {
@@ -46,8 +48,18 @@ test('renders exactly the expected objects', () => {
   }
 });
 
-for (const o of objects) {
-  test(`${o.kind}/${o.metadata.name} validates against its schema`, () => validate(o));
+test('deploy/relay renders exactly the relay, its account and its users\' Role', () => {
+  assert.deepEqual(relayObjects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+    'Deployment/podtap-relay', 'Namespace/podtap-relay', 'Role/podtap-relay-user',
+    'ServiceAccount/podtap-relay',
+  ]);
+  for (const o of relayObjects) {
+    if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, 'podtap-relay', `${o.kind}/${o.metadata.name}`);
+  }
+});
+
+for (const o of [...objects, ...relayObjects]) {
+  test(`${o.kind}/${o.metadata.name} (${o.metadata.namespace || 'cluster'}) validates against its schema`, () => validate(o));
 }
 
 test('the validator rejects what it should (so the checks above mean something)', () => {

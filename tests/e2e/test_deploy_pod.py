@@ -30,6 +30,7 @@ Run as root: tests/e2e/run.sh test_deploy_pod.DeployPodTest.
 import io
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,7 @@ import test_cri_pods  # noqa: E402
 from harness import Expect  # noqa: E402
 
 AGENT_IMAGE = "podtap.local/podtap:e2e"
+CLI = os.environ.get("PODTAP_CLI", os.path.join(harness.REPO, "build", "podtap"))
 DEPLOY_DIR = os.path.join(harness.REPO, "deploy", "daemonset")
 # Bit numbers in /proc/PID/status CapEff (linux/capability.h).
 CAP_BITS = {"SYS_PTRACE": 19, "SYS_ADMIN": 21, "PERFMON": 38, "BPF": 39}
@@ -91,6 +93,25 @@ def build_agent_image_tar(path, command):
     test_cri_pods.write_docker_archive(path, AGENT_IMAGE, layer.getvalue(), [command])
 
 
+def make_query_secret(directory, items, mode):
+    """Secret podtap-query's files as kubelet projects them, made as
+    docs/deploy.md says: a self-signed certificate naming podtap-agent, its
+    key, a random token. Returns {item: path}."""
+    os.makedirs(directory, exist_ok=True)
+    paths = {i: os.path.join(directory, i) for i in items}
+    if set(items) != {"tls.crt", "tls.key", "token"}:
+        raise AssertionError("secret items %s: expected tls.crt, tls.key, token" % items)
+    harness.sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=podtap-agent",
+                "-addext", "subjectAltName=DNS:podtap-agent", "-keyout", paths["tls.key"],
+                "-out", paths["tls.crt"]])
+    with open(paths["token"], "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    for path in paths.values():
+        os.chmod(path, mode)
+    return paths
+
+
 class _ContainerProcess:
     """What harness.Agent needs of a Popen: poll() is None while the agent's
     process (host PID) lives."""
@@ -122,7 +143,10 @@ class PodAgent(harness.Agent):
         spec = ds["spec"]["template"]["spec"]
         [c] = spec["containers"]
         self.container = c
-        self.args = [("--listen=127.0.0.1:%d" % self.port) if a.startswith("--listen=") else a
+        self.query_port = harness.free_port()
+        self.args = [("--listen=127.0.0.1:%d" % self.port) if a.startswith("--listen=")
+                     else ("--query-listen=127.0.0.1:%d" % self.query_port)
+                     if a.startswith("--query-listen=") else a
                      for a in c["args"]]
         volumes = {v["name"]: v for v in spec["volumes"]}
         propagation = {None: pb.PROPAGATION_PRIVATE, "None": pb.PROPAGATION_PRIVATE,
@@ -148,8 +172,15 @@ class PodAgent(harness.Agent):
                 # kubelet makes an empty directory per pod (tmpfs for Memory).
                 host = os.path.join(workdir, "emptydir-" + m["name"])
                 os.makedirs(host, exist_ok=True)
+            elif "secret" in v:
+                # The Secret the operator creates (docs/deploy.md, step 4):
+                # a certificate naming podtap-agent, its key, a token.
+                host = os.path.join(workdir, "secret-" + m["name"])
+                self.secret = make_query_secret(host, [i["path"] for i in v["secret"]["items"]],
+                                                v["secret"]["defaultMode"])
             else:
-                raise AssertionError("volume %s: not hostPath, configMap or emptyDir" % m["name"])
+                raise AssertionError("volume %s: not hostPath, configMap, emptyDir or secret"
+                                     % m["name"])
             mounts.append(pb.Mount(container_path=m["mountPath"], host_path=host,
                                    readonly=m.get("readOnly", False),
                                    propagation=propagation[m.get("mountPropagation")]))
@@ -354,6 +385,19 @@ class DeployPodTest(test_cri_pods.CriPodsTest):
             time.sleep(0.1)
         ex = agent.scrape()
         self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0, agent.log_tail())
+        # The query listener (port query) answers with the Secret's
+        # certificate and token, as podtap-relay asks it, and refuses without.
+        secret = agent.secret
+        base = [CLI, "--agent", "127.0.0.1:%d" % agent.query_port, "--ca", secret["tls.crt"],
+                "--tls-server-name", "podtap-agent", "--timeout", "5"]
+        ok = harness.sh(base + ["--token-file", secret["token"], "conns"], check=False)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        wrong = os.path.join(agent.workdir, "wrong-token")
+        with open(wrong, "w") as f:
+            f.write("not-the-token\n")
+        bad = harness.sh(base + ["--token-file", wrong, "conns"], check=False)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("the agent refused this call", bad.stderr)
 
 
 if __name__ == "__main__":

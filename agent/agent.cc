@@ -20,10 +20,10 @@ namespace podtap {
 Agent::Agent(AgentOptions opts)
     : opts_(std::move(opts)),
       agg_(opts_.aggregator),
-      pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
-                opts_.probes.capture_payload),
       taps_(opts_.taps),
-      recorder_(&taps_) {
+      recorder_(&taps_),
+      pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
+                opts_.probes.capture_payload) {
   agg_.self().connections_max = opts_.max_connections;
   pipeline_.SetRoutes(opts_.routes);
   pipeline_.SetClusterDomain(opts_.cluster_domain);
@@ -175,15 +175,7 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
 
 void Agent::ExpireSeries() {
   std::lock_guard<std::mutex> lock(mu_);
-  // Host processes (namespace="" and pod="") belong to the node, which exists.
-  auto pod_exists = [this](const Labels& labels) {
-    std::string ns, pod;
-    for (const auto& [name, value] : labels) {
-      if (name == "namespace") ns = value;
-      if (name == "pod") pod = value;
-    }
-    return (ns.empty() && pod.empty()) || live_pods_.count({ns, pod}) > 0;
-  };
+  auto pod_exists = [this](const Labels& labels) { return LabelSetPodsExist(labels, live_pods_); };
   size_t removed =
       agg_.Expire(std::chrono::steady_clock::now(), opts_.series_retention, pod_exists);
   if (removed > 0) spdlog::debug("expired {} idle series of pods that are gone", removed);
@@ -258,6 +250,7 @@ void Agent::ApplyBatch() {
     const uint64_t now_ns = MonotonicNs();
     pipeline_.FlushPendingOpens(now_ns);
     pipeline_.FinishCloses(now_ns);
+    recorder_.Age(now_ns);
     agg_.self().events_lost_ringbuf = drops.ringbuf_full;
     agg_.self().kernel_sockmap_full = drops.sockmap_full;
     agg_.self().payload_lost_ringbuf = drops.payload_ringbuf_full;

@@ -128,8 +128,12 @@ class Agent {
   std::vector<BatchItem> retry_;  // payloads whose connection was not known yet
   std::vector<uint8_t> retry_arena_;
 
-  std::mutex mu_;  // guards agg_ and pipeline_
+  std::mutex mu_;  // guards agg_, recorder_ and pipeline_
+  // The pipeline's connections hold label sets of agg_ and endpoint pairs of
+  // recorder_: both are declared first, so they are destroyed after it.
   Aggregator agg_;
+  TapHub taps_;
+  QueryRecorder recorder_;
   TcpPipeline pipeline_;
 
   Mailbox mail_{8};
@@ -144,9 +148,7 @@ class Agent {
   mutable std::mutex status_mu_;
   std::string pods_describe_;
   // (namespace, name) of the pods that exist now; guarded by mu_.
-  std::set<std::pair<std::string, std::string>> live_pods_;
-  TapHub taps_;
-  QueryRecorder recorder_;  // guarded by mu_
+  PodKeys live_pods_;
 };
 
 }  // namespace podtap

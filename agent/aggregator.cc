@@ -52,6 +52,18 @@ std::string CleanLabelValue(std::string_view value, size_t max_bytes) {
   return valid;
 }
 
+bool LabelSetPodsExist(const Labels& labels, const PodKeys& live) {
+  std::string ns, pod, dst_ns, dst_pod;
+  for (const auto& [name, value] : labels) {
+    if (name == "namespace") ns = value;
+    if (name == "pod") pod = value;
+    if (name == "dst_namespace") dst_ns = value;
+    if (name == "dst_pod") dst_pod = value;
+  }
+  const bool local = (ns.empty() && pod.empty()) || live.contains({ns, pod});
+  return local && (dst_pod.empty() || live.contains({dst_ns, dst_pod}));
+}
+
 namespace {
 
 uint64_t Activity(const TransportSeries& s) {
@@ -69,19 +81,16 @@ uint64_t Activity(const HttpSeries& s) {
 
 }  // namespace
 
-Aggregator::Aggregator(AggregatorOptions opts) : opts_(opts) {
-  overflow_id_ = Intern({{"podtap_overflow", "true"}});
-}
+Aggregator::Aggregator(AggregatorOptions opts)
+    : opts_(opts), overflow_(Intern({{"podtap_overflow", "true"}})), overflow_id_(overflow_.id()) {}
 
-Aggregator::LabelSetId Aggregator::Intern(const Labels& labels) {
+Aggregator::LabelRef Aggregator::Intern(const Labels& labels) {
   Labels clean;
   clean.reserve(labels.size());
   for (const auto& [name, value] : labels) {
     clean.emplace_back(name, CleanLabelValue(value, opts_.max_label_value_bytes));
   }
-  auto [it, inserted] = ids_.try_emplace(clean, static_cast<LabelSetId>(label_sets_.size()));
-  if (inserted) label_sets_.push_back(std::move(clean));
-  return it->second;
+  return label_sets_.Intern(std::move(clean));
 }
 
 std::string Aggregator::Clean(const std::string& value) const {
@@ -99,18 +108,17 @@ bool Aggregator::Admit(SeriesGroup g) {
   return true;
 }
 
-namespace {
-
-// Finds `key` in `map`, or creates it when `admit()` allows, or else returns
-// the series at `overflow_key`.
-template <typename Map, typename AdmitFn>
-auto* FindOrCreate(Map& map, typename Map::key_type key, const typename Map::key_type& overflow_key,
-                   AdmitFn&& admit) {
+// Finds `key` in `map`, or creates it when the group admits a new key, or
+// else returns the series at `overflow_key`. A new series holds its label set.
+template <typename Map>
+auto* Aggregator::FindOrCreate(Map& map, typename Map::key_type key, LabelSetId id,
+                               const typename Map::key_type& overflow_key, SeriesGroup g) {
   auto it = map.find(key);
   if (it == map.end()) {
-    if (!admit()) {
+    if (!Admit(g)) {
       it = map.find(overflow_key);
       if (it == map.end()) it = map.try_emplace(overflow_key).first;
+      id = overflow_id_;
     } else {
       it = map.try_emplace(std::move(key)).first;
     }
@@ -118,12 +126,11 @@ auto* FindOrCreate(Map& map, typename Map::key_type key, const typename Map::key
       using Series = typename decltype(it->second.series)::element_type;
       it->second.series = std::make_unique<Series>();
       it->second.idle.last_change = std::chrono::steady_clock::now();
+      it->second.label_set = label_sets_.Hold(id);
     }
   }
   return it->second.series.get();
 }
-
-}  // namespace
 
 CloseClass& TransportSeries::Close(Classification c, int err) {
   for (CloseClass& cc : closes) {
@@ -136,8 +143,8 @@ CloseClass& TransportSeries::Close(Classification c, int err) {
 }
 
 TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool tls) {
-  return FindOrCreate(transport_, {Key{id, direction}, tls}, {Key{overflow_id_, direction}, false},
-                      [this] { return Admit(SeriesGroup::kTcp); });
+  return FindOrCreate(transport_, {Key{id, direction}, tls}, id,
+                      {Key{overflow_id_, direction}, false}, SeriesGroup::kTcp);
 }
 
 void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double latency) {
@@ -147,16 +154,15 @@ void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double 
 
 HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority,
                              bool tls) {
-  return FindOrCreate(http_, {Key{id, direction}, Clean(authority), tls},
-                      {Key{overflow_id_, direction}, std::string(), false},
-                      [this] { return Admit(SeriesGroup::kHttp); });
+  return FindOrCreate(http_, {Key{id, direction}, Clean(authority), tls}, id,
+                      {Key{overflow_id_, direction}, std::string(), false}, SeriesGroup::kHttp);
 }
 
 HttpSeries* Aggregator::Route(LabelSetId id, Direction direction, const std::string& dst,
                               const std::string& route) {
-  return FindOrCreate(routes_, {Key{id, direction}, Clean(dst), Clean(route)},
+  return FindOrCreate(routes_, {Key{id, direction}, Clean(dst), Clean(route)}, id,
                       {Key{overflow_id_, direction}, std::string(), std::string()},
-                      [this] { return Admit(SeriesGroup::kRoute); });
+                      SeriesGroup::kRoute);
 }
 
 size_t Aggregator::SeriesCount(SeriesGroup g) const {
@@ -173,11 +179,13 @@ size_t Aggregator::SeriesCount(SeriesGroup g) const {
 
 size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
                           const std::function<bool(const Labels&)>& pod_exists) {
-  // Asked once per label set per sweep: -1 unknown, 0 gone, 1 exists.
-  std::vector<int8_t> exists(label_sets_.size(), -1);
+  // Asked once per label set per sweep, by slot: -1 unknown, 0 gone, 1 exists.
+  // (No label set is interned during the sweep, so no slot changes hands.)
+  std::vector<int8_t> exists(label_sets_.slots(), -1);
   auto pod_gone = [&](LabelSetId id) {
-    if (exists[id] < 0) exists[id] = pod_exists(label_sets_[id]) ? 1 : 0;
-    return exists[id] == 0;
+    int8_t& e = exists[LabelSets::SlotOf(id)];
+    if (e < 0) e = pod_exists(label_sets_.Get(id)) ? 1 : 0;
+    return e == 0;
   };
   size_t removed = 0;
   auto sweep = [&](auto& map, SeriesGroup g, auto&& pinned, auto&& key_of) {
@@ -297,7 +305,7 @@ Snapshot Aggregator::Collect() const {
     const auto& [key, tls] = tkey;
     const TransportSeries* s = entry.series.get();
     entry.idle.activity_at_collect = Activity(*s);
-    const Labels& base = label_sets_[key.id];
+    const Labels& base = label_sets_.Get(key.id);
     Labels dir = {{"direction", DirectionName(key.direction)},
                   {"peer", PeerName(key.direction)},
                   {"tls", tls ? "true" : "false"}};
@@ -337,7 +345,7 @@ Snapshot Aggregator::Collect() const {
     Labels head = {{"direction", DirectionName(tkey.direction)},
                    {"authority", authority},
                    {"tls", tls ? "true" : "false"}};
-    AddHttp(*s, With(head, label_sets_[tkey.id]), &requests, &responses, &latency);
+    AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &requests, &responses, &latency);
   }
   auto route_requests = Family("route_request_total", "Total count of HTTP requests, per route.",
                                MetricType::kCounter);
@@ -352,7 +360,7 @@ Snapshot Aggregator::Collect() const {
     const HttpSeries* s = entry.series.get();
     entry.idle.activity_at_collect = Activity(*s);
     Labels head = {{"direction", DirectionName(tkey.direction)}, {"dst", dst}, {"rt_route", route}};
-    AddHttp(*s, With(head, label_sets_[tkey.id]), &route_requests, &route_responses,
+    AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &route_requests, &route_responses,
             &route_latency);
   }
 
@@ -366,6 +374,14 @@ Snapshot Aggregator::Collect() const {
     snap.families.push_back(std::move(*f));
   }
   snap.families.push_back(std::move(series));
+
+  auto label_sets = Family("podtap_label_sets",
+                           "Label sets interned now (pod and peer labels of series and open "
+                           "connections); those of pods that are gone are freed with their last "
+                           "series and connection.",
+                           MetricType::kGauge);
+  AddValue(&label_sets, {}, static_cast<double>(label_sets_.size()));
+  snap.families.push_back(std::move(label_sets));
 
   auto dropped = Family("podtap_series_dropped_total",
                         "Lookups of a new label set that found its series group at the "

@@ -8,12 +8,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include "agent/interner.h"
 #include "agent/pods.h"
 #include "agent/snapshot.h"
 #include "agent/tcp_event.h"
@@ -147,18 +149,35 @@ const char* SeriesGroupName(SeriesGroup g);  // "tcp", "http", "route"
 // replaces invalid UTF-8 with U+FFFD.
 std::string CleanLabelValue(std::string_view value, size_t max_bytes);
 
+// (namespace, name) of pods, as series labels hold them (cut by CleanLabelValue).
+using PodKeys = std::set<std::pair<std::string, std::string>>;
+// For Aggregator::Expire(): whether every pod a label set names is in `live`:
+// its own (namespace, pod), unless it is a host process's (both empty: the
+// node's, which exists), and its destination (dst_namespace, dst_pod) when it
+// names one. A series to a pod that is gone holds that pod's labels too.
+bool LabelSetPodsExist(const Labels& labels, const PodKeys& live);
+
 class Aggregator {
  public:
-  using LabelSetId = uint32_t;
+  using LabelSets = Interner<Labels>;
+  using LabelSetId = LabelSets::Id;
+  // A holder of a label set: the set stays interned, and its id valid, while
+  // any holder of it lives (series, connections, the pipeline's label cache).
+  using LabelRef = LabelSets::Ref;
   using Clock = std::chrono::steady_clock;
 
   explicit Aggregator(AggregatorOptions opts = {});
 
   // Label sets are interned once (per connection at most); the event path
-  // then works on ids and series pointers. Ids stay valid for the
-  // aggregator's lifetime (label sets are bounded by the pod pairs seen).
-  LabelSetId Intern(const Labels& labels);
+  // then works on ids and series pointers. A set is held by the refs this
+  // returns and by every series keyed by it, and freed with the last of them
+  // (the series of a pod that is gone go in Expire()). The aggregator must
+  // outlive the refs.
+  LabelRef Intern(const Labels& labels);
+  // Label sets interned now, the overflow series' one included.
+  size_t LabelSetCount() const { return label_sets_.size(); }
 
+  // `id` must be held (by the caller's LabelRef) during the call.
   // Pointer lifetimes (all calls under the caller's one lock):
   // - Transport(): valid while the series has open connections
   //   (open_now > 0: every connection that holds the pointer counted its open
@@ -178,8 +197,9 @@ class Aggregator {
   // Removes series that are idle: no open connection, nothing counted for
   // `retention`, collected at least once since their last change (so their
   // last values were seen), and whose pod is gone (`pod_exists` false for
-  // their label set; it is asked about label sets only, never called for
-  // overflow series). Counters of a series that exists never go backwards;
+  // their label set, as LabelSetPodsExist says; it is asked about label sets
+  // only, never called for overflow series). A removed series lets go of its
+  // label set. Counters of a series that exists never go backwards;
   // a series that returns after expiry starts again from zero, which rate()
   // reads as a counter reset. Call every few seconds; returns how many
   // series were removed.
@@ -212,8 +232,12 @@ class Aggregator {
   template <typename T>
   struct Entry {
     std::unique_ptr<T> series;
-    mutable Idle idle;  // Collect() is const but records what it saw
+    mutable Idle idle;   // Collect() is const but records what it saw
+    LabelRef label_set;  // holds the key's label set while the series lives
   };
+  template <typename Map>
+  auto* FindOrCreate(Map& map, typename Map::key_type key, LabelSetId id,
+                     const typename Map::key_type& overflow_key, SeriesGroup g);
   // Whether a new key of `g` may have a series of its own; counts the drop
   // when not.
   bool Admit(SeriesGroup g);
@@ -221,9 +245,10 @@ class Aggregator {
 
   AggregatorOptions opts_;
   uint64_t generation_ = 0;
-  std::map<Labels, LabelSetId> ids_;
-  std::vector<Labels> label_sets_;
-  // Names the overflow series: {podtap_overflow="true"}.
+  // Declared before everything that holds a LabelRef, so it is destroyed after them.
+  LabelSets label_sets_;
+  // Names the overflow series: {podtap_overflow="true"}; held for good.
+  LabelRef overflow_;
   LabelSetId overflow_id_;
   std::map<std::pair<Key, bool>, Entry<TransportSeries>> transport_;
   std::map<std::tuple<Key, std::string, bool>, Entry<HttpSeries>> http_;

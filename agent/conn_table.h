@@ -25,10 +25,11 @@ struct Conn {
   // after the open when no data comes.
   TransportSeries* series = nullptr;
   bool tls = false;
-  Aggregator::LabelSetId labels = 0;
+  // Held while the connection is tracked (and while its parsing lingers).
+  Aggregator::LabelRef labels;
   // The transport series' labels: `labels` plus the TCP authority of an
   // outbound connection to a Service (HTTP series carry their own authority).
-  Aggregator::LabelSetId tcp_labels = 0;
+  Aggregator::LabelRef tcp_labels;
   // Protocol state, created on the first payload; null once given up.
   std::unique_ptr<HttpConn> http;
   bool http_given_up = false;
@@ -41,7 +42,7 @@ struct Conn {
   bool tls_verdict_written = false;
   // Both ends: for the query service (Conns, Stat, Edges), and to know a connection the kernel
   // reported from one adopted at start (Agent::AdoptOpenConnections).
-  EndpointTable::Id endpoints = 0;
+  EndpointTable::Ref endpoints;
   IpAddr local, remote;
   uint16_t local_port = 0, remote_port = 0;
 };

@@ -61,9 +61,16 @@ void AppendQueryMetrics(const QueryRecorder& recorder, const TapHub& taps, Snaps
                             "them).",
                             MetricType::kCounter);
   Add(&top, {}, recorder.window().top_dropped());
+  MetricFamily pairs = Family("podtap_query_endpoint_pairs",
+                              "(local, remote) endpoint pairs the query service holds now for "
+                              "open connections and the traffic in its window (up to 12 minutes "
+                              "back).",
+                              MetricType::kGauge);
+  Add(&pairs, {}, recorder.endpoints().size());
   out->families.push_back(std::move(dropped));
   out->families.push_back(std::move(streams));
   out->families.push_back(std::move(top));
+  out->families.push_back(std::move(pairs));
 }
 
 }  // namespace podtap

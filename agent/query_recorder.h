@@ -17,9 +17,10 @@ class QueryRecorder {
   static constexpr size_t kMaxTapValueBytes = 1024;
 
   explicit QueryRecorder(TapHub* taps, size_t max_top_keys = 10000)
-      : window_(max_top_keys), taps_(taps) {}
+      : window_(&endpoints_, max_top_keys), taps_(taps) {}
 
-  EndpointTable::Id Endpoints(const PodMeta* local, const PodMeta* remote) {
+  // Held by the connection (and then by the window buckets that count it).
+  EndpointTable::Ref Endpoints(const PodMeta* local, const PodMeta* remote) {
     return endpoints_.Intern(local, remote);
   }
   void PodsChanged() { endpoints_.PodsChanged(); }
@@ -29,6 +30,9 @@ class QueryRecorder {
                uint64_t ts_ns) {
     window_.OnBytes(endpoints, dir, read, written, ts_ns);
   }
+  // Ages the window (Window::Age), freeing the endpoint pairs of connections
+  // closed before its oldest bucket. `now_ns` on the kernel's monotonic clock.
+  void Age(uint64_t now_ns) { window_.Age(now_ns); }
 
   const EndpointTable& endpoints() const { return endpoints_; }
   const Window& window() const { return window_; }
@@ -40,7 +44,7 @@ class QueryRecorder {
 };
 
 // The query service's self metrics: podtap_tap_events_dropped_total{reason},
-// podtap_tap_streams, podtap_query_top_dropped_total.
+// podtap_tap_streams, podtap_query_top_dropped_total, podtap_query_endpoint_pairs.
 void AppendQueryMetrics(const QueryRecorder& recorder, const TapHub& taps, Snapshot* out);
 
 }  // namespace podtap

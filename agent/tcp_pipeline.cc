@@ -70,7 +70,7 @@ TcpPipeline::ConnLabels TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netn
 }
 
 void TcpPipeline::CountOpen(Conn* c) {
-  c->series = agg_->Transport(c->tcp_labels, c->direction, c->tls);
+  c->series = agg_->Transport(c->tcp_labels.id(), c->direction, c->tls);
   c->series->open_total++;
   c->series->open_now++;
 }
@@ -92,7 +92,7 @@ void TcpPipeline::Report(Conn* c, uint64_t read, uint64_t written, uint64_t ts_n
   c->reported_read += new_read;
   c->reported_written += new_written;
   if (recorder_ != nullptr) {
-    recorder_->OnBytes(c->endpoints, c->direction, new_read, new_written, ts_ns);
+    recorder_->OnBytes(c->endpoints.id(), c->direction, new_read, new_written, ts_ns);
   }
 }
 
@@ -109,8 +109,8 @@ void TcpPipeline::OnOpen(const TcpOpen& e) {
   c.local_port = e.local_port;
   c.remote_port = e.remote_port;
   ConnLabels ids = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote, e.remote_port);
-  c.labels = ids.http;
-  c.tcp_labels = ids.tcp;
+  c.labels = std::move(ids.http);
+  c.tcp_labels = std::move(ids.tcp);
   if (recorder_ != nullptr) {
     // Both directions: the query service names the peer of inbound
     // connections too (the metrics' inbound series do not).
@@ -156,8 +156,8 @@ void TcpPipeline::OnClose(const TcpClose& e) {
     synthesized.base_acked = e.base_acked;
     synthesized.base_received = e.base_received;
     ConnLabels ids = LabelsFor(e.cgroup_id, e.netns_ino, e.direction, e.remote, e.remote_port);
-    synthesized.labels = ids.http;
-    synthesized.tcp_labels = ids.tcp;
+    synthesized.labels = std::move(ids.http);
+    synthesized.tcp_labels = std::move(ids.tcp);
     if (recorder_ != nullptr) {
       synthesized.endpoints =
           recorder_->Endpoints(index_.ForSocket(e.cgroup_id, e.netns_ino), index_.ForIp(e.remote));
@@ -244,8 +244,8 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
   bool& verdict_written = tls ? c->tls_verdict_written : c->verdict_written;
   if (given_up) return;  // records already in flight when the verdict was written
   if (!http) {
-    http = std::make_unique<HttpConn>(agg_, &routes_, c->labels, c->direction, tls);
-    if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints);
+    http = std::make_unique<HttpConn>(agg_, &routes_, c->labels.id(), c->direction, tls);
+    if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints.id());
   }
   http->Feed(e.dir, cap, e.total_len, e.ts_ns);
   // The kernel wrote an HTTP/2 verdict (it follows the frames) on the preface; it is deleted with
@@ -262,7 +262,7 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
 
 void TcpPipeline::OnConnectFail(const TcpConnectFail& e) {
   auto ids = LabelsFor(e.cgroup_id, e.netns_ino, Direction::kOutbound, e.remote, e.remote_port);
-  TransportSeries* s = agg_->Transport(ids.tcp, Direction::kOutbound, false);
+  TransportSeries* s = agg_->Transport(ids.tcp.id(), Direction::kOutbound, false);
   s->errors[static_cast<size_t>(e.error)]++;
   // Linkerd's proxy counts closes of established connections only; podtap
   // also counts a failed connect as a close (no open, no duration), so that

@@ -99,7 +99,7 @@ class TcpPipeline {
   // A connection's label sets: for its HTTP series, and for its transport series
   // (with the authority of a Service destination).
   struct ConnLabels {
-    Aggregator::LabelSetId http, tcp;
+    Aggregator::LabelRef http, tcp;
   };
   ConnLabels LabelsFor(uint64_t cgroup_id, uint32_t netns_ino, Direction dir, const IpAddr& remote,
                        uint16_t remote_port);
@@ -126,7 +126,7 @@ class TcpPipeline {
   PodIndex index_;
   std::string cluster_domain_ = "cluster.local";
   // (local pod, remote pod, remote port when it names a Service port, else 0)
-  // -> interned label sets; cleared when pods change.
+  // -> interned label sets, held while cached; cleared when pods change.
   using LabelKey = std::tuple<const PodMeta*, const PodMeta*, uint16_t>;
   struct KeyHash {
     size_t operator()(const LabelKey& k) const {

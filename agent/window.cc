@@ -34,19 +34,17 @@ Endpoint EndpointOf(const PodMeta* pod) {
   return e;
 }
 
-EndpointTable::Id EndpointTable::Intern(const PodMeta* local, const PodMeta* remote) {
+EndpointTable::Ref EndpointTable::Intern(const PodMeta* local, const PodMeta* remote) {
   auto key = std::make_pair(local, remote);
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   EndpointPair pair{EndpointOf(local), EndpointOf(remote)};
   pair.local.host = local == nullptr;
-  auto [it, inserted] = ids_.emplace(pair, static_cast<Id>(pairs_.size()));
-  if (inserted) pairs_.push_back(std::move(pair));
-  cache_.emplace(key, it->second);
-  return it->second;
+  return cache_.emplace(key, pairs_.Intern(std::move(pair))).first->second;
 }
 
-Window::Window(size_t max_top_keys, size_t max_value_bytes)
-    : max_top_keys_(max_top_keys),
+Window::Window(EndpointTable* endpoints, size_t max_top_keys, size_t max_value_bytes)
+    : endpoints_(endpoints),
+      max_top_keys_(max_top_keys),
       max_value_bytes_(max_value_bytes),
       ring_(kBuckets),
       coarse_(kCoarseBuckets) {}
@@ -56,11 +54,32 @@ Window::Bucket* Window::At(std::vector<Bucket>& ring, uint64_t width, uint64_t t
   Bucket& b = ring[index % ring.size()];
   if (b.index == index) return &b;
   if (b.index != UINT64_MAX && b.index > index) return nullptr;
-  b.index = index;
-  b.traffic.clear();
-  b.top.clear();
-  b.top_dropped = 0;
+  Empty(&b, index);
   return &b;
+}
+
+void Window::Empty(Bucket* b, uint64_t index) {
+  b->index = index;
+  b->top.clear();
+  b->traffic.clear();  // after Top: its cells hold the pairs Top's kinds name
+  b->top_dropped = 0;
+}
+
+void Window::Age(uint64_t now_ns) {
+  for (auto [ring, width] : {std::pair{&ring_, kBucketNs}, std::pair{&coarse_, kCoarseNs}}) {
+    for (Bucket& b : *ring) {
+      // Older than the ring: ForWindow never reads it, At() would reuse it.
+      if (b.index != UINT64_MAX && b.index + ring->size() <= now_ns / width) {
+        Empty(&b, UINT64_MAX);
+      }
+    }
+  }
+}
+
+Window::Traffic& Window::TrafficOf(Bucket* b, EndpointTable::Id endpoints, Direction dir) {
+  auto [it, inserted] = b->traffic.try_emplace({endpoints, dir});
+  if (inserted) it->second.endpoints = endpoints_->Hold(endpoints);
+  return it->second.traffic;
 }
 
 void Window::OnExchange(const Exchange& x) {
@@ -71,7 +90,7 @@ void Window::OnExchange(const Exchange& x) {
 }
 
 bool Window::Add(Bucket* b, const Exchange& x) {
-  Traffic& t = b->traffic[{x.endpoints, x.direction}];
+  Traffic& t = TrafficOf(b, x.endpoints, x.direction);
   t.requests++;
   if (!x.failed) t.successes++;
   t.latency.ObserveMs(x.latency_ms);
@@ -104,7 +123,7 @@ void Window::OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, 
   if (read == 0 && written == 0) return;
   for (Bucket* b : {At(ring_, kBucketNs, ts_ns), At(coarse_, kCoarseNs, ts_ns)}) {
     if (b == nullptr) continue;
-    Traffic& t = b->traffic[{endpoints, dir}];
+    Traffic& t = TrafficOf(b, endpoints, dir);
     t.read_bytes += read;
     t.write_bytes += written;
   }
@@ -141,7 +160,8 @@ std::map<Window::TrafficKey, Window::Traffic> Window::Sum(uint64_t now_ns,
                                                           uint64_t window_ns) const {
   std::map<TrafficKey, Traffic> out;
   ForWindow(now_ns, window_ns, [&](const Bucket& b) {
-    for (const auto& [key, t] : b.traffic) {
+    for (const auto& [key, cell] : b.traffic) {
+      const Traffic& t = cell.traffic;
       Traffic& o = out[key];
       o.requests += t.requests;
       o.successes += t.successes;

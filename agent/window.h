@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/interner.h"
 #include "agent/latency_histogram.h"
 #include "agent/pods.h"
 #include "agent/tcp_event.h"
@@ -44,16 +45,22 @@ struct EndpointPair {
   auto operator<=>(const EndpointPair&) const = default;
 };
 
-// Endpoint pairs interned to ids, once per connection. Ids stay valid for the
-// table's lifetime; pairs are bounded by the pod pairs seen, as the
-// aggregator's label sets are.
+// Endpoint pairs interned to ids, once per connection. A pair is held by the
+// refs Intern() returns (connections) and by the window buckets that count
+// it, and freed with the last of them; the table must outlive its refs.
 class EndpointTable {
  public:
-  using Id = uint32_t;
-  Id Intern(const PodMeta* local, const PodMeta* remote);
+  using Pairs = Interner<EndpointPair>;
+  using Id = Pairs::Id;
+  using Ref = Pairs::Ref;
+  Ref Intern(const PodMeta* local, const PodMeta* remote);
+  // Another holder of a pair held now.
+  Ref Hold(Id id) { return pairs_.Hold(id); }
   // Pod pointers are about to be replaced (a new pod list).
   void PodsChanged() { cache_.clear(); }
-  const EndpointPair& Get(Id id) const { return pairs_[id]; }
+  const EndpointPair& Get(Id id) const { return pairs_.Get(id); }
+  const EndpointPair& Get(const Ref& ref) const { return pairs_.Get(ref.id()); }
+  // Pairs interned now.
   size_t size() const { return pairs_.size(); }
 
  private:
@@ -62,9 +69,9 @@ class EndpointTable {
       return std::hash<const void*>()(p.first) * 31 + std::hash<const void*>()(p.second);
     }
   };
-  std::map<EndpointPair, Id> ids_;
-  std::vector<EndpointPair> pairs_;
-  std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Id, PtrHash> cache_;
+  Pairs pairs_;
+  // Holds the pairs of the pod pointers seen since the last pod list.
+  std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Ref, PtrHash> cache_;
 };
 
 // A completed HTTP exchange (request and its response), as HttpConn reports it.
@@ -103,8 +110,12 @@ class Window {
   // `max_top_keys` bounds the distinct (pair, direction, method, authority,
   // path) kinds one bucket keeps for Top; past it they are counted as dropped.
   // Kept strings are cut to `max_value_bytes` and made valid UTF-8.
-  explicit Window(size_t max_top_keys = 10000, size_t max_value_bytes = 256);
+  // A bucket holds the endpoint pairs it counts (in `endpoints`, which must
+  // outlive the window) until it is reused or aged out.
+  explicit Window(EndpointTable* endpoints, size_t max_top_keys = 10000,
+                  size_t max_value_bytes = 256);
 
+  // The exchange's and the bytes' endpoint pair must be held by the caller.
   void OnExchange(const Exchange& x);
   // Payload bytes newly counted on a connection (live reads and the close).
   void OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
@@ -136,6 +147,11 @@ class Window {
     std::string route;  // RouteTable name for (method, path)
   };
   std::map<TopKey, TopCounts> SumTop(uint64_t now_ns, uint64_t window_ns) const;
+  // Empties the buckets too old for any window ending at `now_ns` or later
+  // (a bucket is otherwise emptied only when traffic reuses it), freeing the
+  // endpoint pairs only they held. Sums are unchanged by it.
+  void Age(uint64_t now_ns);
+
   // Exchanges left out of Top (bucket at max_top_keys), ever.
   uint64_t top_dropped() const { return top_dropped_; }
   // In the window given, as Sum.
@@ -159,21 +175,31 @@ class Window {
                         std::string_view>(b.Tie());
     }
   };
+  // A bucket's traffic of one key, and a holder of the key's endpoint pair
+  // (which also names the bucket's Top kinds of the key).
+  struct Cell {
+    Traffic traffic;
+    EndpointTable::Ref endpoints;
+  };
   struct Bucket {
     uint64_t index = UINT64_MAX;  // ts / kBucketNs of what it holds
-    std::map<TrafficKey, Traffic> traffic;
+    std::map<TrafficKey, Cell> traffic;
     std::map<TopKey, TopCounts, TopLess> top;
     uint64_t top_dropped = 0;
   };
   // The bucket of `ring` (of `width` ns buckets) for `ts_ns`, emptied first
   // when it held an older one; null for times older than the ring.
   static Bucket* At(std::vector<Bucket>& ring, uint64_t width, uint64_t ts_ns);
+  static void Empty(Bucket* b, uint64_t index);
+  // The bucket's traffic of a key, held from its first count.
+  Traffic& TrafficOf(Bucket* b, EndpointTable::Id endpoints, Direction dir);
   // Adds an exchange to one bucket; false when Top had no room for its kind.
   bool Add(Bucket* b, const Exchange& x);
   // Calls f(bucket) for every bucket overlapping [now - window, now].
   template <typename F>
   void ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const;
 
+  EndpointTable* endpoints_;
   size_t max_top_keys_;
   size_t max_value_bytes_;
   std::vector<Bucket> ring_;    // kBuckets of kBucketNs

@@ -32,7 +32,8 @@ void Fill(Aggregator* agg, int pods, int authorities) {
                            {"pod_template_hash", hash},
                            {"replicaset", "api-" + hash},
                            {"deployment", "api"}};
-    const auto id = agg->Intern(labels);
+    const auto held = agg->Intern(labels);
+    const auto id = held.id();
     for (int a = 0; a < authorities; a++) {
       podtap::HttpSeries* s = agg->Http(
           id, Direction::kInbound, "svc-" + std::to_string(a) + ".shop.svc.cluster.local:8080");

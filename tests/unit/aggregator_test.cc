@@ -54,7 +54,8 @@ TEST(AggregatorSelfTest, TlsLibrariesByState) {
 
 TEST(AggregatorCapTest, NewLabelSetsPastTheCapGoToOneOverflowSeries) {
   Aggregator agg({.max_series_per_family = 2});
-  const auto id = agg.Intern(Pod("api-0"));
+  const auto held = agg.Intern(Pod("api-0"));
+  const auto id = held.id();
   agg.Http(id, Direction::kInbound, "a.example")->requests++;
   agg.Http(id, Direction::kInbound, "b.example")->requests++;
   // A client inventing Host headers: every new one lands in the overflow series.
@@ -76,8 +77,10 @@ TEST(AggregatorCapTest, NewLabelSetsPastTheCapGoToOneOverflowSeries) {
 
 TEST(AggregatorCapTest, EachGroupHasItsOwnCap) {
   Aggregator agg({.max_series_per_family = 1});
-  const auto a = agg.Intern(Pod("a"));
-  const auto b = agg.Intern(Pod("b"));
+  const auto a_held = agg.Intern(Pod("a"));
+  const auto b_held = agg.Intern(Pod("b"));
+  const auto a = a_held.id();
+  const auto b = b_held.id();
   agg.Transport(a, Direction::kInbound, false)->open_total++;
   agg.Route(a, Direction::kInbound, "x", "[DEFAULT]")->requests++;
   TransportSeries* over = agg.Transport(b, Direction::kInbound, false);
@@ -107,7 +110,8 @@ TEST(AggregatorLabelTest, ValuesAreCutAtACharacterBoundaryAndMadeValidUtf8) {
   EXPECT_EQ(CleanLabelValue("\xF0\x9F\x98\x80", 16), "\xF0\x9F\x98\x80");  // an emoji stays
 
   Aggregator agg({.max_label_value_bytes = 16});
-  const auto id = agg.Intern({{"pod", std::string(40, 'p')}});
+  const auto held = agg.Intern({{"pod", std::string(40, 'p')}});
+  const auto id = held.id();
   agg.Http(id, Direction::kInbound, std::string(100, 'h') + "\xff")->requests++;
   agg.Http(id, Direction::kInbound, std::string(100, 'h'))->requests++;  // same after the cut
   const Snapshot s = agg.Collect();
@@ -118,7 +122,8 @@ TEST(AggregatorLabelTest, ValuesAreCutAtACharacterBoundaryAndMadeValidUtf8) {
 class AggregatorExpiryTest : public ::testing::Test {
  protected:
   Aggregator agg;
-  Aggregator::LabelSetId id = agg.Intern(Pod("api-0"));
+  Aggregator::LabelRef held = agg.Intern(Pod("api-0"));
+  Aggregator::LabelSetId id = held.id();
   Clock::time_point t0 = Clock::now();
 };
 
@@ -198,8 +203,10 @@ TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) 
 
 TEST_F(AggregatorExpiryTest, OverflowSeriesNeverExpireAndExpiryFreesRoomUnderTheCap) {
   Aggregator capped({.max_series_per_family = 1});
-  const auto a = capped.Intern(Pod("a"));
-  const auto b = capped.Intern(Pod("b"));
+  const auto a_held = capped.Intern(Pod("a"));
+  const auto b_held = capped.Intern(Pod("b"));
+  const auto a = a_held.id();
+  const auto b = b_held.id();
   capped.Http(a, Direction::kInbound, "x")->requests++;
   capped.Http(b, Direction::kInbound, "x")->requests++;  // overflow
   capped.Collect();
@@ -209,6 +216,49 @@ TEST_F(AggregatorExpiryTest, OverflowSeriesNeverExpireAndExpiryFreesRoomUnderThe
   const Snapshot s = capped.Collect();
   EXPECT_EQ(Value(s, "request_total", {{"pod", "b"}}), 1);
   EXPECT_EQ(Value(s, "request_total", {{"podtap_overflow", "true"}}), 1);
+}
+
+TEST_F(AggregatorExpiryTest, ExpiryFreesTheLabelSetsOnlyTheSeriesHeld) {
+  const size_t before = agg.LabelSetCount();  // the overflow's and api-0's
+  EXPECT_EQ(before, 2u);
+  Aggregator::LabelSetId gone_id = 0;
+  {
+    Aggregator::LabelRef gone = agg.Intern(Pod("job-1"));  // a connection's hold
+    gone_id = gone.id();
+    agg.Http(gone_id, Direction::kInbound, "a")->requests++;
+    agg.Route(gone_id, Direction::kInbound, "a", "[DEFAULT]")->requests++;
+    agg.Transport(gone_id, Direction::kInbound, false)->open_total++;
+  }  // the connection is gone; its series still hold the set
+  EXPECT_EQ(agg.LabelSetCount(), before + 1);
+  agg.Collect();
+  auto exists = [](const Labels& l) { return LabelSetPodsExist(l, {{"shop", "api-0"}}); };
+  agg.Expire(t0, 1s, exists);
+  EXPECT_EQ(agg.Expire(t0 + 1min, 1s, exists), 3u);
+  EXPECT_EQ(agg.LabelSetCount(), before);
+  // A new set may take the freed slot, under a new id.
+  Aggregator::LabelRef next = agg.Intern(Pod("job-2"));
+  EXPECT_NE(next.id(), gone_id);
+  agg.Http(next.id(), Direction::kInbound, "a")->requests++;
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"pod", "job-2"}}), 1);
+  EXPECT_EQ(Find(s, "request_total", {{"pod", "job-1"}}), nullptr);
+  EXPECT_EQ(Value(s, "podtap_label_sets", {}), static_cast<double>(before + 1));
+}
+
+TEST(LabelSetPodsExist, TheLocalPodAndTheDestinationPodMustBothExist) {
+  const PodKeys live = {{"shop", "api-0"}};
+  EXPECT_TRUE(LabelSetPodsExist(Pod("api-0"), live));
+  EXPECT_FALSE(LabelSetPodsExist(Pod("job-1"), live));
+  // Host processes belong to the node.
+  EXPECT_TRUE(LabelSetPodsExist({{"namespace", ""}, {"pod", ""}, {"host_process", "true"}}, live));
+  Labels to_job = Pod("api-0");
+  to_job.insert(to_job.end(), {{"dst_namespace", "batch"}, {"dst_pod", "job-1"}});
+  EXPECT_FALSE(LabelSetPodsExist(to_job, live));
+  EXPECT_TRUE(LabelSetPodsExist(to_job, {{"shop", "api-0"}, {"batch", "job-1"}}));
+  // A Service address names no destination pod.
+  Labels to_service = Pod("api-0");
+  to_service.insert(to_service.end(), {{"dst_namespace", "shop"}, {"dst_service", "web"}});
+  EXPECT_TRUE(LabelSetPodsExist(to_service, live));
 }
 
 TEST_F(AggregatorExpiryTest, CountersOfAnExistingSeriesNeverGoBackwards) {

@@ -126,9 +126,9 @@ TEST(TapHub, ASlowReaderLosesRecordsNotTheEventLoop) {
 TEST(QueryRecorder, PublishesOnlyWhenSomeoneTapsAndNeverAQueryString) {
   TapHub hub;
   QueryRecorder rec(&hub);
-  auto id = rec.Endpoints(nullptr, nullptr);
+  const auto held = rec.Endpoints(nullptr, nullptr);
   Exchange x;
-  x.endpoints = id;
+  x.endpoints = held.id();
   x.method = "GET";
   x.path = "/search?q=secret";
   x.status = 200;
@@ -153,7 +153,8 @@ TEST(QueryRecorder, TapsAndTopKeepValidUtf8OfBoundedLength) {
   std::string long_path = "/" + std::string(5000, 'a');
   std::string bad_authority = "api\xff\xfe";
   Exchange x;
-  x.endpoints = rec.Endpoints(nullptr, nullptr);
+  const auto held = rec.Endpoints(nullptr, nullptr);
+  x.endpoints = held.id();
   x.method = "GET";
   x.authority = bad_authority;
   x.path = long_path;

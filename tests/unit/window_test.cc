@@ -13,6 +13,13 @@ namespace {
 constexpr uint64_t kSec = 1'000'000'000;
 constexpr uint64_t kT0 = 1000 * kSec;  // a bucket boundary (5 s buckets)
 
+// A table holding the one endpoint pair the window tests count: the first
+// interned, so its id is 0, X()'s.
+struct OnePair {
+  EndpointTable table;
+  EndpointTable::Ref pair = table.Intern(nullptr, nullptr);
+};
+
 Exchange X(uint64_t ts, bool failed = false, double ms = 5, std::string_view path = "/a") {
   Exchange x;
   x.endpoints = 0;
@@ -29,7 +36,8 @@ Exchange X(uint64_t ts, bool failed = false, double ms = 5, std::string_view pat
 }
 
 TEST(Window, LatenciesOfTheWindowMergeAcrossItsBuckets) {
-  Window w;
+  OnePair p;
+  Window w(&p.table);
   // 0.3 ms and 40 ms in one 5 s bucket, 2 ms in the next.
   w.OnExchange(X(kT0 + 1 * kSec, false, 0.3));
   w.OnExchange(X(kT0 + 2 * kSec, false, 40));
@@ -48,7 +56,8 @@ TEST(Window, LatenciesOfTheWindowMergeAcrossItsBuckets) {
 }
 
 TEST(Window, SumsTheBucketsOfTheWindowOnly) {
-  Window w;
+  OnePair p;
+  Window w(&p.table);
   w.OnExchange(X(kT0 + 1 * kSec));
   w.OnExchange(X(kT0 + 2 * kSec, true));
   w.OnExchange(X(kT0 + 61 * kSec));
@@ -69,7 +78,8 @@ TEST(Window, SumsTheBucketsOfTheWindowOnly) {
 }
 
 TEST(Window, ReusedBucketsForgetWhatTheyHeld) {
-  Window w;
+  OnePair p;
+  Window w(&p.table);
   const Window::TrafficKey key{0, Direction::kInbound};
   w.OnExchange(X(kT0));
   // One ring of 5 s buckets later the same slot holds a new bucket: a minute's window reads it
@@ -92,7 +102,8 @@ TEST(Window, ReusedBucketsForgetWhatTheyHeld) {
 }
 
 TEST(Window, LongWindowsStartAtTheNearestMinute) {
-  Window w;
+  OnePair p;
+  Window w(&p.table);
   const Window::TrafficKey key{0, Direction::kInbound};
   const uint64_t base = 100 * Window::kCoarseNs;  // a minute boundary
   for (uint64_t at : {10, 70, 130, 250}) w.OnExchange(X(base + at * kSec));
@@ -113,7 +124,8 @@ TEST(Window, LongWindowsStartAtTheNearestMinute) {
 }
 
 TEST(Window, TopKeepsKindsUpToItsBoundAndCountsTheRest) {
-  Window w(2);
+  OnePair p;
+  Window w(&p.table, 2);
   w.OnExchange(X(kT0, false, 5, "/a"));
   w.OnExchange(X(kT0, true, 5, "/b"));
   w.OnExchange(X(kT0, false, 5, "/a"));
@@ -161,20 +173,74 @@ TEST(EndpointTable, InternsPairsOnceAndSurvivesNewPodLists) {
   EndpointTable t;
   auto a = Pod("a", "", "");
   auto b = Pod("b", "", "");
-  auto id = t.Intern(a.get(), b.get());
-  EXPECT_EQ(t.Intern(a.get(), b.get()), id);
-  EXPECT_NE(t.Intern(b.get(), a.get()), id);
+  const auto ab = t.Intern(a.get(), b.get());
+  const auto id = ab.id();
+  EXPECT_EQ(t.Intern(a.get(), b.get()).id(), id);
+  EXPECT_NE(t.Intern(b.get(), a.get()).id(), id);
   EXPECT_EQ(t.Get(id).local.pod, "a");
   EXPECT_EQ(t.Get(id).remote.pod, "b");
   t.PodsChanged();
   auto a2 = Pod("a", "", "");  // the same pod in a new list
-  EXPECT_EQ(t.Intern(a2.get(), b.get()), id);
-  EXPECT_EQ(t.size(), 2u);
+  EXPECT_EQ(t.Intern(a2.get(), b.get()).id(), id);
+  EXPECT_EQ(t.size(), 1u);  // (b, a) was held by the cache alone
   // A socket of no pod is a host process; a remote of no pod is not.
   const EndpointPair& host = t.Get(t.Intern(nullptr, b.get()));
   EXPECT_TRUE(host.local.host);
   EXPECT_FALSE(t.Get(id).local.host);
   EXPECT_FALSE(t.Get(t.Intern(a.get(), nullptr)).remote.host);
+}
+
+TEST(EndpointTable, PairsAreFreedWithTheirLastHolder) {
+  EndpointTable t;
+  auto a = Pod("a", "", "");
+  auto b = Pod("b", "", "");
+  EndpointTable::Id id = 0;
+  {
+    EndpointTable::Ref conn = t.Intern(a.get(), b.get());
+    id = conn.id();
+    t.PodsChanged();  // the cache lets go; the connection still holds it
+    EXPECT_EQ(t.size(), 1u);
+    EXPECT_EQ(t.Get(id).local.pod, "a");
+  }
+  EXPECT_EQ(t.size(), 0u);
+  // The same pods again: the same pair, under a new id.
+  EndpointTable::Ref again = t.Intern(a.get(), b.get());
+  EXPECT_NE(again.id(), id);
+  EXPECT_EQ(t.Get(again).remote.pod, "b");
+}
+
+TEST(Window, BucketsHoldTheirPairsUntilTheyAgeOut) {
+  EndpointTable t;
+  auto a = Pod("a", "", "");
+  Window w(&t);
+  {
+    EndpointTable::Ref conn = t.Intern(a.get(), nullptr);
+    Exchange x = X(kT0);
+    x.endpoints = conn.id();
+    w.OnExchange(x);
+    w.OnBytes(conn.id(), Direction::kInbound, 10, 20, kT0 + 3 * kSec);
+    t.PodsChanged();
+  }  // closed: only the window holds the pair now
+  EXPECT_EQ(t.size(), 1u);
+  // Ageing within the window changes nothing, in sums or pairs.
+  const uint64_t minute = kT0 + 60 * kSec;
+  w.Age(minute);
+  EXPECT_EQ(t.size(), 1u);
+  const auto sums = w.Sum(minute, 60 * kSec);
+  ASSERT_EQ(sums.size(), 1u);
+  EXPECT_EQ(sums.begin()->second.requests, 1u);
+  EXPECT_EQ(sums.begin()->second.write_bytes, 20u);
+  EXPECT_EQ(t.Get(sums.begin()->first.first).local.pod, "a");
+  EXPECT_EQ(w.Sum(minute, Window::kMaxWindowNs).begin()->second.requests, 1u);
+  // Past the 5 s ring the fine buckets let go, and past the 1 min ring (12
+  // minutes) the coarse ones: the pair is freed.
+  const uint64_t later = kT0 + Window::kCoarseNs * Window::kCoarseBuckets;
+  w.Age(later - Window::kCoarseNs);
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_TRUE(w.Sum(later - Window::kCoarseNs, 120 * kSec).empty());
+  w.Age(later);
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_TRUE(w.Sum(later, Window::kMaxWindowNs).empty());
 }
 
 IpAddr V4(uint8_t last) {
@@ -187,9 +253,9 @@ IpAddr V4(uint8_t last) {
 // completed exchange and every byte it counts.
 TEST(QueryRecorderFeed, PipelineReportsEndpointsExchangesAndBytes) {
   Aggregator agg;
-  TcpPipeline pipe(&agg, 100, {}, true);
   TapHub taps;
   QueryRecorder rec(&taps);
+  TcpPipeline pipe(&agg, 100, {}, true);
   pipe.SetRecorder(&rec);
   auto api = Pod("api-0", "StatefulSet", "api");
   api->netns_ino = 100;

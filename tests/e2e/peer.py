@@ -342,11 +342,13 @@ def run_hold(args):
             if not recv_exact(sock, recv_len, read):
                 raise EOFError("premature EOF")
             acked = wait_all_acked(sock, args.io_timeout)
+            # Cleared before the report: a test that signals as soon as it
+            # reads it must not have its signal cleared away.
+            go.clear()
             emit({"event": "exchanged", "round": i, "written": written[0], "read": read[0],
                   "all_acked": acked, "kernel": tcp_info(sock),
                   "local_port": rec["local_port"]})
             # Hold the connection open until told to go on.
-            go.clear()
             deadline = time.monotonic() + args.max_seconds
             while not go.is_set() and time.monotonic() < deadline:
                 if args.stop_file and os.path.exists(args.stop_file):

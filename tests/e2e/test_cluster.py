@@ -86,6 +86,19 @@ def tearDownModule():
         harness.log("artifacts kept in %s" % ARTIFACTS)
 
 
+def run_cli(cmd, args, check, timeout):
+    """The CLI `cmd` with `args` (and --timeout when given), bounded by
+    CLI_TIMEOUT; raises on a non-zero exit when `check`."""
+    if timeout is not None:
+        cmd = cmd + ["--timeout", str(timeout)]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError("podtap %s failed (rc=%d)\nstdout: %s\nstderr: %s"
+                             % (" ".join(cmd + list(args)), p.returncode, p.stdout, p.stderr))
+    return p
+
+
 class ClusterTest(harness.PodPairTest):
     ARTIFACTS = ARTIFACTS
 
@@ -136,15 +149,7 @@ class ClusterTest(harness.PodPairTest):
                "podtap-agent"]
         for a in agents:
             cmd += ["--agent", a]
-        if timeout is not None:
-            cmd += ["--timeout", str(timeout)]
-        p = subprocess.run(cmd + list(args), capture_output=True, text=True,
-                           timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
-        if check and p.returncode != 0:
-            raise AssertionError("podtap %s failed (rc=%d)\nstdout: %s\nstderr: %s"
-                                 % (" ".join(cmd + list(args)), p.returncode, p.stdout,
-                                    p.stderr))
-        return p
+        return run_cli(cmd, args, check, timeout)
 
     def start_relay(self, *args, timeout=10):
         """podtap-relay with the agents' CA and token, `args` saying where the
@@ -184,15 +189,7 @@ class ClusterTest(harness.PodPairTest):
     def via_relay(self, relay, *args, check=True, timeout=None, cli=CLI):
         """The CLI asking podtap-relay at `relay`."""
         cmd = [cli, "--relay", relay]
-        if timeout is not None:
-            cmd += ["--timeout", str(timeout)]
-        p = subprocess.run(cmd + list(args), capture_output=True, text=True,
-                           timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
-        if check and p.returncode != 0:
-            raise AssertionError("podtap %s failed (rc=%d)\nstdout: %s\nstderr: %s"
-                                 % (" ".join(cmd + list(args)), p.returncode, p.stdout,
-                                    p.stderr))
-        return p
+        return run_cli(cmd, args, check, timeout)
 
     def relay_json(self, relay, *args, **kwargs):
         return numbers(json.loads(self.via_relay(relay, "-o", "json", *args, **kwargs).stdout))
@@ -293,22 +290,25 @@ class ClusterTest(harness.PodPairTest):
                          sorted([("INBOUND", k, v) for k, v in per_path.items()]
                                 + [("OUTBOUND", k, v) for k, v in per_path.items()]))
 
-    def test_b_an_agent_frozen_or_gone_is_named_and_the_rest_is_exact(self):
+    def frozen_then_gone(self, ask, ask_json, how):
+        """An agent frozen mid-query costs the caller's --timeout and no
+        more, is named, and the other's rows are exact; an agent gone is
+        named at once; none answering is an error naming both. `ask` and
+        `ask_json` run the CLI (`how` says which way, for the log)."""
         served = self.requests()
         n = len(served)
         api = self.S["pod"]
         self.wait_rows([self.addr_a], n)
         self.wait_rows([self.addr_b], n)
-        both = [self.addr_a, self.addr_b]
         os.kill(self.node_a.popen.pid, signal.SIGSTOP)
         try:
             start = time.monotonic()
-            p = self.podtap(both, "stat", "-n", "shop", timeout=2)
+            p = ask("stat", "-n", "shop", timeout=2)
             took = time.monotonic() - start
-            m = self.json(both, "stat", "-n", "shop", timeout=2)
+            m = ask_json("stat", "-n", "shop", timeout=2)
         finally:
             os.kill(self.node_a.popen.pid, signal.SIGCONT)
-        harness.log("with node-a frozen (%.1fs):\n%s%s" % (took, p.stdout, p.stderr))
+        harness.log("%s with node-a frozen (%.1fs):\n%s%s" % (how, took, p.stdout, p.stderr))
         self.assertLess(took, 2 + 1.5)
         self.assertIn("podtap: answers from 1 of 2 agents; NO ANSWER from %s: cannot reach the "
                       "agent at %s: Deadline Exceeded" % (self.addr_a, self.addr_a), p.stderr)
@@ -320,18 +320,23 @@ class ClusterTest(harness.PodPairTest):
         # Gone: its port refuses at once.
         self.node_a.stop()
         start = time.monotonic()
-        m = self.json(both, "stat", "-n", "shop", timeout=5)
+        m = ask_json("stat", "-n", "shop", timeout=5)
         self.assertLess(time.monotonic() - start, 5)
         self.assertEqual([u["agent"] for u in m["coverage"]["unanswered"]], [self.addr_a])
         self.assertEqual([(self.row_key(r), r["requests"]) for r in m["rows"]],
                          [((api, "INBOUND"), n)])
         self.node_b.stop()
-        p = self.podtap(both, "stat", check=False, timeout=2)
+        p = ask("stat", check=False, timeout=2)
         self.assertEqual(p.returncode, 1)
         self.assertIn("podtap: none of the 2 agents answered:\n  %s: cannot reach the agent at %s"
                       % (self.addr_a, self.addr_a), p.stderr)
         self.assertIn("\n  %s: cannot reach the agent at %s" % (self.addr_b, self.addr_b),
                       p.stderr)
+
+    def test_b_an_agent_frozen_or_gone_is_named_and_the_rest_is_exact(self):
+        both = [self.addr_a, self.addr_b]
+        self.frozen_then_gone(lambda *a, **k: self.podtap(both, *a, **k),
+                              lambda *a, **k: self.json(both, *a, **k), "the CLI")
 
     def test_c_tap_follows_every_agent(self):
         n = 10  # requests() makes ten
@@ -549,43 +554,11 @@ class ClusterTest(harness.PodPairTest):
                       p.stderr)
 
     def test_g_relay_an_agent_frozen_or_gone_is_named(self):
-        """An agent frozen mid-query costs the relay the caller's --timeout
-        and no more, is named, and the other's rows are exact; an agent gone
-        is named at once; none answering is an error naming both."""
+        """As case b, through podtap-relay: the relay never waits on one
+        agent past the caller's --timeout."""
         relay = self.start_relay("--agent", self.addr_a, "--agent", self.addr_b)
-        served = self.requests()
-        n = len(served)
-        api = self.S["pod"]
-        self.wait_rows([self.addr_a], n)
-        self.wait_rows([self.addr_b], n)
-        os.kill(self.node_a.popen.pid, signal.SIGSTOP)
-        try:
-            start = time.monotonic()
-            p = self.via_relay(relay, "stat", "-n", "shop", timeout=2)
-            took = time.monotonic() - start
-            m = self.relay_json(relay, "stat", "-n", "shop", timeout=2)
-        finally:
-            os.kill(self.node_a.popen.pid, signal.SIGCONT)
-        harness.log("via the relay with node-a frozen (%.1fs):\n%s%s" % (took, p.stdout, p.stderr))
-        self.assertLess(took, 2 + 1.5)
-        self.assertIn("podtap: answers from 1 of 2 agents; NO ANSWER from %s: cannot reach the "
-                      "agent at %s: Deadline Exceeded" % (self.addr_a, self.addr_a), p.stderr)
-        self.assertEqual(m["coverage"]["answered"], [self.addr_b])
-        self.assertEqual([u["agent"] for u in m["coverage"]["unanswered"]], [self.addr_a])
-        self.assertEqual([(self.row_key(r), r["requests"]) for r in m["rows"]],
-                         [((api, "INBOUND"), n)])
-        self.node_a.stop()
-        start = time.monotonic()
-        m = self.relay_json(relay, "stat", "-n", "shop", timeout=5)
-        self.assertLess(time.monotonic() - start, 5)
-        self.assertEqual([u["agent"] for u in m["coverage"]["unanswered"]], [self.addr_a])
-        self.assertEqual([(self.row_key(r), r["requests"]) for r in m["rows"]],
-                         [((api, "INBOUND"), n)])
-        self.node_b.stop()
-        p = self.via_relay(relay, "stat", check=False, timeout=2)
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("podtap: none of the 2 agents answered:\n  %s: cannot reach the agent at %s"
-                      % (self.addr_a, self.addr_a), p.stderr)
+        self.frozen_then_gone(lambda *a, **k: self.via_relay(relay, *a, **k),
+                              lambda *a, **k: self.relay_json(relay, *a, **k), "the relay")
 
     def tap_via_relay(self, relay, *args):
         cmd = [CLI, "--relay", relay, "tap", "-n", "shop"] + list(args)

@@ -35,6 +35,10 @@ struct Conn {
   bool http_given_up = false;
   bool verdict_written = false;  // the kernel holds a verdict to forget at close
   bool adopted = false;          // open before the agent started (TcpPipeline::Adopt)
+  // Its HTTP capture was shed (TcpPipeline::Shed), for good.
+  bool shed = false;
+  // Socket data records since the overload guard last looked (TcpPipeline::Shed).
+  uint32_t records = 0;
   // The same for the TLS plaintext of the connection (SSL_read/SSL_write probes), parsed apart
   // from its bytes on the wire (TLS records, never parsed).
   std::unique_ptr<HttpConn> tls_http;
@@ -60,6 +64,10 @@ class ConnTable {
   template <typename F>
   void ForEach(F&& f) const {
     for (const auto& [id, conn] : conns_) f(conn);
+  }
+  template <typename F>
+  void ForEachMutable(F&& f) {
+    for (auto& [id, conn] : conns_) f(conn);
   }
 
  private:

@@ -120,6 +120,9 @@ class Http1Parser {
   void OnClose(uint64_t ts_ns);
   // kGaveUp: stop feeding this connection (not HTTP/1.x, protocol switched, limit hit).
   State state() const { return state_; }
+  // Gives up at the agent's request (its CPU budget: OverloadGuard): requests reported and not
+  // answered go to the sink's OnUnanswered, as on any other give-up; later Feeds are ignored.
+  void Abandon() { Stop(); }
 
  private:
   enum class Phase : uint8_t {

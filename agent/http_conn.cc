@@ -54,6 +54,11 @@ void HttpConn::OnClose(uint64_t ts_ns) {
   if (h1_) h1_->OnClose(ts_ns);
 }
 
+void HttpConn::Abandon() {
+  if (h2_) agg_->self().http2_unanswered += h2_->Abandon();
+  if (h1_) h1_->Abandon();
+}
+
 bool HttpConn::gave_up() const {
   if (h2_) return h2_->state() == Http2Parser::State::kGaveUp;
   return h1_ && h1_->state() == Http1Parser::State::kGaveUp;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <set>
 
 #include "tests/unit/snapshot_util.h"
 
@@ -491,6 +492,62 @@ TEST_F(PayloadPipelineTest, RequestsLeftWhenTheParserGivesUpAreCountedUnanswered
   auto s = live_agg.Collect();
   EXPECT_EQ(Value(s, "podtap_connections_given_up_total", {{"protocol", "http1"}}), 1);
   EXPECT_EQ(Value(s, "podtap_http_requests_unanswered_total", {{"protocol", "http1"}}), 2);
+}
+
+TEST_F(PayloadPipelineTest, ShedStopsTheBusiestConnectionsAndKeepsTcpExact) {
+  const std::string req = "GET /a HTTP/1.1\r\nHost: api\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  for (uint64_t id : {1, 2, 3}) live.OnOpen(Open(id, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  uint64_t ts = 2'000'000;
+  // Connection 1 makes 6 exchanges, 2 makes 3, 3 makes 1: 20 records in all.
+  for (auto [id, exchanges] : {std::pair<uint64_t, int>{1, 6}, {2, 3}, {3, 1}}) {
+    for (int i = 0; i < exchanges; i++) {
+      ASSERT_TRUE(live.OnPayload(Payload(id, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+      ASSERT_TRUE(live.OnPayload(Payload(id, DataDir::kSend, resp.size(), ts++), Bytes(resp)));
+    }
+  }
+  // Connection 2 has a request in flight when it is shed.
+  ASSERT_TRUE(live.OnPayload(Payload(2, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  live.TakeVerdicts();
+  // 0.6 of the 21 records is 13: connection 1 (12) is not enough alone, so 2 (7) goes too, not 3.
+  EXPECT_EQ(live.Shed(0.6), 2u);
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 2u);
+  std::set<uint64_t> stopped;
+  for (const auto& v : verdicts) {
+    EXPECT_EQ(v.kind, TcpPipeline::VerdictOp::Kind::kStop);
+    stopped.insert(v.conn_id);
+  }
+  EXPECT_EQ(stopped, (std::set<uint64_t>{1, 2}));
+  // Records already on their way are dropped and counted; connection 3 is still parsed.
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  ASSERT_TRUE(live.OnPayload(Payload(3, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  ASSERT_TRUE(live.OnPayload(Payload(3, DataDir::kSend, resp.size(), ts++), Bytes(resp)));
+  // A new count: nothing was sent since, so a second call sheds nothing.
+  EXPECT_EQ(live.Shed(0), 0u);
+  for (uint64_t id : {1, 2, 3}) live.OnClose(Close(id, 1 + 100, 100));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
+  auto s = live_agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_http_shed_connections_total", {}), 2);
+  EXPECT_EQ(Value(s, "podtap_http_shed_records_total", {}), 1);
+  // 6 + 3 + 1 exchanges answered, connection 2's last request unanswered (not a failure), and
+  // connection 3's second exchange after the shed.
+  Labels http = api_in;
+  http.emplace_back("authority", "api");
+  EXPECT_EQ(Value(s, "request_total", http), 12);
+  Labels ok = http;
+  ok.emplace_back("status_code", "200");
+  ok.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "response_total", ok), 11);
+  EXPECT_EQ(Value(s, "podtap_http_requests_unanswered_total", {{"protocol", "http1"}}), 1);
+  // TCP stays exact.
+  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 3);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 300);
+  // The shed connections' verdicts are forgotten at close.
+  size_t forgets = 0;
+  for (const auto& v : live.TakeVerdicts())
+    forgets += v.kind == TcpPipeline::VerdictOp::Kind::kForget;
+  EXPECT_EQ(forgets, 2u);
 }
 
 TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdictAtClose) {

@@ -4,7 +4,9 @@ net/http TLS server and client (tests/e2e/go_tls_peer.go), built by the test
 with Debian's golang-go (Go 1.19, GOPATH mode, offline), over HTTP/1.1
 keep-alive and over HTTP/2 (ALPN h2), with a status mix: request_total /
 response_total by status, exact, on both sides under tls="true", against the
-server's own record and the client's.
+server's own record and the client's. And gRPC-Go over TLS
+(tests/e2e/go_grpc_peer.go, from golang-google-grpc-dev): unary health
+Checks, OK and NOT_FOUND, grpc_status_code exact on both sides.
 
 The agent finds the Go program through the processes that map it, attaches
 uprobes at the entry and at every RET of crypto/tls.(*Conn).Read and Write
@@ -33,9 +35,11 @@ from harness import Expect  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 GO = "/usr/bin/go"
 PEER_SOURCE = os.path.join(HERE, "go_tls_peer.go")
+GRPC_SOURCE = os.path.join(HERE, "go_grpc_peer.go")
 TOOLS = {GO: "golang-go", hx.OPENSSL: "openssl"}
 
 PORT = 9543
+GRPC_PORT = 9545
 ARTIFACTS = (os.environ.get("PODTAP_E2E_ARTIFACTS")
              or tempfile.mkdtemp(prefix="ptE2e-tls-go-artifacts-"))
 
@@ -78,8 +82,11 @@ class TlsGoTest(harness.PodPairTest):
                    GOPROXY="off", GOCACHE=os.path.join(cls.dir, "cache"), HOME=cls.dir)
         cls.peer = os.path.join(cls.dir, "peer")
         cls.stripped = os.path.join(cls.dir, "peer-stripped")
-        for out, flags in ((cls.peer, []), (cls.stripped, ["-ldflags=-s -w"])):
-            p = subprocess.run([GO, "build"] + flags + ["-o", out, PEER_SOURCE], env=env,
+        cls.grpc = os.path.join(cls.dir, "grpc-peer")
+        for out, flags, source in ((cls.peer, [], PEER_SOURCE),
+                                   (cls.stripped, ["-ldflags=-s -w"], PEER_SOURCE),
+                                   (cls.grpc, [], GRPC_SOURCE)):
+            p = subprocess.run([GO, "build"] + flags + ["-o", out, source], env=env,
                                capture_output=True, text=True, timeout=300)
             if p.returncode != 0:
                 raise RuntimeError("go build failed: %s" % p.stderr)
@@ -176,3 +183,43 @@ class TlsGoTest(harness.PodPairTest):
         self.start_agent()
         self.wait_attached(self.peer)
         self.expect_exact(self.exchange(self.peer, "h2", log), self.peer)
+
+    def test_e_grpc_unary_exact(self):
+        # gRPC-Go over TLS (ALPN h2): grpc.health.v1.Health/Check, OK for a
+        # SERVING service and NOT_FOUND for an unknown one, on one connection.
+        self.start_agent()
+        log = os.path.join(tempfile.mkdtemp(prefix="log-", dir=self.dir), "server.log")
+        server = self.spawn(self.topo.server_ns,
+                            [self.grpc, "server", "%s:%d" % (self.topo.SERVER_IP4, GRPC_PORT),
+                             self.cert, self.key, log])
+        self.wait_output(server, "listening", "the gRPC-Go server")
+        self.wait_attached(self.grpc)
+        services = ["podtap.up", "podtap.nope", "podtap.up", "podtap.up", "podtap.nope",
+                    "podtap.up"]
+        p = self.client_cmd([self.grpc, "client", "%s:%d" % (self.topo.SERVER_IP4, GRPC_PORT)]
+                            + services)
+        record = [int(l.split()[1]) for l in p.stdout.split("\n")[:-1]]
+        deadline = time.monotonic() + hx.TIMEOUT
+        while True:
+            with open(log) as f:
+                codes = [json.loads(l)["code"] for l in f.read().split("\n")[:-1]]
+            if len(codes) >= len(record) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        # Ground truth: the client's record and the server's agree.
+        self.assertEqual(record, [0, 5, 0, 0, 5, 0])
+        self.assertEqual(codes, record)
+        expects = []
+        for d in ("inbound", "outbound"):
+            base = dict(self.side(d), tls="true")
+            expects += [Expect("request_total", base, len(record)),
+                        Expect("response_total", base, len(record)),
+                        Expect("response_total", dict(base, status_code="200"), len(record))]
+            for code in (0, 5):
+                expects.append(Expect("response_total", dict(base, grpc_status_code=str(code)),
+                                      record.count(code)))
+        self.wait_equal(expects + self.tls_only_expects(1)
+                        + [Expect("request_total", self.labels("client", direction="inbound"), 0),
+                           Expect("request_total", self.labels("server", direction="outbound"),
+                                  0),
+                           Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0)])

@@ -225,8 +225,9 @@ std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const
 }
 
 std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name) {
-  if (!GoVersionCovered(version)) return std::nullopt;
-  const bool md5 = GoMinorVersion(version) == 18;
+  const std::optional<int> minor = GoMinorVersion(version);
+  if (!minor || *minor < 18 || *minor > 23) return std::nullopt;
+  const bool md5 = *minor == 18;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(link_name.data(), link_name.size(), digest, &len, md5 ? EVP_md5() : EVP_sha256(),

@@ -56,8 +56,9 @@ std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const
 
 // The type hash the Go compiler of `version` writes into the type descriptor of the type named
 // `link_name` ("*net.TCPConn"): the first 4 bytes, little endian, of md5 (Go 1.18) or of SHA-256
-// with every bit inverted (Go 1.19 and later: cmd/internal/notsha256) of the name. nullopt for a
-// version not covered.
+// with every bit inverted (Go 1.19 to 1.23: cmd/internal/notsha256) of the name. nullopt for
+// other versions (Go 1.24's compiler hashes otherwise): their programs are covered only with
+// their symbols, where the hash is read from the program itself.
 std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name);
 
 // A function the Go TLS probes attach to: the file offsets of its entry and of each RET.

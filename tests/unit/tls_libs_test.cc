@@ -107,6 +107,9 @@ TEST(GoTlsTest, TypeHashByCompilerVersion) {
   EXPECT_EQ(GoTypeHash("go1.19.8", "*net.TCPConn"), 0xbc020cb9u);
   // Go 1.18's: md5.
   EXPECT_EQ(GoTypeHash("go1.18.10", "*net.TCPConn"), 0xb954d952u);
+  EXPECT_EQ(GoTypeHash("go1.23.4", "*net.TCPConn"), 0xbc020cb9u);
+  // Other compilers: not known, and not guessed.
+  EXPECT_EQ(GoTypeHash("go1.24.1", "*net.TCPConn"), std::nullopt);
   EXPECT_EQ(GoTypeHash("go1.17 or older", "*net.TCPConn"), std::nullopt);
 }
 

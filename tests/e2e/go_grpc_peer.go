@@ -1,13 +1,16 @@
 // gRPC-Go peers over TLS for test_tls_go.py, built by the test with Debian's golang-go and
-// golang-google-grpc-dev (GOPATH mode, no downloads), around grpc-go's own health service:
+// golang-google-grpc-dev (GOPATH mode, no downloads), around grpc-go's own health and
+// reflection services:
 //
 //	go_grpc_peer server ADDR:PORT CERT KEY LOG
 //	    Serves grpc.health.v1.Health over TLS, with the service "podtap.up" SERVING (Check of
-//	    any other service: NOT_FOUND); appends one JSON line per finished RPC to LOG
-//	    ({"method", "code"}). Prints "listening" once it accepts connections.
-//	go_grpc_peer client ADDR:PORT SERVICE...
-//	    Calls Check once per SERVICE, in order, over one connection; prints "Check <code>"
-//	    (the numeric gRPC status code) per call.
+//	    any other service: NOT_FOUND), and server reflection (a bidirectional stream); appends
+//	    one JSON line per finished RPC to LOG ({"method", "code"}). Prints "listening" once it
+//	    accepts connections.
+//	go_grpc_peer client ADDR:PORT SERVICE|-reflect...
+//	    Over one connection, in order: calls Check for each SERVICE, and for each -reflect opens
+//	    a reflection stream, asks for the services, reads the answer and ends the stream; prints
+//	    "Check <code>" or "Reflect <code>" (the numeric gRPC status code) per call.
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -23,6 +27,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 )
 
@@ -49,10 +55,18 @@ func server(addr, cert, key, logPath string) error {
 		record(info.FullMethod, err)
 		return resp, err
 	}
-	s := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(unary))
+	stream := func(srv interface{}, ss grpc.ServerStream, info *grpc.StreamServerInfo,
+		handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		record(info.FullMethod, err)
+		return err
+	}
+	s := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(unary),
+		grpc.StreamInterceptor(stream))
 	hs := health.NewServer()
 	hs.SetServingStatus("podtap.up", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -70,8 +84,36 @@ func client(addr string, services []string) error {
 	defer conn.Close()
 	health := healthpb.NewHealthClient(conn)
 	for _, service := range services {
+		if service == "-reflect" {
+			fmt.Printf("Reflect %d\n", int(status.Code(reflect(conn))))
+			continue
+		}
 		_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: service})
 		fmt.Printf("Check %d\n", int(status.Code(err)))
+	}
+	return nil
+}
+
+// One reflection stream: a ListServices request, its answer, the end of the stream.
+func reflect(conn *grpc.ClientConn) error {
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(
+		context.Background())
+	if err != nil {
+		return err
+	}
+	req := &reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"}}
+	if err := stream.Send(req); err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		return err
 	}
 	return nil
 }

@@ -6,7 +6,8 @@ keep-alive and over HTTP/2 (ALPN h2), with a status mix: request_total /
 response_total by status, exact, on both sides under tls="true", against the
 server's own record and the client's. And gRPC-Go over TLS
 (tests/e2e/go_grpc_peer.go, from golang-google-grpc-dev): unary health
-Checks, OK and NOT_FOUND, grpc_status_code exact on both sides.
+Checks, OK and NOT_FOUND, and reflection streams, grpc_status_code exact on
+both sides.
 
 The agent finds the Go program through the processes that map it, attaches
 uprobes at the entry and at every RET of crypto/tls.(*Conn).Read and Write
@@ -184,9 +185,10 @@ class TlsGoTest(harness.PodPairTest):
         self.wait_attached(self.peer)
         self.expect_exact(self.exchange(self.peer, "h2", log), self.peer)
 
-    def test_e_grpc_unary_exact(self):
-        # gRPC-Go over TLS (ALPN h2): grpc.health.v1.Health/Check, OK for a
-        # SERVING service and NOT_FOUND for an unknown one, on one connection.
+    def test_e_grpc_exact(self):
+        # gRPC-Go over TLS (ALPN h2) on one connection: grpc.health.v1.Health/
+        # Check (unary), OK for a SERVING service and NOT_FOUND for an unknown
+        # one, and server reflection streams (bidirectional, OK).
         self.start_agent()
         log = os.path.join(tempfile.mkdtemp(prefix="log-", dir=self.dir), "server.log")
         server = self.spawn(self.topo.server_ns,
@@ -194,8 +196,8 @@ class TlsGoTest(harness.PodPairTest):
                              self.cert, self.key, log])
         self.wait_output(server, "listening", "the gRPC-Go server")
         self.wait_attached(self.grpc)
-        services = ["podtap.up", "podtap.nope", "podtap.up", "podtap.up", "podtap.nope",
-                    "podtap.up"]
+        services = ["podtap.up", "podtap.nope", "-reflect", "podtap.up", "podtap.up",
+                    "-reflect", "podtap.nope", "podtap.up"]
         p = self.client_cmd([self.grpc, "client", "%s:%d" % (self.topo.SERVER_IP4, GRPC_PORT)]
                             + services)
         record = [int(l.split()[1]) for l in p.stdout.split("\n")[:-1]]
@@ -207,7 +209,7 @@ class TlsGoTest(harness.PodPairTest):
                 break
             time.sleep(0.05)
         # Ground truth: the client's record and the server's agree.
-        self.assertEqual(record, [0, 5, 0, 0, 5, 0])
+        self.assertEqual(record, [0, 5, 0, 0, 0, 0, 5, 0])
         self.assertEqual(codes, record)
         expects = []
         for d in ("inbound", "outbound"):

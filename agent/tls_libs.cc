@@ -299,7 +299,8 @@ std::variant<GoFunctionProbes, std::string> ProbesOf(Elf* elf, int fd,
                                                      std::string_view name) {
   const uint64_t size = range.second - range.first;
   const std::optional<uint64_t> offset = FileOffsetOf(elf, range.first, size);
-  if (!offset || size > (1u << 20)) return std::string(name) + " is not in a loaded segment";
+  if (size > (1u << 20)) return std::string(name) + " is larger than 1 MiB";
+  if (!offset) return std::string(name) + " is not in a loaded segment";
   std::vector<uint8_t> code(size);
   if (pread(fd, code.data(), size, static_cast<off_t>(*offset)) != static_cast<ssize_t>(size)) {
     return "cannot read " + std::string(name);

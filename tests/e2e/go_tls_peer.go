@@ -6,14 +6,14 @@
 //	    GET /status/CODE with CODE and any other path with 200 and a 10-byte body; appends one
 //	    JSON line per answered request to LOG ({"host", "status", "method", "conn": the client's
 //	    address}). Prints "listening" once it accepts connections.
-//	go_tls_peer client h1|h2 ADDR:PORT PATH...
+//	go_tls_peer client h1|h2|h1-wrapped ADDR:PORT PATH...
 //	    Requests every PATH over one keep-alive connection (h1: HTTP/1.1, h2: HTTP/2 through
-//	    ALPN), reading each body whole; prints "GET <status>" per answer. With --hold first, it
-//	    prints "holding" and waits for a line on stdin before the first request.
+//	    ALPN; h1-wrapped: HTTP/1.1 over a tls.Conn whose net.Conn is a wrapper around the
+//	    *net.TCPConn), reading each body whole; prints "GET <status>" per answer.
 package main
 
 import (
-	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -64,21 +64,34 @@ func server(proto, addr, cert, key, logPath string) error {
 	return srv.ServeTLS(listener, cert, key)
 }
 
-func client(proto, addr string, paths []string, hold bool) error {
-	transport := &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		MaxConnsPerHost: 1,
-	}
-	if proto == "h1" {
+// A net.Conn that is not a *net.TCPConn: its methods are the TCP connection's.
+type wrapped struct {
+	net.Conn
+}
+
+func client(proto, addr string, paths []string) error {
+	config := &tls.Config{InsecureSkipVerify: true}
+	transport := &http.Transport{TLSClientConfig: config, MaxConnsPerHost: 1}
+	switch proto {
+	case "h1":
 		transport.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	} else {
+	case "h2":
 		transport.ForceAttemptHTTP2 = true
-	}
-	if hold {
-		fmt.Println("holding")
-		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
-			return err
+	case "h1-wrapped":
+		transport.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			tcp, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(wrapped{tcp}, config)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				tcp.Close()
+				return nil, err
+			}
+			return conn, nil
 		}
+	default:
+		return fmt.Errorf("unknown client protocol %s", proto)
 	}
 	c := &http.Client{Transport: transport}
 	for _, path := range paths {
@@ -106,14 +119,9 @@ func main() {
 	case len(args) == 6 && args[0] == "server":
 		err = server(args[1], args[2], args[3], args[4], args[5])
 	case len(args) >= 3 && args[0] == "client":
-		hold := len(args) >= 4 && args[3] == "--hold"
-		paths := args[3:]
-		if hold {
-			paths = args[4:]
-		}
-		err = client(args[1], args[2], paths, hold)
+		err = client(args[1], args[2], args[3:])
 	default:
-		err = fmt.Errorf("usage: go_tls_peer server h1|h2 ADDR CERT KEY LOG | client h1|h2 ADDR [--hold] PATH...")
+		err = fmt.Errorf("usage: go_tls_peer server h1|h2 ADDR CERT KEY LOG | client h1|h2|h1-wrapped ADDR PATH...")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

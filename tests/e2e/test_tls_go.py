@@ -7,7 +7,8 @@ response_total by status, exact, on both sides under tls="true", against the
 server's own record and the client's. And gRPC-Go over TLS
 (tests/e2e/go_grpc_peer.go, from golang-google-grpc-dev): unary health
 Checks, OK and NOT_FOUND, and reflection streams, grpc_status_code exact on
-both sides.
+both sides. A tls.Conn over anything but a *net.TCPConn is not attributed:
+its plaintext is counted as tls_unmapped.
 
 The agent finds the Go program through the processes that map it, attaches
 uprobes at the entry and at every RET of crypto/tls.(*Conn).Read and Write
@@ -184,6 +185,33 @@ class TlsGoTest(harness.PodPairTest):
         self.start_agent()
         self.wait_attached(self.peer)
         self.expect_exact(self.exchange(self.peer, "h2", log), self.peer)
+
+    def test_f_conn_not_tcp_not_guessed(self):
+        # A client whose tls.Conn runs over a wrapper of the *net.TCPConn
+        # (any net.Conn but a *net.TCPConn): its socket is not read through
+        # it, so its requests are not counted, and its plaintext calls are
+        # counted as not attributable (a Write and a Read at least per
+        # request). The server, a plain tls.Conn, counts exactly.
+        self.start_agent()
+        _, log = self.start_server(self.peer, "h1")
+        self.wait_attached(self.peer)
+        entries = self.exchange(self.peer, "h1-wrapped", log)
+        base = self.baseline.sum("podtap_events_lost_total", {"reason": "tls_unmapped"})
+        deadline = time.monotonic() + hx.TIMEOUT
+        while True:
+            unmapped = (self.agent.scrape().sum("podtap_events_lost_total",
+                                                {"reason": "tls_unmapped"}) - base)
+            if unmapped >= 2 * len(PATHS) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        harness.log("case f: %d plaintext calls not attributable for %d requests"
+                    % (unmapped, len(PATHS)))
+        self.assertGreaterEqual(unmapped, 2 * len(PATHS))
+        self.wait_equal(self.http_expects(entries, directions=("inbound",), tls="true")
+                        + self.tls_only_expects(1)
+                        + [Expect("request_total", self.side("outbound"), 0),
+                           Expect("response_total", self.side("outbound"), 0)]
+                        + self.clean_expects())
 
     def test_e_grpc_exact(self):
         # gRPC-Go over TLS (ALPN h2) on one connection: grpc.health.v1.Health/

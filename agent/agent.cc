@@ -154,7 +154,6 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
-  uint64_t go_attached = 0;
   for (const TlsLibraryFinder::GoProgram& go : tls_libs_.new_go_tls()) {
     const std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(go.path, go.version);
     if (const auto* why = std::get_if<std::string>(&found)) {
@@ -171,7 +170,6 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       continue;
     }
     tls_libs_.MarkGoAttached(go.id);
-    go_attached++;
     spdlog::info(
         "Go TLS probes attached to {} ({}; Read: {} returns, Write: {} returns; *net.TCPConn type "
         "hash {:#010x})",

@@ -12,7 +12,8 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libnghttp2-dev \
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
 	nghttp2-client gnutls-bin libclang-rt-14-dev libcurl4-openssl-dev libyaml-cpp-dev \
-	nodejs kubectl python3-yaml libre2-dev qemu-system-x86 qemu-system-arm lld zstd nftables libssl-dev
+	nodejs kubectl python3-yaml libre2-dev qemu-system-x86 qemu-system-arm lld zstd nftables libssl-dev \
+	libcapstone-dev golang-go golang-google-grpc-dev
 
 .PHONY: all deps build test unit e2e kernel-matrix bench soak run demo fmt lint clean unit-asan unit-tsan \
 	fuzz-build fuzz-smoke fuzz

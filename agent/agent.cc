@@ -11,6 +11,7 @@
 #include <set>
 #include <span>
 #include <tuple>
+#include <variant>
 
 #include "agent/cri_source.h"
 #include "agent/proc_pods.h"
@@ -161,21 +162,44 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
   }
-  for (const auto& [path, version] : tls_libs_.new_go_tls()) {
-    spdlog::warn(
-        "{} is a Go program ({}) with crypto/tls: its TLS connections are counted as TCP "
-        "(tls=\"true\"), without HTTP series, since the plaintext probes do not cover Go yet",
-        path, version);
+  for (const TlsLibraryFinder::GoProgram& go : tls_libs_.new_go_tls()) {
+    const std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(go.path, go.version);
+    if (const auto* why = std::get_if<std::string>(&found)) {
+      spdlog::warn(
+          "{} is a Go program ({}) with crypto/tls that the Go TLS probes do not cover ({}): its "
+          "TLS connections are counted as TCP (tls=\"true\"), without HTTP series",
+          go.path, go.version, *why);
+      continue;
+    }
+    const GoTlsProbes& probes = std::get<GoTlsProbes>(found);
+    if (std::string err = probes_->AttachGoTls(go.path, probes); !err.empty()) {
+      failed++;
+      spdlog::warn("Go TLS probes not attached: {}", err);
+      continue;
+    }
+    tls_libs_.MarkGoAttached(go.id);
+    spdlog::info(
+        "Go TLS probes attached to {} ({}; Read: {} returns, Write: {} returns; *net.TCPConn type "
+        "hash {:#010x})",
+        go.path, go.version, probes.read.returns.size(), probes.write.returns.size(),
+        probes.tcp_conn_hash);
+  }
+  if (all) {
+    if (size_t swept = probes_->SweepGoTlsCalls(); swept > 0) {
+      spdlog::debug("deleted {} Go TLS calls in flight of processes that exited", swept);
+    }
   }
   const uint64_t without_openssl = tls_libs_.without_openssl();
   const uint64_t go_tls = tls_libs_.go_tls_programs();
+  const uint64_t go_files = tls_libs_.go_attached();
   const uint64_t unreadable = tls_libs_.unreadable();
   mail_.Post(
-      [this, attached, failed, without_openssl, go_tls, unreadable] {
+      [this, attached, failed, without_openssl, go_tls, go_files, unreadable] {
         agg_.self().tls_libraries += attached;
         agg_.self().tls_attach_errors += failed;
         agg_.self().tls_without_openssl = without_openssl;
         agg_.self().tls_go_not_covered = go_tls;
+        agg_.self().tls_go_attached = go_files;
         agg_.self().tls_unreadable = unreadable;
       },
       stop);

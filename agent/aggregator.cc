@@ -500,13 +500,15 @@ Snapshot Aggregator::Collect() const {
   auto tls_libs = Family("podtap_tls_libraries",
                          "Executable files (libraries and programs) the node's processes map: "
                          "those with the OpenSSL API by whether the TLS plaintext probes are "
-                         "attached to them, those without it, of those the Go programs with "
-                         "crypto/tls (not decrypted), and failed tries to read one.",
+                         "attached to them, Go programs with crypto/tls the Go TLS probes are "
+                         "attached to (go), the other files, of those the Go programs with "
+                         "crypto/tls not covered (not decrypted), and failed tries to read one.",
                          MetricType::kGauge);
   AddValue(&tls_libs, {{"state", "attached"}}, static_cast<double>(self_.tls_libraries));
   AddValue(&tls_libs, {{"state", "failed"}}, static_cast<double>(self_.tls_attach_errors));
   AddValue(&tls_libs, {{"state", "without_openssl"}},
            static_cast<double>(self_.tls_without_openssl));
+  AddValue(&tls_libs, {{"state", "go"}}, static_cast<double>(self_.tls_go_attached));
   AddValue(&tls_libs, {{"state", "go_not_covered"}}, static_cast<double>(self_.tls_go_not_covered));
   AddValue(&tls_libs, {{"state", "unreadable"}}, static_cast<double>(self_.tls_unreadable));
   snap.families.push_back(std::move(tls_libs));

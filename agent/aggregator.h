@@ -93,6 +93,7 @@ struct SelfStats {
   uint64_t tls_attach_errors = 0;     // OpenSSL API files they could not be attached to
   uint64_t tls_without_openssl = 0;   // mapped executable files without the OpenSSL API, now
   uint64_t tls_go_not_covered = 0;    // of those, Go programs with crypto/tls, now
+  uint64_t tls_go_attached = 0;       // Go programs the Go TLS probes are attached to
   uint64_t tls_unreadable = 0;        // tries to read a mapped file that could not be opened
   uint64_t payload_unmatched = 0;     // payload for a connection the agent does not track
   // (protocol, error name) -> count; protocol "http1" or "http2".

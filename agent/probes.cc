@@ -19,6 +19,7 @@
 #include <initializer_list>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -266,6 +267,10 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_b
   out->ssl_enter = {s->progs.podtap_ssl_enter_read, s->progs.podtap_ssl_enter_write,
                     s->progs.podtap_ssl_enter_read_ex, s->progs.podtap_ssl_enter_write_ex,
                     s->progs.podtap_ssl_enter_do_handshake};
+  out->go_enter = {s->progs.podtap_go_tls_enter_read, s->progs.podtap_go_tls_enter_write};
+  out->go_ret = {s->progs.podtap_go_tls_ret_read, s->progs.podtap_go_tls_ret_write};
+  out->go_conn_types = s->maps.go_conn_types;
+  out->go_tls_calls = s->maps.go_tls_calls;
   return "";
 }
 
@@ -392,6 +397,68 @@ std::string TcpProbes::AttachTls(const std::string& path) {
   }
   tls_links_.insert(tls_links_.end(), links.begin(), links.end());
   return "";
+}
+
+std::string TcpProbes::AttachGoTls(const std::string& path, const GoTlsProbes& probes) {
+  if (payload_.skeleton == nullptr) return "payload capture is off";
+  std::vector<bpf_link*> links;
+  auto attach = [&](bpf_program* prog, uint64_t offset, const char* what) {
+    LIBBPF_OPTS(bpf_uprobe_opts, o);
+    bpf_link* l = bpf_program__attach_uprobe_opts(prog, -1, path.c_str(), offset, &o);
+    if (l == nullptr) {
+      return path + ": cannot attach the uprobe at " + what + " (file offset " +
+             std::to_string(offset) + "): " + std::strerror(errno) + " — " + LastLibbpfWarning();
+    }
+    links.push_back(l);
+    return std::string();
+  };
+  std::string err;
+  const std::array<const GoFunctionProbes*, 2> functions = {&probes.read, &probes.write};
+  for (size_t i = 0; i < functions.size() && err.empty(); i++) {
+    err = attach(payload_.go_enter[i], functions[i]->entry, "a function's entry");
+    for (uint64_t ret : functions[i]->returns) {
+      if (err.empty()) err = attach(payload_.go_ret[i], ret, "a RET");
+    }
+  }
+  const uint8_t yes = 1;
+  if (err.empty() &&
+      bpf_map__update_elem(payload_.go_conn_types, &probes.tcp_conn_hash,
+                           sizeof(probes.tcp_conn_hash), &yes, sizeof(yes), BPF_ANY) != 0) {
+    err = path + ": cannot add its *net.TCPConn type hash: " + std::strerror(errno);
+  }
+  if (!err.empty()) {
+    for (bpf_link* done : links) bpf_link__destroy(done);
+    return err;
+  }
+  tls_links_.insert(tls_links_.end(), links.begin(), links.end());
+  return "";
+}
+
+size_t TcpProbes::SweepGoTlsCalls() {
+  if (payload_.go_tls_calls == nullptr) return 0;
+  std::vector<podtap_go_tls_key> gone;
+  std::set<uint32_t> alive, dead;
+  podtap_go_tls_key key{};
+  const podtap_go_tls_key* prev = nullptr;
+  // Bounded by the map's size: a walk that meets entries added meanwhile still ends.
+  for (size_t i = 0; i < PODTAP_GO_TLS_CALLS; i++) {
+    if (bpf_map__get_next_key(payload_.go_tls_calls, prev, &key, sizeof(key)) != 0) break;
+    prev = &key;
+    if (alive.count(key.tgid) != 0) continue;
+    if (dead.count(key.tgid) == 0) {
+      if (access(("/proc/" + std::to_string(key.tgid)).c_str(), F_OK) == 0) {
+        alive.insert(key.tgid);
+        continue;
+      }
+      dead.insert(key.tgid);
+    }
+    gone.push_back(key);
+  }
+  size_t deleted = 0;
+  for (const podtap_go_tls_key& k : gone) {
+    deleted += bpf_map__delete_elem(payload_.go_tls_calls, &k, sizeof(k), 0) == 0 ? 1 : 0;
+  }
+  return deleted;
 }
 
 namespace {

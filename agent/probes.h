@@ -20,6 +20,8 @@ struct bpf_object_skeleton;
 
 namespace podtap {
 
+struct GoTlsProbes;
+
 enum class ProbeMode { kAuto, kTpBtf, kTracepoint };
 
 // Builds of the socket data programs (bpf/compat.h), best first. kAuto
@@ -111,6 +113,13 @@ class TcpProbes {
   // SSL_do_handshake) to one OpenSSL libssl file; every process that maps it is covered. An
   // error names the file and the function. Fails when payload capture is off.
   std::string AttachTls(const std::string& path);
+  // Attaches the Go TLS probes (uprobes at the entry and at each RET of crypto/tls.(*Conn).Read
+  // and Write, found by GoTlsProbesIn) to one Go program, and lets its *net.TCPConn type hash
+  // through. An error names the file and the offset. Fails when payload capture is off.
+  std::string AttachGoTls(const std::string& path, const GoTlsProbes& probes);
+  // Deletes the Go TLS calls in flight of processes that exited (their goroutines parked in a
+  // Read never return); the number deleted.
+  size_t SweepGoTlsCalls();
 
   // "tp_btf" or "tracepoint": which program is attached.
   const std::string& mode() const { return mode_; }
@@ -130,6 +139,11 @@ class TcpProbes {
     bpf_program* ssl_exit = nullptr;
     // SSL_read, SSL_write, SSL_read_ex, SSL_write_ex, SSL_do_handshake.
     std::array<bpf_program*, 5> ssl_enter{};
+    // crypto/tls.(*Conn).Read and Write: entry and RET programs, the type hashes, the calls.
+    std::array<bpf_program*, 2> go_enter{};
+    std::array<bpf_program*, 2> go_ret{};
+    bpf_map* go_conn_types = nullptr;
+    bpf_map* go_tls_calls = nullptr;
   };
 
  private:

@@ -1,13 +1,16 @@
 #include "agent/tls_libs.h"
 
+#include <capstone/capstone.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -140,9 +143,250 @@ std::optional<std::string> GoTlsVersionIn(const std::string& path) {
   return version.value_or("an unknown Go version");
 }
 
+namespace {
+
+// The minor version of a Go release ("go1.19.8", "go1.21rc2": 19, 21), or nullopt.
+std::optional<int> GoMinorVersion(std::string_view version) {
+  if (!version.starts_with("go1.")) return std::nullopt;
+  version.remove_prefix(4);
+  int minor = 0;
+  const auto [end, ec] = std::from_chars(version.data(), version.data() + version.size(), minor);
+  if (ec != std::errc() || end == version.data()) return std::nullopt;
+  return minor;
+}
+
+}  // namespace
+
+bool GoVersionCovered(std::string_view version) {
+  const std::optional<int> minor = GoMinorVersion(version);
+  return minor && *minor >= 18;
+}
+
+std::optional<std::vector<uint64_t>> X86ReturnOffsets(std::span<const uint8_t> code) {
+  csh handle = 0;
+  if (cs_open(CS_ARCH_X86, CS_MODE_64, &handle) != CS_ERR_OK) return std::nullopt;
+  cs_insn* insn = cs_malloc(handle);
+  std::vector<uint64_t> returns;
+  const uint8_t* at = code.data();
+  size_t left = code.size();
+  uint64_t address = 0;
+  while (insn != nullptr && cs_disasm_iter(handle, &at, &left, &address, insn)) {
+    if (insn->id == X86_INS_RET) returns.push_back(insn->address);
+  }
+  if (insn != nullptr) cs_free(insn, 1);
+  cs_close(&handle);
+  if (insn == nullptr || left != 0) return std::nullopt;
+  return returns;
+}
+
+namespace {
+
+template <typename T>
+bool ReadAt(std::span<const uint8_t> bytes, uint64_t at, T* out) {
+  if (at > bytes.size() || bytes.size() - at < sizeof(T)) return false;
+  std::memcpy(out, bytes.data() + at, sizeof(T));
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const uint8_t> pclntab,
+                                                                 std::string_view name) {
+  // runtime/symtab.go's pcHeader: magic, two pad bytes, minLC, ptrSize, then nfunc, nfiles,
+  // textStart, funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset (8 bytes each).
+  uint32_t magic = 0;
+  uint64_t nfunc = 0, text_start = 0, funcname_off = 0, pcln_off = 0;
+  if (!ReadAt(pclntab, 0, &magic) || (magic != 0xfffffff0 && magic != 0xfffffff1) ||
+      pclntab.size() < 72 || pclntab[7] != 8 || !ReadAt(pclntab, 8, &nfunc) ||
+      !ReadAt(pclntab, 24, &text_start) || !ReadAt(pclntab, 32, &funcname_off) ||
+      !ReadAt(pclntab, 64, &pcln_off) || funcname_off >= pclntab.size() ||
+      pcln_off >= pclntab.size()) {
+    return std::nullopt;
+  }
+  // The function table: nfunc + 1 (entry offset, _func offset) pairs of uint32, the last one
+  // the end of the text; each _func starts with its entry offset and its name's offset.
+  const std::span<const uint8_t> table = pclntab.subspan(pcln_off);
+  const std::span<const uint8_t> names = pclntab.subspan(funcname_off);
+  if (nfunc >= table.size() / 8) return std::nullopt;
+  for (uint64_t i = 0; i < nfunc; i++) {
+    uint32_t entry = 0, func_off = 0, next = 0;
+    int32_t name_off = 0;
+    if (!ReadAt(table, i * 8, &entry) || !ReadAt(table, i * 8 + 4, &func_off) ||
+        !ReadAt(table, i * 8 + 8, &next) || !ReadAt(table, uint64_t(func_off) + 4, &name_off) ||
+        name_off < 0 || uint64_t(name_off) + name.size() >= names.size()) {
+      continue;
+    }
+    const auto* n = reinterpret_cast<const char*>(names.data() + name_off);
+    if (std::string_view(n, name.size()) == name && n[name.size()] == '\0' && next > entry) {
+      return std::make_pair(text_start + entry, text_start + next);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name) {
+  const std::optional<int> minor = GoMinorVersion(version);
+  if (!minor || *minor < 18 || *minor > 23) return std::nullopt;
+  const bool md5 = *minor == 18;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(link_name.data(), link_name.size(), digest, &len, md5 ? EVP_md5() : EVP_sha256(),
+                 nullptr) != 1 ||
+      len < 4) {
+    return std::nullopt;
+  }
+  uint32_t hash = uint32_t(digest[0]) | uint32_t(digest[1]) << 8 | uint32_t(digest[2]) << 16 |
+                  uint32_t(digest[3]) << 24;
+  return md5 ? hash : ~hash;
+}
+
+namespace {
+
+constexpr std::string_view kGoTlsRead = "crypto/tls.(*Conn).Read";
+constexpr std::string_view kGoTlsWrite = "crypto/tls.(*Conn).Write";
+
+// The file offset of a virtual address in a loaded segment's file bytes, or nullopt.
+std::optional<uint64_t> FileOffsetOf(Elf* elf, uint64_t vaddr, uint64_t len) {
+  size_t n = 0;
+  if (elf_getphdrnum(elf, &n) != 0) return std::nullopt;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_LOAD) continue;
+    if (vaddr >= ph.p_vaddr && vaddr - ph.p_vaddr <= ph.p_filesz &&
+        ph.p_filesz - (vaddr - ph.p_vaddr) >= len) {
+      return vaddr - ph.p_vaddr + ph.p_offset;
+    }
+  }
+  return std::nullopt;
+}
+
+// What a Go program's .symtab says: [entry, end) of the two functions, and its
+// go:itab.*net.TCPConn,net.Conn (named go.itab.* before Go 1.20).
+struct GoSymbols {
+  std::optional<std::pair<uint64_t, uint64_t>> read, write;
+  std::optional<uint64_t> tcp_conn_itab;
+};
+
+GoSymbols GoSymbolsIn(Elf* elf) {
+  GoSymbols found;
+  for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+    GElf_Shdr sh;
+    if (gelf_getshdr(scn, &sh) == nullptr || sh.sh_type != SHT_SYMTAB || sh.sh_entsize == 0) {
+      continue;
+    }
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (data == nullptr) continue;
+    for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+      GElf_Sym sym;
+      if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr) break;
+      const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
+      if (name == nullptr || sym.st_shndx == SHN_UNDEF) continue;
+      const std::string_view n(name);
+      const auto range = std::make_pair(uint64_t(sym.st_value), sym.st_value + sym.st_size);
+      if (n == kGoTlsRead && sym.st_size > 0) found.read = range;
+      if (n == kGoTlsWrite && sym.st_size > 0) found.write = range;
+      if (n == "go:itab.*net.TCPConn,net.Conn" || n == "go.itab.*net.TCPConn,net.Conn") {
+        found.tcp_conn_itab = sym.st_value;
+      }
+    }
+  }
+  return found;
+}
+
+// The uprobe offsets of the function at [entry, end): its bytes read from the file and decoded.
+std::variant<GoFunctionProbes, std::string> ProbesOf(Elf* elf, int fd,
+                                                     std::pair<uint64_t, uint64_t> range,
+                                                     std::string_view name) {
+  const uint64_t size = range.second - range.first;
+  const std::optional<uint64_t> offset = FileOffsetOf(elf, range.first, size);
+  if (size > (1u << 20)) return std::string(name) + " is larger than 1 MiB";
+  if (!offset) return std::string(name) + " is not in a loaded segment";
+  std::vector<uint8_t> code(size);
+  if (pread(fd, code.data(), size, static_cast<off_t>(*offset)) != static_cast<ssize_t>(size)) {
+    return "cannot read " + std::string(name);
+  }
+  std::optional<std::vector<uint64_t>> returns = X86ReturnOffsets(code);
+  if (!returns || returns->empty()) {
+    return std::string(name) + (returns ? " has no RET instruction" : " does not decode");
+  }
+  GoFunctionProbes probes{*offset, std::move(*returns)};
+  for (uint64_t& r : probes.returns) r += *offset;
+  return probes;
+}
+
+}  // namespace
+
+std::variant<GoTlsProbes, std::string> GoTlsProbesIn(const std::string& path,
+                                                     const std::string& version) {
+  if (!GoVersionCovered(version)) return "Go version " + version + " is not covered";
+  static const bool libelf_ready = elf_version(EV_CURRENT) != EV_NONE;
+  if (!libelf_ready) return std::string("libelf is not usable");
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "cannot open it: " + std::string(std::strerror(errno));
+  Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+  std::variant<GoTlsProbes, std::string> result = std::string("not an ELF file");
+  GElf_Ehdr eh;
+  size_t shstrndx = 0;
+  if (elf != nullptr && gelf_getehdr(elf, &eh) != nullptr && eh.e_machine != EM_X86_64) {
+    result = std::string("not amd64: Go's TLS is decoded on amd64 only");
+  } else if (elf != nullptr && gelf_getehdr(elf, &eh) != nullptr &&
+             elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    GoSymbols symbols = GoSymbolsIn(elf);
+    if (!symbols.read || !symbols.write) {
+      // A stripped program: its function table.
+      for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
+        GElf_Shdr sh;
+        const char* name =
+            gelf_getshdr(scn, &sh) != nullptr ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
+        Elf_Data* data = name != nullptr && std::string_view(name).ends_with(".gopclntab")
+                             ? elf_getdata(scn, nullptr)
+                             : nullptr;
+        if (data == nullptr || data->d_buf == nullptr) continue;
+        const std::span<const uint8_t> table(static_cast<const uint8_t*>(data->d_buf),
+                                             data->d_size);
+        symbols.read = GoFunctionInPclntab(table, kGoTlsRead);
+        symbols.write = GoFunctionInPclntab(table, kGoTlsWrite);
+      }
+    }
+    std::optional<uint32_t> hash;
+    if (symbols.tcp_conn_itab) {
+      // The itab's hash (after its interface and type pointers), as the compiler wrote it.
+      const std::optional<uint64_t> at = FileOffsetOf(elf, *symbols.tcp_conn_itab + 16, 4);
+      uint32_t h = 0;
+      if (at && pread(fd, &h, sizeof(h), static_cast<off_t>(*at)) == sizeof(h)) hash = h;
+    } else {
+      hash = GoTypeHash(version, "*net.TCPConn");
+    }
+    if (!symbols.read || !symbols.write) {
+      result = "crypto/tls.(*Conn).Read or Write not found in .symtab or .gopclntab";
+    } else if (!hash) {
+      result = std::string("the type hash of *net.TCPConn is not known");
+    } else {
+      auto read = ProbesOf(elf, fd, *symbols.read, kGoTlsRead);
+      auto write = ProbesOf(elf, fd, *symbols.write, kGoTlsWrite);
+      if (const auto* err = std::get_if<std::string>(&read)) {
+        result = *err;
+      } else if (const auto* err = std::get_if<std::string>(&write)) {
+        result = *err;
+      } else {
+        result = GoTlsProbes{std::get<GoFunctionProbes>(std::move(read)),
+                             std::get<GoFunctionProbes>(std::move(write)), *hash};
+      }
+    }
+  }
+  if (elf != nullptr) elf_end(elf);
+  close(fd);
+  return result;
+}
+
 size_t TlsLibraryFinder::go_tls_programs() const {
   return static_cast<size_t>(std::count_if(without_.begin(), without_.end(),
                                            [](const auto& f) { return !f.second.go_tls.empty(); }));
+}
+
+void TlsLibraryFinder::MarkGoAttached(std::pair<dev_t, ino_t> id) {
+  without_.erase(id);
+  go_files_.insert(id);
 }
 
 std::string ExecutablePathInMapsLine(const std::string& line) {
@@ -188,7 +432,7 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
       struct stat st {};
       if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       const FileId id{st.st_dev, st.st_ino};
-      if (files_.count(id) != 0) continue;
+      if (files_.count(id) != 0 || go_files_.count(id) != 0) continue;
       const int64_t mtime_ns =
           static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
       auto known = without_.find(id);
@@ -210,7 +454,7 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
         continue;
       }
       Stamp stamp{mtime_ns, st.st_size, scan_, GoTlsVersionIn(path).value_or("")};
-      if (!stamp.go_tls.empty()) new_go_.emplace_back(path, stamp.go_tls);
+      if (!stamp.go_tls.empty()) new_go_.push_back({path, stamp.go_tls, id});
       if (known != without_.end()) {
         known->second = std::move(stamp);
       } else if (without_.size() < kMaxRemembered) {

@@ -1,8 +1,8 @@
 // Finds the ELF files that carry the OpenSSL API (SSL_read, SSL_write) among those the node's
 // processes map: a shared libssl, or an executable with OpenSSL or BoringSSL linked in (Node.js,
-// Envoy, statically built services), so that the TLS plaintext probes can be attached to each
-// file once. Files inside containers are reached through /proc/PID/root, so the agent needs no
-// access to the containers' images.
+// Envoy, statically built services), and the Go programs with crypto/tls, so that the TLS
+// plaintext probes can be attached to each file once. Files inside containers are reached through
+// /proc/PID/root, so the agent needs no access to the containers' images.
 #pragma once
 
 #include <sys/types.h>
@@ -12,8 +12,11 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace podtap {
@@ -29,11 +32,55 @@ inline constexpr size_t kOpenSslRequired = 2;
 // or its .symtab (0 for a file that is not ELF). std::nullopt: the file cannot be opened.
 std::optional<uint32_t> OpenSslFunctionsIn(const std::string& path);
 
-// The Go toolchain version ("go1.19.8") of a Go program with crypto/tls linked in, which the TLS
-// plaintext probes do not cover yet (issue #19): its .go.buildinfo section names the version (Go
-// 1.18 and later; "go1.17 or older" before), and its .gopclntab, which strip keeps, holds the
-// name of crypto/tls.(*Conn).Read. std::nullopt for any other file, or one that cannot be read.
+// The Go toolchain version ("go1.19.8") of a Go program with crypto/tls linked in: its
+// .go.buildinfo section names the version (Go 1.18 and later; "go1.17 or older" before), and its
+// .gopclntab, which strip keeps, holds the name of crypto/tls.(*Conn).Read. std::nullopt for any
+// other file, or one that cannot be read.
 std::optional<std::string> GoTlsVersionIn(const std::string& path);
+
+// Whether the Go TLS probes cover programs built by this Go version: go1.18 and later, as the
+// build info names them (the register ABI since 1.17, and the struct layout the probes read:
+// tls.Conn's first field conn net.Conn, net.TCPConn's *netFD, poll.FD's Sysfd after its 16-byte
+// fdMutex). A "go1.17 or older" build info cannot tell 1.17 from the stack ABI of 1.16.
+bool GoVersionCovered(std::string_view version);
+
+// The offsets, from the start of `code`, of the RET instructions in x86-64 machine code; nullopt
+// when the bytes do not all decode as instructions (a RET could be missed).
+std::optional<std::vector<uint64_t>> X86ReturnOffsets(std::span<const uint8_t> code);
+
+// The [entry, end) addresses of the function `name` in the bytes of a .gopclntab section (the
+// layout of Go 1.18 and later, 64-bit): its entry in the function table, and the next function's
+// entry. nullopt when the table has no such function or is not of that layout.
+std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const uint8_t> pclntab,
+                                                                 std::string_view name);
+
+// The type hash the Go compiler of `version` writes into the type descriptor of the type named
+// `link_name` ("*net.TCPConn"): the first 4 bytes, little endian, of md5 (Go 1.18) or of SHA-256
+// with every bit inverted (Go 1.19 to 1.23: cmd/internal/notsha256) of the name. nullopt for
+// other versions (Go 1.24's compiler hashes otherwise): their programs are covered only with
+// their symbols, where the hash is read from the program itself.
+std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name);
+
+// A function the Go TLS probes attach to: the file offsets of its entry and of each RET.
+struct GoFunctionProbes {
+  uint64_t entry = 0;
+  std::vector<uint64_t> returns;
+};
+
+// Where the Go TLS probes go in one program: crypto/tls.(*Conn).Read and Write, and the type hash
+// of *net.TCPConn in it (from its go:itab.*net.TCPConn,net.Conn symbol when it has a .symtab,
+// else GoTypeHash of its version), which tells the probes a tls.Conn over TCP.
+struct GoTlsProbes {
+  GoFunctionProbes read;
+  GoFunctionProbes write;
+  uint32_t tcp_conn_hash = 0;
+};
+
+// The probes of a Go program with crypto/tls built by `version` (GoTlsVersionIn), or why it is
+// not covered: the version or architecture (amd64 only), or functions not found or not decoded.
+// Function addresses come from .symtab, or from .gopclntab in a stripped program.
+std::variant<GoTlsProbes, std::string> GoTlsProbesIn(const std::string& path,
+                                                     const std::string& version);
 
 // True when `functions` holds every required function.
 inline bool HasOpenSslApi(uint32_t functions) {
@@ -60,12 +107,22 @@ class TlsLibraryFinder {
   std::vector<std::string> FindNew(bool all = false);
 
   // Executable files mapped by the node's processes that do not carry the OpenSSL API, as
-  // remembered now.
+  // remembered now (Go programs the Go TLS probes are attached to are not among them).
   size_t without_openssl() const { return without_.size(); }
   // Of those, Go programs with crypto/tls (GoTlsVersionIn): their TLS is not decrypted.
   size_t go_tls_programs() const;
-  // The Go programs with crypto/tls the last FindNew met for the first time: (path, Go version).
-  const std::vector<std::pair<std::string, std::string>>& new_go_tls() const { return new_go_; }
+  // A Go program with crypto/tls the last FindNew met for the first time.
+  struct GoProgram {
+    std::string path;
+    std::string version;
+    std::pair<dev_t, ino_t> id;
+  };
+  const std::vector<GoProgram>& new_go_tls() const { return new_go_; }
+  // The Go TLS probes are attached to this program: it is not read again, ever (a file is
+  // probed once), nor counted in without_openssl() and go_tls_programs().
+  void MarkGoAttached(std::pair<dev_t, ino_t> id);
+  // Go programs the Go TLS probes are attached to, since the start.
+  size_t go_attached() const { return go_files_.size(); }
   // Tries to read a mapped file that could not be opened, since the start.
   uint64_t unreadable() const { return unreadable_; }
   // Files whose symbols were read, since the start.
@@ -82,9 +139,10 @@ class TlsLibraryFinder {
 
   std::string proc_;
   std::set<FileId> files_;                // returned: the OpenSSL API is in them
+  std::set<FileId> go_files_;             // Go programs the Go TLS probes are attached to
   std::map<FileId, Stamp> without_;       // read: no OpenSSL API in them
   std::map<pid_t, std::string> scanned_;  // pid -> its executable when its maps were read
-  std::vector<std::pair<std::string, std::string>> new_go_;
+  std::vector<GoProgram> new_go_;
   uint64_t scan_ = 0;
   uint64_t unreadable_ = 0;
   uint64_t files_read_ = 0;

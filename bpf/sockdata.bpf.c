@@ -225,17 +225,39 @@ static __always_inline bool ssl_socket_syscall(struct ssl_call *call, __u32 tgid
 	return true;
 }
 
+/* The connection id of a socket the lifecycle program tracks (*info: its
+ * socks entry), or of one that closed while tracked and is still this very
+ * socket (*info: NULL); 0 for any other socket. */
+static __always_inline __u64 tracked_conn_id(struct sock *sk, struct podtap_sock_info **info)
+{
+	__u64 key = (__u64)sk, *closed;
+	__u16 family;
+
+	*info = bpf_map_lookup_elem(&socks, &key);
+	if (*info)
+		return (*info)->conn_id;
+	/* An unconnected UDP socket is in TCP_CLOSE too: the protocol check
+	 * spares it the lookup. */
+	family = SK_FIELD(sk, __sk_common.skc_family);
+	if (SK_FIELD(sk, __sk_common.skc_state) != TCP_CLOSE ||
+	    (family != AF_INET && family != AF_INET6) || SK_FIELD(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	closed = bpf_map_lookup_elem(&closed_socks, &key);
+	if (!closed || *closed != (__u64)SK_FIELD(sk, __sk_common.skc_cookie.counter))
+		return 0;
+	return *closed;
+}
+
 /* Entry does the socket lookup, so that the common case, a read or write on
  * something that is not a tracked TCP socket, costs no map update at all. */
 static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
 {
 	struct podtap_sock_info *info;
-	__u64 key, conn_id, *closed;
+	__u64 key, conn_id;
 	struct ssl_call *call;
 	struct io_args *a;
 	struct sock *sk;
 	__u32 tgid;
-	__u16 family;
 	__u8 first = 0;
 
 	tgid = current_tgid();
@@ -245,24 +267,11 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	if (!sk)
 		return 0;
 	key = (__u64)sk;
-	info = bpf_map_lookup_elem(&socks, &key);
-	if (info) {
-		conn_id = info->conn_id;
+	conn_id = tracked_conn_id(sk, &info);
+	if (!conn_id)
+		return 0;
+	if (info)
 		first = !(info->data_seen & dir);
-	} else {
-		/* Closed while tracked, and still this very socket? (An
-		 * unconnected UDP socket is in TCP_CLOSE too: the protocol
-		 * check spares it the lookup.) */
-		family = SK_FIELD(sk, __sk_common.skc_family);
-		if (SK_FIELD(sk, __sk_common.skc_state) != TCP_CLOSE ||
-		    (family != AF_INET && family != AF_INET6) ||
-		    SK_FIELD(sk, sk_protocol) != IPPROTO_TCP)
-			return 0;
-		closed = bpf_map_lookup_elem(&closed_socks, &key);
-		if (!closed || *closed != (__u64)SK_FIELD(sk, __sk_common.skc_cookie.counter))
-			return 0;
-		conn_id = *closed;
-	}
 	call = THREAD_STATE(ssl_calls, struct ssl_call, false);
 	/* TLS records of a read or write whose plaintext the SSL_read/SSL_write
 	 * return probe captures. */
@@ -712,8 +721,9 @@ int podtap_h2_walk_up(struct pt_regs *ctx)
  * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
  * PODTAP_TLS_KEY_BIT for TLS plaintext). `ctx` and `tail`: the calling
  * program's context and its type's walk program (kernels without bpf_loop;
- * the record is then sent from there). */
-static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *a, long ret)
+ * the record is then sent from there). `ts`: the record's time, 0 for now. */
+static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *a, long ret,
+					 __u64 ts)
 {
 	struct podtap_payload_event *e;
 	struct podtap_verdict *verdict;
@@ -732,7 +742,7 @@ static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
 	e->flags = a->conn_id & PODTAP_TLS_KEY_BIT ? PODTAP_PF_TLS : 0;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts ? ts : bpf_ktime_get_ns();
 	e->conn_id = a->conn_id & ~PODTAP_TLS_KEY_BIT;
 	e->total_len = ret;
 	if (!verdict) {
@@ -812,7 +822,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 			if (info && info->conn_id == a->conn_id)
 				info->data_seen |= a->dir;
 		}
-		emit_payload(ctx, H2_TAIL_TP, a, ret);
+		emit_payload(ctx, H2_TAIL_TP, a, ret, 0);
 	}
 	a->conn_id = 0;
 	return 0;
@@ -918,7 +928,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 			/* The plaintext has no marks of its own: the preface's
 			 * 24 bytes alone decide. */
 			a.first = 1;
-			emit_payload(ctx, H2_TAIL_UP, &a, n);
+			emit_payload(ctx, H2_TAIL_UP, &a, n, 0);
 		}
 	}
 	return 0;
@@ -943,5 +953,134 @@ int podtap_ssl_exit(struct pt_regs *ctx)
 {
 	return ssl_exit(ctx);
 }
+
+#if defined(__TARGET_ARCH_x86)
+/* Go's crypto/tls, Go 1.17 and later on amd64 (the register ABI): uprobes
+ * at the entry of crypto/tls.(*Conn).Read and Write and at each RET
+ * instruction of theirs, which the agent finds by disassembling them (a
+ * uretprobe rewrites a return address on a stack Go may move). At entry the
+ * receiver is in RAX, the buffer in RBX and its length in RCX; at a RET the
+ * byte count is in RAX. R14 holds the goroutine (g), which keys the call in
+ * flight: a goroutine parked in Read resumes on another thread.
+ *
+ * The socket is read from the Conn at entry, not from syscalls (another
+ * goroutine may run on the thread meanwhile): tls.Conn's first field,
+ * conn net.Conn, is an interface (itab, data); for a *net.TCPConn data
+ * points at a word holding the *netFD, whose poll.FD keeps the fd (Sysfd)
+ * at +16. The itab's type hash (+16) tells a *net.TCPConn from any other
+ * net.Conn; it depends on the Go compiler's version, so the agent puts the
+ * hash of each program it attaches to in go_conn_types. */
+#define GO_ITAB_HASH 16
+#define GO_POLL_FD_SYSFD 16
+
+/* Type hashes of *net.TCPConn in the attached Go programs (agent-written). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} go_conn_types SEC(".maps");
+
+struct go_tls_call {
+	__u64 buf;
+	__u64 conn_id; /* 0: not a tracked TCP connection */
+	__u64 ts;      /* entry time */
+};
+
+/* Calls in flight (podtap.h). A process that exits with goroutines parked
+ * in Read leaves theirs, which the agent deletes. Full: the call is counted
+ * in syscall_map_full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PODTAP_GO_TLS_CALLS);
+	__type(key, struct podtap_go_tls_key);
+	__type(value, struct go_tls_call);
+} go_tls_calls SEC(".maps");
+
+/* The tracked connection of a *tls.Conn, or 0: its net.Conn is not a
+ * *net.TCPConn, or not one of a tracked socket. */
+static __always_inline __u64 go_conn_id(__u64 tls_conn)
+{
+	struct podtap_sock_info *info;
+	__u64 iface[2], net_fd;
+	struct sock *sk;
+	__s64 sysfd;
+	__u32 hash;
+
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)tls_conn) || !iface[0] ||
+	    bpf_probe_read_user(&hash, sizeof(hash), (void *)(iface[0] + GO_ITAB_HASH)) ||
+	    !bpf_map_lookup_elem(&go_conn_types, &hash))
+		return 0;
+	if (bpf_probe_read_user(&net_fd, sizeof(net_fd), (void *)iface[1]) || !net_fd ||
+	    bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(net_fd + GO_POLL_FD_SYSFD)) ||
+	    sysfd < 0 || sysfd > 0x7fffffff)
+		return 0;
+	sk = sock_of_fd((__s32)sysfd);
+	if (!sk)
+		return 0;
+	return tracked_conn_id(sk, &info);
+}
+
+static __always_inline int go_tls_enter(struct pt_regs *ctx, __u32 dir)
+{
+	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid(), .dir = dir};
+	struct go_tls_call c = {.buf = ctx->bx, .ts = bpf_ktime_get_ns()};
+
+	if (k.tgid == self_tgid)
+		return 0;
+	c.conn_id = go_conn_id(ctx->ax);
+	if (bpf_map_update_elem(&go_tls_calls, &k, &c, BPF_ANY))
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+	return 0;
+}
+
+static __always_inline int go_tls_ret(struct pt_regs *ctx, __u32 dir)
+{
+	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid(), .dir = dir};
+	long n = (long)ctx->ax;
+	struct go_tls_call *c;
+	struct io_args a = {};
+	__u64 ts;
+
+	c = bpf_map_lookup_elem(&go_tls_calls, &k);
+	if (!c)
+		return 0;
+	a.conn_id = c->conn_id;
+	a.buf = c->buf;
+	ts = c->ts;
+	bpf_map_delete_elem(&go_tls_calls, &k);
+	if (n <= 0 || n >= (1l << 31))
+		return 0;
+	if (!a.conn_id) {
+		count_drop(PODTAP_DROP_TLS_UNMAPPED);
+		return 0;
+	}
+	a.conn_id |= PODTAP_TLS_KEY_BIT;
+	a.kind = BUF_PLAIN;
+	a.dir = dir;
+	a.first = 1; /* as for OpenSSL: the preface's 24 bytes alone decide */
+	/* A write's record takes the call's entry time: the reply can be read,
+	 * by another goroutine on another thread, before the writer reaches
+	 * its RET, and records are applied in time order. A read's bytes are
+	 * there at its RET. */
+	emit_payload(ctx, H2_TAIL_UP, &a, n, dir == PODTAP_DATA_SEND ? ts : 0);
+	return 0;
+}
+
+#define GO_TLS_PROBES(name, dir)                                                \
+	SEC("uprobe")                                                           \
+	int podtap_go_tls_enter_##name(struct pt_regs *ctx)                     \
+	{                                                                       \
+		return go_tls_enter(ctx, dir);                                  \
+	}                                                                       \
+	SEC("uprobe")                                                           \
+	int podtap_go_tls_ret_##name(struct pt_regs *ctx)                       \
+	{                                                                       \
+		return go_tls_ret(ctx, dir);                                    \
+	}
+
+GO_TLS_PROBES(read, PODTAP_DATA_RECV)
+GO_TLS_PROBES(write, PODTAP_DATA_SEND)
+#endif
 
 char LICENSE[] SEC("license") = "GPL";

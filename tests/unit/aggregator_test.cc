@@ -43,11 +43,13 @@ TEST(AggregatorSelfTest, TlsLibrariesByState) {
   agg.self().tls_attach_errors = 1;
   agg.self().tls_without_openssl = 63;
   agg.self().tls_go_not_covered = 5;
+  agg.self().tls_go_attached = 3;
   agg.self().tls_unreadable = 4;
   const Snapshot s = agg.Collect();
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "attached"}}), 2);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "failed"}}), 1);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "without_openssl"}}), 63);
+  EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "go"}}), 3);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "go_not_covered"}}), 5);
   EXPECT_EQ(Value(s, "podtap_tls_libraries", {{"state", "unreadable"}}), 4);
 }

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <variant>
+#include <vector>
 
 namespace podtap {
 namespace {
@@ -83,6 +85,140 @@ TEST(TlsLibsTest, GoProgramsWithCryptoTls) {
   EXPECT_EQ(GoTlsVersionIn("/usr/bin/node"), std::nullopt);
   EXPECT_EQ(GoTlsVersionIn("/proc/self/exe"), std::nullopt);
   EXPECT_EQ(GoTlsVersionIn("/nonexistent/podtap"), std::nullopt);
+}
+
+TEST(GoTlsTest, VersionsCovered) {
+  EXPECT_TRUE(GoVersionCovered("go1.19.8"));
+  EXPECT_TRUE(GoVersionCovered("go1.18"));
+  EXPECT_TRUE(GoVersionCovered("go1.21rc2"));
+  EXPECT_TRUE(GoVersionCovered("go1.23.4"));
+  // The build info of Go 1.17 and older names no version: 1.16 had the stack ABI.
+  EXPECT_FALSE(GoVersionCovered("go1.17 or older"));
+  EXPECT_FALSE(GoVersionCovered("go1.17.13"));
+  EXPECT_FALSE(GoVersionCovered("go1.16"));
+  EXPECT_FALSE(GoVersionCovered("devel go1.22-abcdef"));
+  EXPECT_FALSE(GoVersionCovered("an unknown Go version"));
+  EXPECT_FALSE(GoVersionCovered("go1."));
+}
+
+TEST(GoTlsTest, TypeHashByCompilerVersion) {
+  // Go 1.19's compiler: notsha256 (SHA-256, every bit inverted) of the type's link name; the
+  // value read from a real binary's go.itab.*net.TCPConn,net.Conn (GoTlsProgramTest below).
+  EXPECT_EQ(GoTypeHash("go1.19.8", "*net.TCPConn"), 0xbc020cb9u);
+  // Go 1.18's: md5.
+  EXPECT_EQ(GoTypeHash("go1.18.10", "*net.TCPConn"), 0xb954d952u);
+  EXPECT_EQ(GoTypeHash("go1.23.4", "*net.TCPConn"), 0xbc020cb9u);
+  // Other compilers: not known, and not guessed.
+  EXPECT_EQ(GoTypeHash("go1.24.1", "*net.TCPConn"), std::nullopt);
+  EXPECT_EQ(GoTypeHash("go1.17 or older", "*net.TCPConn"), std::nullopt);
+}
+
+TEST(GoTlsTest, ReturnsInMachineCode) {
+  // push rbp; ret; mov rbp,rsp; mov eax,0xc3 (a C3 byte that is not a RET); ret; int3
+  const std::vector<uint8_t> code = {0x55, 0xc3, 0x48, 0x89, 0xe5, 0xb8,
+                                     0xc3, 0x00, 0x00, 0x00, 0xc3, 0xcc};
+  EXPECT_EQ(X86ReturnOffsets(code), (std::vector<uint64_t>{1, 10}));
+  EXPECT_EQ(X86ReturnOffsets({}), std::vector<uint64_t>{});
+  // An instruction cut short, and a byte that is no instruction in 64-bit mode: a RET after it
+  // could be missed, so nothing is returned.
+  EXPECT_EQ(X86ReturnOffsets(std::vector<uint8_t>{0xc3, 0xb8, 0xc3}), std::nullopt);
+  EXPECT_EQ(X86ReturnOffsets(std::vector<uint8_t>{0x06, 0xc3}), std::nullopt);
+}
+
+TEST(GoTlsTest, PclntabOfAnotherLayout) {
+  std::vector<uint8_t> table(128, 0);
+  EXPECT_EQ(GoFunctionInPclntab(table, "crypto/tls.(*Conn).Read"), std::nullopt);
+  table[0] = 0xfa;  // Go 1.16 and 1.17
+  table[1] = table[2] = table[3] = 0xff;
+  table[7] = 8;
+  EXPECT_EQ(GoFunctionInPclntab(table, "crypto/tls.(*Conn).Read"), std::nullopt);
+}
+
+// A Go program with crypto/tls, built by the test with Debian's golang-go, with and without its
+// symbol table (-ldflags=-s -w).
+class GoTlsProgramTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/podtap-go-tls-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::ofstream(dir_ / "main.go")
+        << "package main\n"
+           "import (\"crypto/tls\"; \"fmt\"; \"net\")\n"
+           "func main() {\n"
+           "  c, err := net.Dial(\"tcp\", \"127.0.0.1:1\")\n"
+           "  if err == nil { t := tls.Client(c, nil); t.Write(nil); t.Read(nil) }\n"
+           "  fmt.Println(err)\n"
+           "}\n";
+    const std::string go = "cd " + dir_.string() +
+                           " && env GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= "
+                           "GOPROXY=off GOCACHE=" +
+                           (dir_ / "cache").string() + " HOME=" + dir_.string() + " go build ";
+    ASSERT_EQ(std::system((go + "-o plain main.go").c_str()), 0) << "golang-go: make deps";
+    ASSERT_EQ(std::system((go + "-ldflags='-s -w' -o stripped main.go").c_str()), 0);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static GoTlsProbes ProbesOf(const std::string& name) {
+    const std::string path = (dir_ / name).string();
+    const std::optional<std::string> version = GoTlsVersionIn(path);
+    EXPECT_EQ(version.value_or("").rfind("go1.19", 0), 0u) << version.value_or("none");
+    std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(path, version.value_or(""));
+    if (const auto* why = std::get_if<std::string>(&found)) ADD_FAILURE() << *why;
+    return std::get_if<GoTlsProbes>(&found) != nullptr ? std::get<GoTlsProbes>(found)
+                                                       : GoTlsProbes{};
+  }
+
+  // The byte at a file offset of the program `name`.
+  static int ByteAt(const std::string& name, uint64_t offset) {
+    std::ifstream f(dir_ / name, std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    return f.get();
+  }
+
+  static inline fs::path dir_;
+};
+
+TEST_F(GoTlsProgramTest, SymtabAndStrippedAgree) {
+  const GoTlsProbes plain = ProbesOf("plain");
+  const GoTlsProbes stripped = ProbesOf("stripped");
+  // The function table of the stripped program gives the same functions as the symbol table:
+  // the same entries, and RETs at the same places (the code is laid out alike).
+  ASSERT_FALSE(plain.read.returns.empty());
+  ASSERT_FALSE(plain.write.returns.empty());
+  EXPECT_EQ(stripped.read.entry, plain.read.entry);
+  EXPECT_EQ(stripped.read.returns, plain.read.returns);
+  EXPECT_EQ(stripped.write.entry, plain.write.entry);
+  EXPECT_EQ(stripped.write.returns, plain.write.returns);
+  EXPECT_NE(plain.read.entry, plain.write.entry);
+  for (const char* name : {"plain", "stripped"}) {
+    for (const GoFunctionProbes* f : {&plain.read, &plain.write}) {
+      for (uint64_t r : f->returns) EXPECT_EQ(ByteAt(name, r), 0xc3) << name << " " << r;
+    }
+  }
+  // The hash in the program's go.itab.*net.TCPConn,net.Conn is the one Go 1.19's compiler
+  // computes, which the stripped program is given.
+  EXPECT_EQ(plain.tcp_conn_hash, GoTypeHash("go1.19", "*net.TCPConn"));
+  EXPECT_EQ(stripped.tcp_conn_hash, plain.tcp_conn_hash);
+}
+
+TEST_F(GoTlsProgramTest, NotCovered) {
+  const std::string plain = (dir_ / "plain").string();
+  EXPECT_EQ(std::get<std::string>(GoTlsProbesIn(plain, "go1.17 or older")),
+            "Go version go1.17 or older is not covered");
+  EXPECT_NE(std::get<std::string>(GoTlsProbesIn("/usr/bin/node", "go1.19")).find("not found"),
+            std::string::npos);
+  EXPECT_TRUE(std::holds_alternative<std::string>(GoTlsProbesIn("/nonexistent", "go1.19")));
+}
+
+TEST(GoTlsTest, DebianPrometheus) {
+  // A stripped Go program built by Debian: found through its .gopclntab.
+  const std::optional<std::string> version = GoTlsVersionIn("/usr/bin/prometheus");
+  ASSERT_TRUE(version.has_value());
+  std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn("/usr/bin/prometheus", *version);
+  ASSERT_TRUE(std::holds_alternative<GoTlsProbes>(found)) << std::get<std::string>(found);
+  EXPECT_FALSE(std::get<GoTlsProbes>(found).read.returns.empty());
+  EXPECT_FALSE(std::get<GoTlsProbes>(found).write.returns.empty());
 }
 
 TEST(TlsLibsTest, NotElfAndMissing) {
@@ -192,8 +328,8 @@ TEST_F(TlsLibraryFinderTest, GoProgramsWithCryptoTlsAreCountedAndNamedOnce) {
   EXPECT_EQ(finder.without_openssl(), 2u);
   EXPECT_EQ(finder.go_tls_programs(), 1u);
   ASSERT_EQ(finder.new_go_tls().size(), 1u);
-  EXPECT_EQ(finder.new_go_tls()[0].first, (dir_ / "proc/40/root/app/prometheus").string());
-  EXPECT_EQ(finder.new_go_tls()[0].second, GoTlsVersionIn("/usr/bin/prometheus"));
+  EXPECT_EQ(finder.new_go_tls()[0].path, (dir_ / "proc/40/root/app/prometheus").string());
+  EXPECT_EQ(finder.new_go_tls()[0].version, GoTlsVersionIn("/usr/bin/prometheus"));
   // Remembered: a full scan names it no more, and counts it still.
   EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
   EXPECT_TRUE(finder.new_go_tls().empty());
@@ -201,6 +337,26 @@ TEST_F(TlsLibraryFinderTest, GoProgramsWithCryptoTlsAreCountedAndNamedOnce) {
   // Its process is gone: forgotten by the next full scan.
   fs::remove_all(dir_ / "proc/40");
   finder.FindNew(/*all=*/true);
+  EXPECT_EQ(finder.go_tls_programs(), 0u);
+}
+
+TEST_F(TlsLibraryFinderTest, GoProgramAttachedOnceForGood) {
+  TlsLibraryFinder finder((dir_ / "proc").string());
+  fs::create_symlink("/usr/bin/prometheus", dir_ / "rootA/app/prometheus");
+  Process(40, "rootA", "/app/prometheus", Map("/app/prometheus"));
+  EXPECT_TRUE(finder.FindNew().empty());
+  ASSERT_EQ(finder.new_go_tls().size(), 1u);
+  finder.MarkGoAttached(finder.new_go_tls()[0].id);
+  EXPECT_EQ(finder.go_attached(), 1u);
+  EXPECT_EQ(finder.go_tls_programs(), 0u);
+  EXPECT_EQ(finder.without_openssl(), 0u);
+  // Its process is gone, and a later one maps the same file: not named again (its probes stay).
+  fs::remove_all(dir_ / "proc/40");
+  finder.FindNew(/*all=*/true);
+  Process(42, "rootA", "/app/prometheus", Map("/app/prometheus"));
+  finder.FindNew(/*all=*/true);
+  EXPECT_TRUE(finder.new_go_tls().empty());
+  EXPECT_EQ(finder.go_attached(), 1u);
   EXPECT_EQ(finder.go_tls_programs(), 0u);
 }
 

@@ -112,10 +112,17 @@ class TlsGoTest(harness.PodPairTest):
             if time.monotonic() > deadline:
                 self.fail("the agent did not attach to %s:\n%s" % (path, self.agent.log_tail()))
             time.sleep(0.1)
-        ex = self.agent.scrape()
+        # The control thread logs the attach, then posts the counts to the event thread,
+        # which applies them between batches: the gauge can lag the line by a poll.
+        while True:
+            ex = self.agent.scrape()
+            if ex.sum("podtap_tls_libraries", {"state": "go"}) >= 1:
+                break
+            if time.monotonic() > deadline:
+                self.fail("podtap_tls_libraries{state=\"go\"} still 0 after the attach line")
+            time.sleep(0.1)
         self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0,
                          self.agent.log_tail())
-        self.assertGreaterEqual(ex.sum("podtap_tls_libraries", {"state": "go"}), 1)
 
     def start_server(self, binary, proto):
         log = os.path.join(tempfile.mkdtemp(prefix="log-", dir=self.dir), "server.log")

@@ -3,16 +3,37 @@
 
 namespace podtap {
 
-HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-                   Direction direction, bool tls)
-    : agg_(agg), routes_(routes), labels_(labels), direction_(direction), tls_(tls) {}
+std::unique_ptr<Http1Parser> Http1ParserPool::Take(Http1Sink* sink, bool http_seen) {
+  std::unique_ptr<Http1Parser> parser;
+  if (kept_.empty()) {
+    parser = std::make_unique<Http1Parser>(sink);
+  } else {
+    parser = std::move(kept_.back());
+    kept_.pop_back();
+  }
+  parser->Reset(sink, http_seen);
+  return parser;
+}
+
+void Http1ParserPool::Give(std::unique_ptr<Http1Parser> parser) {
+  if (kept_.size() < kMaxKept) kept_.push_back(std::move(parser));
+}
+
+HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Http1ParserPool* h1_pool,
+                   Aggregator::LabelSetId labels, Direction direction, bool tls)
+    : agg_(agg),
+      routes_(routes),
+      h1_pool_(h1_pool),
+      labels_(labels),
+      direction_(direction),
+      tls_(tls) {}
 
 void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
   // that is what it receives, on one it opened (outbound) what it sends.
   bool request = (direction_ == Direction::kInbound) == (dir == DataDir::kRecv);
   HttpStream stream = request ? HttpStream::kRequest : HttpStream::kResponse;
-  if (!h1_ && !h2_) {
+  if (!h1_ && !h2_ && !h1_at_rest_) {
     if (!request) {
       if (early_.size() < kMaxEarly) {
         early_.push_back({{captured.raw().begin(), captured.raw().end()},
@@ -28,7 +49,7 @@ void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t 
       h2_ = std::make_unique<Http2Parser>(this);
       http2_detected_ = true;
     } else {
-      h1_ = std::make_unique<Http1Parser>(this);
+      h1_ = h1_pool_->Take(this, false);
     }
     Dispatch(stream, captured, total_len, ts_ns);
     for (const auto& e : std::exchange(early_, {})) {
@@ -44,14 +65,22 @@ void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t 
 void HttpConn::Dispatch(HttpStream stream, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   if (h2_) {
     h2_->Feed(stream, captured, total_len, ts_ns);
-  } else {
-    h1_->Feed(stream, captured.At(0), total_len, ts_ns);
+    return;
+  }
+  if (h1_at_rest_) {
+    h1_ = h1_pool_->Take(this, true);
+    h1_at_rest_ = false;
+  }
+  h1_->Feed(stream, captured.At(0), total_len, ts_ns);
+  if (h1_->AtRest()) {
+    h1_pool_->Give(std::move(h1_));
+    h1_at_rest_ = true;
   }
 }
 
 void HttpConn::OnClose(uint64_t ts_ns) {
   if (h2_) h2_->OnClose(ts_ns);
-  if (h1_) h1_->OnClose(ts_ns);
+  if (h1_) h1_->OnClose(ts_ns);  // one at rest has nothing to end
 }
 
 bool HttpConn::gave_up() const {
@@ -59,28 +88,31 @@ bool HttpConn::gave_up() const {
   return h1_ && h1_->state() == Http1Parser::State::kGaveUp;
 }
 
-const char* HttpConn::protocol() const { return h2_ ? "http2" : h1_ ? "http1" : "http"; }
+const char* HttpConn::protocol() const {
+  return h2_ ? "http2" : h1_ || h1_at_rest_ ? "http1" : "http";
+}
+
+void HttpConn::KeepCacheFor(const std::string& authority) {
+  if (cache_generation_ == agg_->generation() && cached_authority_ == authority) return;
+  cache_generation_ = agg_->generation();
+  cached_authority_ = authority;
+  cached_http_ = nullptr;
+  cached_route_series_ = nullptr;
+}
 
 HttpSeries* HttpConn::HttpSeriesOf(const std::string& authority) {
-  Cached& c = http_cache_;
-  if (c.series == nullptr || c.generation != agg_->generation() || c.authority != authority) {
-    c.series = agg_->Http(labels_, direction_, authority, tls_);
-    c.generation = agg_->generation();
-    c.authority = authority;
-  }
-  return c.series;
+  KeepCacheFor(authority);
+  if (cached_http_ == nullptr) cached_http_ = agg_->Http(labels_, direction_, authority, tls_);
+  return cached_http_;
 }
 
 HttpSeries* HttpConn::RouteSeriesOf(const std::string& authority, const std::string& route) {
-  Cached& c = route_cache_;
-  if (c.series == nullptr || c.generation != agg_->generation() || c.authority != authority ||
-      c.route != route) {
-    c.series = agg_->Route(labels_, direction_, authority, route);
-    c.generation = agg_->generation();
-    c.authority = authority;
-    c.route = route;
+  KeepCacheFor(authority);
+  if (cached_route_series_ == nullptr || cached_route_ != route) {
+    cached_route_series_ = agg_->Route(labels_, direction_, authority, route);
+    cached_route_ = route;
   }
-  return c.series;
+  return cached_route_series_;
 }
 
 void HttpConn::CountRequest(const std::string& method, const std::string& authority,

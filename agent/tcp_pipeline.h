@@ -111,6 +111,8 @@ class TcpPipeline {
   void Finish(Conn& c, uint64_t close_ns);
 
   Aggregator* agg_;
+  // Before the connections, whose parsers it lends.
+  Http1ParserPool h1_pool_;
   ConnTable conns_;
   std::vector<VerdictOp> verdicts_;
   RouteTable routes_;

@@ -229,11 +229,12 @@ class Aggregator {
     uint64_t activity_at_collect = 0;
     Clock::time_point last_change{};
   };
+  // In the map's node: a series' address is stable until it is erased.
   template <typename T>
   struct Entry {
-    std::unique_ptr<T> series;
+    T series;
     mutable Idle idle;   // Collect() is const but records what it saw
-    LabelRef label_set;  // holds the key's label set while the series lives
+    LabelRef label_set;  // holds the key's label set while the series lives; set at creation
   };
   template <typename Map>
   auto* FindOrCreate(Map& map, typename Map::key_type key, LabelSetId id,

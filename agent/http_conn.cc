@@ -19,14 +19,9 @@ void Http1ParserPool::Give(std::unique_ptr<Http1Parser> parser) {
   if (kept_.size() < kMaxKept) kept_.push_back(std::move(parser));
 }
 
-HttpConn::HttpConn(Aggregator* agg, const RouteTable* routes, Http1ParserPool* h1_pool,
-                   Aggregator::LabelSetId labels, Direction direction, bool tls)
-    : agg_(agg),
-      routes_(routes),
-      h1_pool_(h1_pool),
-      labels_(labels),
-      direction_(direction),
-      tls_(tls) {}
+HttpConn::HttpConn(const HttpShared* shared, Aggregator::LabelSetId labels, Direction direction,
+                   bool tls)
+    : shared_(shared), labels_(labels), direction_(direction), tls_(tls) {}
 
 void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns) {
   // The client writes requests: on a connection the pod accepted (inbound)
@@ -35,13 +30,14 @@ void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t 
   HttpStream stream = request ? HttpStream::kRequest : HttpStream::kResponse;
   if (!h1_ && !h2_ && !h1_at_rest_) {
     if (!request) {
-      if (early_.size() < kMaxEarly) {
-        early_.push_back({{captured.raw().begin(), captured.raw().end()},
-                          captured.segmented(),
-                          total_len,
-                          ts_ns});
+      if (!early_) early_ = std::make_unique<std::vector<Early>>();
+      if (early_->size() < kMaxEarly) {
+        early_->push_back({{captured.raw().begin(), captured.raw().end()},
+                           captured.segmented(),
+                           total_len,
+                           ts_ns});
       } else {
-        agg_->self().parse_errors[{"http", "server_spoke_first"}]++;
+        shared_->agg->self().parse_errors[{"http", "server_spoke_first"}]++;
       }
       return;
     }
@@ -49,10 +45,12 @@ void HttpConn::Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t 
       h2_ = std::make_unique<Http2Parser>(this);
       http2_detected_ = true;
     } else {
-      h1_ = h1_pool_->Take(this, false);
+      h1_ = shared_->h1_pool->Take(this, false);
     }
     Dispatch(stream, captured, total_len, ts_ns);
-    for (const auto& e : std::exchange(early_, {})) {
+    if (!early_) return;
+    const std::unique_ptr<std::vector<Early>> early = std::move(early_);
+    for (const auto& e : *early) {
       Dispatch(HttpStream::kResponse,
                e.segmented ? Capture::Segments(e.captured) : Capture(e.captured), e.total_len,
                e.ts_ns);
@@ -68,12 +66,12 @@ void HttpConn::Dispatch(HttpStream stream, Capture captured, uint64_t total_len,
     return;
   }
   if (h1_at_rest_) {
-    h1_ = h1_pool_->Take(this, true);
+    h1_ = shared_->h1_pool->Take(this, true);
     h1_at_rest_ = false;
   }
   h1_->Feed(stream, captured.At(0), total_len, ts_ns);
   if (h1_->AtRest()) {
-    h1_pool_->Give(std::move(h1_));
+    shared_->h1_pool->Give(std::move(h1_));
     h1_at_rest_ = true;
   }
 }
@@ -93,8 +91,8 @@ const char* HttpConn::protocol() const {
 }
 
 void HttpConn::KeepCacheFor(const std::string& authority) {
-  if (cache_generation_ == agg_->generation() && cached_authority_ == authority) return;
-  cache_generation_ = agg_->generation();
+  if (cache_generation_ == shared_->agg->generation() && cached_authority_ == authority) return;
+  cache_generation_ = shared_->agg->generation();
   cached_authority_ = authority;
   cached_http_ = nullptr;
   cached_route_series_ = nullptr;
@@ -102,14 +100,15 @@ void HttpConn::KeepCacheFor(const std::string& authority) {
 
 HttpSeries* HttpConn::HttpSeriesOf(const std::string& authority) {
   KeepCacheFor(authority);
-  if (cached_http_ == nullptr) cached_http_ = agg_->Http(labels_, direction_, authority, tls_);
+  if (cached_http_ == nullptr)
+    cached_http_ = shared_->agg->Http(labels_, direction_, authority, tls_);
   return cached_http_;
 }
 
 HttpSeries* HttpConn::RouteSeriesOf(const std::string& authority, const std::string& route) {
   KeepCacheFor(authority);
   if (cached_route_series_ == nullptr || cached_route_ != route) {
-    cached_route_series_ = agg_->Route(labels_, direction_, authority, route);
+    cached_route_series_ = shared_->agg->Route(labels_, direction_, authority, route);
     cached_route_ = route;
   }
   return cached_route_series_;
@@ -118,7 +117,7 @@ HttpSeries* HttpConn::RouteSeriesOf(const std::string& authority, const std::str
 void HttpConn::CountRequest(const std::string& method, const std::string& authority,
                             const std::string& path) {
   HttpSeriesOf(authority)->requests++;
-  RouteSeriesOf(authority, routes_->Match(method, path))->requests++;
+  RouteSeriesOf(authority, shared_->routes->Match(method, path))->requests++;
 }
 
 void HttpConn::CountResponse(const std::string& method, const std::string& authority,
@@ -127,7 +126,7 @@ void HttpConn::CountResponse(const std::string& method, const std::string& autho
   uint64_t latency_ns = first_byte_ns > headers_end_ns ? first_byte_ns - headers_end_ns : 0;
   double latency_ms = static_cast<double>(latency_ns) / 1e6;
   HttpSeriesOf(authority)->CountResponse(status, grpc_status, failed, latency_ms);
-  const std::string& route = routes_->Match(method, path);
+  const std::string& route = shared_->routes->Match(method, path);
   RouteSeriesOf(authority, route)->CountResponse(status, grpc_status, failed, latency_ms);
   if (recorder_ != nullptr) {
     recorder_->OnExchange({endpoints_, direction_, method, authority, path, route, status,
@@ -144,9 +143,11 @@ void HttpConn::OnResponse(const Http1Response& r) {
                 r.request.headers_end_ns, r.first_byte_ns ? r.first_byte_ns : r.end_ns);
 }
 
-void HttpConn::OnError(Http1Error e) { agg_->self().parse_errors[{"http1", Http1ErrorName(e)}]++; }
+void HttpConn::OnError(Http1Error e) {
+  shared_->agg->self().parse_errors[{"http1", Http1ErrorName(e)}]++;
+}
 
-void HttpConn::OnUnanswered(size_t n) { agg_->self().http1_unanswered += n; }
+void HttpConn::OnUnanswered(size_t n) { shared_->agg->self().http1_unanswered += n; }
 
 void HttpConn::OnRequest(const Http2Request& r) { CountRequest(r.method, r.authority, r.path); }
 
@@ -158,6 +159,8 @@ void HttpConn::OnResponse(const Http2Response& r) {
                 r.first_byte_ns ? r.first_byte_ns : r.end_ns);
 }
 
-void HttpConn::OnError(Http2Error e) { agg_->self().parse_errors[{"http2", Http2ErrorName(e)}]++; }
+void HttpConn::OnError(Http2Error e) {
+  shared_->agg->self().parse_errors[{"http2", Http2ErrorName(e)}]++;
+}
 
 }  // namespace podtap

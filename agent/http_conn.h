@@ -37,12 +37,18 @@ class Http1ParserPool {
   std::vector<std::unique_ptr<Http1Parser>> kept_;
 };
 
+// What every HttpConn of a pipeline uses, held once for all of them; it must outlive them.
+struct HttpShared {
+  Aggregator* agg;
+  const RouteTable* routes;
+  Http1ParserPool* h1_pool;  // lends the HTTP/1.x parsers
+};
+
 class HttpConn : public Http1Sink, public Http2Sink {
  public:
-  // `tls`: fed TLS plaintext from the TLS library's probes (series get tls="true"). `h1_pool`
-  // lends the HTTP/1.x parser; it must outlive the connection.
-  HttpConn(Aggregator* agg, const RouteTable* routes, Http1ParserPool* h1_pool,
-           Aggregator::LabelSetId labels, Direction direction, bool tls = false);
+  // `tls`: fed TLS plaintext from the TLS library's probes (series get tls="true").
+  HttpConn(const HttpShared* shared, Aggregator::LabelSetId labels, Direction direction,
+           bool tls = false);
 
   void Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void OnClose(uint64_t ts_ns);
@@ -89,18 +95,16 @@ class HttpConn : public Http1Sink, public Http2Sink {
                      const std::string& path, int status, int grpc_status, bool failed,
                      uint64_t headers_end_ns, uint64_t first_byte_ns);
 
-  Aggregator* agg_;
-  const RouteTable* routes_;
-  Http1ParserPool* h1_pool_;
+  const HttpShared* shared_;
   Aggregator::LabelSetId labels_;
   Direction direction_;
   bool tls_;
+  bool h1_at_rest_ = false;
+  bool http2_detected_ = false;
   // HTTP/1.x: the parser while a message is in flight; between messages none, and h1_at_rest_.
   std::unique_ptr<Http1Parser> h1_;
-  bool h1_at_rest_ = false;
   std::unique_ptr<Http2Parser> h2_;
-  std::vector<Early> early_;
-  bool http2_detected_ = false;
+  std::unique_ptr<std::vector<Early>> early_;  // null but while it holds some
   QueryRecorder* recorder_ = nullptr;
   EndpointTable::Id endpoints_ = 0;
   // Forgets the series looked up unless they are of `authority` and still there (the

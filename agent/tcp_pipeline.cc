@@ -244,7 +244,7 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
   bool& verdict_written = tls ? c->tls_verdict_written : c->verdict_written;
   if (given_up) return;  // records already in flight when the verdict was written
   if (!http) {
-    http = std::make_unique<HttpConn>(agg_, &routes_, &h1_pool_, c->labels.id(), c->direction, tls);
+    http = std::make_unique<HttpConn>(&http_shared_, c->labels.id(), c->direction, tls);
     if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints.id());
   }
   http->Feed(e.dir, cap, e.total_len, e.ts_ns);

@@ -164,7 +164,8 @@ TEST_F(AggregatorExpiryTest, AChangeRestartsTheRetention) {
 TEST_F(AggregatorExpiryTest, AConnectionCountsIntoFreshSeriesAfterItsOldOnesExpired) {
   RouteTable routes;
   Http1ParserPool pool;
-  HttpConn conn(&agg, &routes, &pool, id, Direction::kInbound);
+  HttpShared shared{&agg, &routes, &pool};
+  HttpConn conn(&shared, id, Direction::kInbound);
   auto exchange = [&](uint64_t ts) {
     auto bytes = [](std::string_view s) {
       return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -192,8 +193,9 @@ TEST_F(AggregatorExpiryTest, AConnectionCountsIntoFreshSeriesAfterItsOldOnesExpi
 TEST_F(AggregatorExpiryTest, ConnectionsBetweenMessagesLendTheirParserBack) {
   RouteTable routes;
   Http1ParserPool pool;
-  HttpConn a(&agg, &routes, &pool, id, Direction::kInbound);
-  HttpConn b(&agg, &routes, &pool, id, Direction::kInbound);
+  HttpShared shared{&agg, &routes, &pool};
+  HttpConn a(&shared, id, Direction::kInbound);
+  HttpConn b(&shared, id, Direction::kInbound);
   auto bytes = [](std::string_view s) {
     return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
   };

@@ -73,6 +73,16 @@ uint64_t Activity(const TransportSeries& s) {
   return a;
 }
 
+// The value of `key` in a vector of (key, value) sorted by key, added (as V{})
+// when missing.
+template <typename K, typename V>
+V& SortedEntry(std::vector<std::pair<K, V>>& entries, const K& key) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), key,
+                             [](const std::pair<K, V>& e, const K& k) { return e.first < k; });
+  if (it == entries.end() || it->first != key) it = entries.insert(it, {key, V{}});
+  return it->second;
+}
+
 uint64_t Activity(const HttpSeries& s) {
   uint64_t a = s.requests;
   for (const auto& [key, n] : s.responses) a += n;
@@ -146,8 +156,8 @@ TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool 
 }
 
 void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double latency) {
-  responses[{status, grpc_status, failed}]++;
-  latency_ms[status].Observe(latency);
+  SortedEntry(responses, std::tuple<int, int, bool>(status, grpc_status, failed))++;
+  SortedEntry(latency_ms, status).Observe(latency);
 }
 
 HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority,

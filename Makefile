@@ -124,11 +124,11 @@ demo: build
 
 fmt:
 	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
+	  tests/fuzz/*.cc tests/fuzz/*.h tests/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
 
 lint:
 	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
-	  tests/fuzz/*.cc tests/fuzz/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
+	  tests/fuzz/*.cc tests/fuzz/*.h tests/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

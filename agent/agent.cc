@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -23,8 +24,10 @@ Agent::Agent(AgentOptions opts)
       taps_(opts_.taps),
       recorder_(&taps_),
       pipeline_(&agg_, opts_.max_connections, opts_.pod_label_allowlist,
-                opts_.probes.capture_payload) {
+                opts_.probes.capture_payload),
+      guard_(opts_.max_cpu) {
   agg_.self().connections_max = opts_.max_connections;
+  agg_.self().cpu_budget_cores = opts_.max_cpu;
   pipeline_.SetRoutes(opts_.routes);
   pipeline_.SetClusterDomain(opts_.cluster_domain);
   pipeline_.SetRecorder(&recorder_);
@@ -90,6 +93,7 @@ std::string Agent::Start() {
 void Agent::Run(const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   auto next_expiry = Clock::now() + std::chrono::seconds(5);
+  auto next_guard = Clock::now() + std::chrono::seconds(1);
   AdoptOpenConnections();
   control_ = std::thread([this, &stop] { RunControl(stop); });
   while (!stop.load()) {
@@ -105,6 +109,10 @@ void Agent::Run(const std::atomic<bool>& stop) {
     if (now >= next_expiry) {
       ExpireSeries();
       next_expiry = now + std::chrono::seconds(5);
+    }
+    if (opts_.max_cpu > 0 && now >= next_guard) {
+      GuardCpu();
+      next_guard = now + std::chrono::seconds(1);
     }
   }
   control_.join();
@@ -179,6 +187,29 @@ void Agent::ExpireSeries() {
   size_t removed =
       agg_.Expire(std::chrono::steady_clock::now(), opts_.series_retention, pod_exists);
   if (removed > 0) spdlog::debug("expired {} idle series of pods that are gone", removed);
+}
+
+void Agent::GuardCpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ns = [](const timeval& t) { return uint64_t(t.tv_sec) * 1'000'000'000 + t.tv_usec * 1000; };
+  const uint64_t wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  const double share = guard_.Observe(ns(ru.ru_utime) + ns(ru.ru_stime), wall_ns);
+  size_t shed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shed = pipeline_.Shed(share);
+    agg_.self().cpu_used_cores = guard_.used();
+  }
+  if (shed == 0) return;
+  shed_total_ += shed;
+  shed_at_millicores_ = static_cast<uint64_t>(guard_.used() * 1000);
+  spdlog::warn(
+      "agent CPU at {:.2f} cores over its budget of {:.2f} (--max-cpu): HTTP capture shed on the "
+      "{} busiest connections ({:.0f}% of their socket data records); TCP metrics stay exact",
+      guard_.used(), guard_.budget(), shed, share * 100);
 }
 
 namespace {
@@ -471,8 +502,17 @@ std::string Agent::NotReadyReason() const {
 }
 
 std::string Agent::ReadyDetail() const {
+  std::string detail;
   // KubePodSource::Detail is safe from any thread (the reflectors' state).
-  return kube_ != nullptr ? "kubernetes: " + kube_->Detail() : "";
+  if (kube_ != nullptr) detail = "kubernetes: " + kube_->Detail();
+  if (const uint64_t shed = shed_total_.load(); shed > 0) {
+    if (!detail.empty()) detail += "\n";
+    detail += fmt::format(
+        "overload: HTTP capture shed on {} connections so far to stay within --max-cpu {:.2f} "
+        "(last at {:.2f} cores); TCP metrics exact",
+        shed, opts_.max_cpu, static_cast<double>(shed_at_millicores_.load()) / 1000);
+  }
+  return detail;
 }
 
 }  // namespace podtap

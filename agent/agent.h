@@ -22,6 +22,7 @@
 #include "agent/event_decoder.h"
 #include "agent/kube_source.h"
 #include "agent/mailbox.h"
+#include "agent/overload_guard.h"
 #include "agent/pods.h"
 #include "agent/probes.h"
 #include "agent/query_recorder.h"
@@ -51,6 +52,8 @@ struct AgentOptions {
   TapOptions taps;  // the query service's live taps
   // TLS plaintext through uprobes on the libssl files the node's processes map.
   bool tls_probes = true;
+  // The agent's CPU budget in cores (OverloadGuard); 0: none.
+  double max_cpu = 0;
 };
 
 class Agent {
@@ -104,6 +107,8 @@ class Agent {
   // after a restart are right.
   void AdoptOpenConnections();
   void ExpireSeries();
+  // Event thread, each second: the CPU budget's check (OverloadGuard).
+  void GuardCpu();
   // Control thread: attaches the TLS probes to libssl files that appeared
   // since the last call; posts the counts.
   void PollTlsLibraries(bool all, const std::atomic<bool>& stop);
@@ -135,6 +140,11 @@ class Agent {
   TapHub taps_;
   QueryRecorder recorder_;
   TcpPipeline pipeline_;
+
+  OverloadGuard guard_;
+  // For /readyz: connections shed so far, and the CPU use (in millicores) that shed the last.
+  std::atomic<uint64_t> shed_total_{0};
+  std::atomic<uint64_t> shed_at_millicores_{0};
 
   Mailbox mail_{8};
   std::thread control_;

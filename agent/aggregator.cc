@@ -457,10 +457,30 @@ Snapshot Aggregator::Collect() const {
 
   auto unanswered = Family("podtap_http_requests_unanswered_total",
                            "Requests counted in request_total whose response will never be "
-                           "counted: the parser gave up on their connection while they waited.",
+                           "counted: the parser gave up on their connection, or the agent shed "
+                           "it (podtap_http_shed_connections_total), while they waited.",
                            MetricType::kCounter);
   AddValue(&unanswered, {{"protocol", "http1"}}, static_cast<double>(self_.http1_unanswered));
+  AddValue(&unanswered, {{"protocol", "http2"}}, static_cast<double>(self_.http2_unanswered));
   snap.families.push_back(std::move(unanswered));
+
+  auto budget =
+      Family("podtap_cpu_budget_cores",
+             "The agent's CPU budget (--max-cpu) in cores; 0: no budget.", MetricType::kGauge);
+  AddValue(&budget, {}, self_.cpu_budget_cores);
+  snap.families.push_back(std::move(budget));
+  auto shed = Family("podtap_http_shed_connections_total",
+                     "Connections whose HTTP capture the agent stopped to stay within its CPU "
+                     "budget (their TCP series stay exact; their later exchanges are not counted).",
+                     MetricType::kCounter);
+  AddValue(&shed, {}, static_cast<double>(self_.shed_connections));
+  snap.families.push_back(std::move(shed));
+  auto shed_records = Family("podtap_http_shed_records_total",
+                             "Socket data records of shed connections that were already on their "
+                             "way from the kernel, dropped unparsed.",
+                             MetricType::kCounter);
+  AddValue(&shed_records, {}, static_cast<double>(self_.shed_records));
+  snap.families.push_back(std::move(shed_records));
 
   auto untracked = Family("podtap_connections_untracked_total",
                           "Connections not counted, by reason: the connection table was full, "

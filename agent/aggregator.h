@@ -100,7 +100,15 @@ struct SelfStats {
   // (protocol, error name) -> count; protocol "http1" or "http2".
   std::map<std::pair<std::string, std::string>, uint64_t> parse_errors;
   std::map<std::string, uint64_t> given_up;  // connections no longer parsed, by protocol
-  uint64_t http1_unanswered = 0;     // requests counted whose response the parser gave up on
+  uint64_t http1_unanswered = 0;  // requests counted whose response the parser gave up on
+  uint64_t http2_unanswered = 0;  // the same for HTTP/2 (a shed connection's open streams)
+  // The CPU budget (OverloadGuard), in cores (0: no guard), the agent's use over its last
+  // decision, connections whose HTTP capture was shed, and their socket data records that
+  // were already on their way and were dropped unparsed.
+  double cpu_budget_cores = 0;
+  double cpu_used_cores = 0;
+  uint64_t shed_connections = 0;
+  uint64_t shed_records = 0;
   uint64_t closes_without_open = 0;  // sockets that predate the probes
   uint64_t connections_adopted = 0;  // open at start, found by sock_diag
   // Lifecycle events the ring buffer had no room for that still arrived:

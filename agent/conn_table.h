@@ -23,7 +23,11 @@ struct Conn {
   bool adopted = false;          // open before the agent started (TcpPipeline::Adopt)
   bool tls_http_given_up = false;
   bool tls_verdict_written = false;
+  // Its HTTP capture was shed (TcpPipeline::Shed), for good.
+  bool shed = false;
   uint32_t netns_ino = 0;
+  // Socket data records since the overload guard last looked (TcpPipeline::Shed).
+  uint32_t records = 0;
   uint16_t local_port = 0, remote_port = 0;
   uint64_t base_acked = 0, base_received = 0;
   // Payload bytes already added to the series' counters (live updates).
@@ -61,6 +65,10 @@ class ConnTable {
   template <typename F>
   void ForEach(F&& f) const {
     for (const auto& [id, conn] : conns_) f(conn);
+  }
+  template <typename F>
+  void ForEachMutable(F&& f) {
+    for (auto& [id, conn] : conns_) f(conn);
   }
 
  private:

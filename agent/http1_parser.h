@@ -128,6 +128,9 @@ class Http1Parser {
   // Makes this parser a new one (Attach::kAtOpen, its limits kept) feeding `sink`; with
   // `http_seen`, one at rest. Keeps the request queue's capacity (mostly one request).
   void Reset(Http1Sink* sink, bool http_seen);
+  // Gives up at the agent's request (its CPU budget: OverloadGuard): requests reported and not
+  // answered go to the sink's OnUnanswered, as on any other give-up; later Feeds are ignored.
+  void Abandon() { Stop(); }
 
  private:
   enum class Phase : uint8_t {

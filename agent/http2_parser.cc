@@ -581,6 +581,12 @@ void Http2Parser::Finish(std::map<uint32_t, Stream>::iterator it, uint64_t ts, b
   streams_.erase(it);
 }
 
+size_t Http2Parser::Abandon() {
+  const size_t unanswered = streams_.size();
+  GiveUp();
+  return unanswered;
+}
+
 void Http2Parser::OnClose(uint64_t ts_ns) {
   if (state_ == State::kGaveUp || closed_) return;
   closed_ = true;
@@ -589,6 +595,10 @@ void Http2Parser::OnClose(uint64_t ts_ns) {
 
 void Http2Parser::Fail(Http2Error e) {
   sink_->OnError(e);
+  GiveUp();
+}
+
+void Http2Parser::GiveUp() {
   state_ = State::kGaveUp;
   streams_.clear();
   for (Direction* d : {&request_, &response_}) {

@@ -127,6 +127,10 @@ class Http2Parser {
   void OnClose(uint64_t ts_ns);
   // kGaveUp: stop feeding this connection (not HTTP/2, framing lost, limit hit).
   State state() const { return state_; }
+  // Gives up at the agent's request (its CPU budget: OverloadGuard), without cutting off the
+  // open streams as a close does: returns how many requests were reported and not answered
+  // (they never will be). Later Feeds are ignored.
+  size_t Abandon();
 
  private:
   static constexpr size_t kFrameHeaderBytes = 9;
@@ -183,6 +187,8 @@ class Http2Parser {
   void ResponseHeaders(const Direction& d, const Http2Fields& f, uint64_t ts);
   void Finish(std::map<uint32_t, Stream>::iterator it, uint64_t ts, bool cut_off);
   void Fail(Http2Error e);
+  // Gives up: frees the streams, buffers and header tables.
+  void GiveUp();
 
   Http2Sink* sink_;
   Limits limits_;

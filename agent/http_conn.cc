@@ -81,6 +81,11 @@ void HttpConn::OnClose(uint64_t ts_ns) {
   if (h1_) h1_->OnClose(ts_ns);  // one at rest has nothing to end
 }
 
+void HttpConn::Abandon() {
+  if (h2_) shared_->agg->self().http2_unanswered += h2_->Abandon();
+  if (h1_) h1_->Abandon();  // one at rest has no request in flight
+}
+
 bool HttpConn::gave_up() const {
   if (h2_) return h2_->state() == Http2Parser::State::kGaveUp;
   return h1_ && h1_->state() == Http1Parser::State::kGaveUp;

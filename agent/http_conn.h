@@ -52,6 +52,9 @@ class HttpConn : public Http1Sink, public Http2Sink {
 
   void Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void OnClose(uint64_t ts_ns);
+  // Stops parsing at the agent's request (TcpPipeline::Shed): requests in flight are counted as
+  // unanswered, not as failures.
+  void Abandon();
   bool gave_up() const;
   // "http1", "http2", or "http" while undecided.
   const char* protocol() const;

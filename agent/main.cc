@@ -24,6 +24,7 @@
 
 #include "agent/agent.h"
 #include "agent/memory_budget.h"
+#include "agent/overload_guard.h"
 #include "agent/query_service.h"
 #include "exporter/http_server.h"
 #include "exporter/statsd.h"
@@ -155,6 +156,21 @@ int main(int argc, char** argv) {
                    ? ""
                    : "must be auto, none or a byte quantity (536870912, 512Mi, 2Gi), not \"" + v +
                          "\"";
+      });
+  std::string max_cpu = "auto";
+  app.add_option("--max-cpu", max_cpu,
+                 "CPU the agent may use, in cores (0.5, 2): above it for two seconds, HTTP "
+                 "capture is shed from the busiest connections (counted in "
+                 "podtap_http_shed_connections_total) while TCP metrics stay exact. auto: 80% of "
+                 "its cgroup's CPU limit (none without one); none: no budget")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        if (v == "auto" || v == "none") return "";
+        double cores = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), cores);
+        return ec == std::errc() && end == v.data() + v.size() && cores > 0 && cores <= 4096
+                   ? ""
+                   : "must be auto, none or a number of cores above 0 (0.5, 2), not \"" + v + "\"";
       });
   bool tls_probes = true;
   app.add_flag("--tls-probes,!--no-tls-probes", tls_probes,
@@ -341,6 +357,22 @@ int main(int argc, char** argv) {
             limit >> 20, podtap::SmallestLimitBytes(plan) >> 20);
       }
     }
+  }
+  if (max_cpu == "auto") {
+    std::ifstream f("/proc/self/cgroup");
+    std::stringstream text;
+    text << f.rdbuf();
+    const double limit = podtap::CgroupCpuLimit(text.str(), "/sys/fs/cgroup");
+    opts.max_cpu = podtap::kAutoCpuShare * limit;
+    if (limit > 0) {
+      spdlog::info("CPU budget {:.2f} cores (80% of its cgroup's limit of {:.2f})", opts.max_cpu,
+                   limit);
+    } else {
+      spdlog::info("no CPU budget: its cgroup has no CPU limit (--max-cpu sets one)");
+    }
+  } else if (max_cpu != "none") {
+    std::from_chars(max_cpu.data(), max_cpu.data() + max_cpu.size(), opts.max_cpu);
+    spdlog::info("CPU budget {:.2f} cores (--max-cpu)", opts.max_cpu);
   }
   opts.probes.ringbuf_bytes = ringbuf_bytes;
   opts.probes.max_sockets = static_cast<uint32_t>(max_connections);

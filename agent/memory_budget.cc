@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <vector>
+
+#include "agent/cgroup.h"
 
 namespace podtap {
 namespace {
@@ -19,14 +19,6 @@ uint32_t CeilPowerOfTwo(uint64_t n) {
   uint64_t p = 4096;
   while (p < n && p < (uint64_t{1} << 31)) p *= 2;
   return static_cast<uint32_t>(p);
-}
-
-// The first line of `path`, or "" when it cannot be read.
-std::string FirstLine(const std::string& path) {
-  std::ifstream f(path);
-  std::string line;
-  std::getline(f, line);
-  return line;
 }
 
 // A limit file's value: 0 for none ("max", or v1's "no limit", which is
@@ -73,38 +65,8 @@ uint64_t SmallestLimitBytes(const MemoryPlan& plan) {
 }
 
 uint64_t CgroupMemoryLimit(const std::string& proc_cgroup, const std::string& cgroup_root) {
-  std::istringstream lines(proc_cgroup);
-  std::string line;
-  std::string v1, v2;
-  bool has_v2 = false;
-  while (std::getline(lines, line)) {
-    // hierarchy-ID:controller-list:path
-    const size_t a = line.find(':');
-    const size_t b = a == std::string::npos ? a : line.find(':', a + 1);
-    if (b == std::string::npos) continue;
-    const std::string controllers = line.substr(a + 1, b - a - 1);
-    const std::string path = line.substr(b + 1);
-    if (line.compare(0, a, "0") == 0 && controllers.empty()) {
-      v2 = path;
-      has_v2 = true;
-      continue;
-    }
-    std::istringstream list(controllers);
-    std::string c;
-    while (std::getline(list, c, ',')) {
-      if (c == "memory") v1 = path;
-    }
-  }
-  if (!v1.empty()) {
-    return LimitValue(FirstLine(cgroup_root + "/memory" + v1 + "/memory.limit_in_bytes"));
-  }
-  if (has_v2) {
-    for (const std::string& base : {cgroup_root, cgroup_root + "/unified"}) {
-      std::string value = FirstLine(base + (v2 == "/" ? "" : v2) + "/memory.max");
-      if (!value.empty()) return LimitValue(value);
-    }
-  }
-  return 0;
+  return LimitValue(
+      CgroupFileLine(proc_cgroup, cgroup_root, "memory", "memory.limit_in_bytes", "memory.max"));
 }
 
 std::optional<uint64_t> ParseByteQuantity(std::string_view text) {

@@ -2,6 +2,7 @@
 #include "agent/tcp_pipeline.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "agent/pod_labels.h"
 
@@ -218,6 +219,7 @@ bool TcpPipeline::OnPayload(const PayloadEvent& e, std::span<const uint8_t> capt
     return true;
   }
   agg_->self().payload_events++;
+  c->records++;
   if (c->series == nullptr) {
     c->tls = e.tls_plaintext || LooksLikeTls(cap.At(0));
     CountOpen(c);
@@ -242,7 +244,10 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
   std::unique_ptr<HttpConn>& http = tls ? c->tls_http : c->http;
   bool& given_up = tls ? c->tls_http_given_up : c->http_given_up;
   bool& verdict_written = tls ? c->tls_verdict_written : c->verdict_written;
-  if (given_up) return;  // records already in flight when the verdict was written
+  if (given_up) {  // records already in flight when the verdict was written
+    if (c->shed) agg_->self().shed_records++;
+    return;
+  }
   if (!http) {
     http = std::make_unique<HttpConn>(&http_shared_, c->labels.id(), c->direction, tls);
     if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints.id());
@@ -257,6 +262,43 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
     given_up = true;
     verdict_written = true;
     verdicts_.push_back({VerdictOp::Kind::kStop, tls ? e.conn_id | kTlsVerdictBit : e.conn_id});
+  }
+}
+
+size_t TcpPipeline::Shed(double share) {
+  uint64_t total = 0;
+  std::vector<std::pair<uint32_t, Conn*>> parsed;
+  conns_.ForEachMutable([&](Conn& c) {
+    total += c.records;
+    if (c.records > 0 && (c.http || c.tls_http)) parsed.emplace_back(c.records, &c);
+    c.records = 0;
+  });
+  if (share <= 0 || parsed.empty()) return 0;
+  std::sort(parsed.begin(), parsed.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  const auto want = static_cast<uint64_t>(std::ceil(share * static_cast<double>(total)));
+  uint64_t shed_records = 0;
+  size_t shed = 0;
+  for (const auto& [records, c] : parsed) {
+    if (shed_records >= want) break;
+    ShedOne(*c);
+    shed_records += records;
+    shed++;
+  }
+  return shed;
+}
+
+void TcpPipeline::ShedOne(Conn& c) {
+  c.shed = true;
+  agg_->self().shed_connections++;
+  for (bool tls : {false, true}) {
+    std::unique_ptr<HttpConn>& http = tls ? c.tls_http : c.http;
+    if (!http) continue;
+    http->Abandon();
+    http.reset();
+    (tls ? c.tls_http_given_up : c.http_given_up) = true;
+    (tls ? c.tls_verdict_written : c.verdict_written) = true;
+    verdicts_.push_back({VerdictOp::Kind::kStop, tls ? c.conn_id | kTlsVerdictBit : c.conn_id});
   }
 }
 

@@ -98,6 +98,14 @@ class TcpPipeline {
 
   size_t tracked() const { return conns_.size(); }
 
+  // The overload guard's step (OverloadGuard): stops the HTTP capture of the connections that
+  // sent the most socket data records since the last call, busiest first, until they add up to
+  // `share` (0 to 1) of all records; the kernel stops copying their bytes (a kStop verdict),
+  // their requests in flight are counted as unanswered, and their TCP series go on exactly. A
+  // shed connection stays shed until it closes: HTTP/1 cannot be picked up again mid-stream for
+  // sure. Each call starts a new count. Returns how many connections were shed.
+  size_t Shed(double share);
+
  private:
   // A connection's label sets: for its HTTP series, and for its transport series
   // (with the authority of a Service destination).
@@ -112,6 +120,8 @@ class TcpPipeline {
   void FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, bool tls);
   // Ends a closed connection's parsing and forgets its kernel verdicts.
   void Finish(Conn& c, uint64_t close_ns);
+  // Stops a connection's HTTP parsing and capture (Shed).
+  void ShedOne(Conn& c);
 
   Aggregator* agg_;
   // Before the connections, whose parsers it lends.

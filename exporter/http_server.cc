@@ -1,11 +1,9 @@
-// Serves the metrics endpoints, /healthz and /readyz over HTTP for Prometheus,
-// scripts and the kubelet: an epoll front thread owns every socket, worker
-// threads build the answers.
+// The metrics server's sockets: an epoll front thread owns every connection
+// (accept, request heads, responses, limits and deadlines) and hands complete
+// requests to worker threads, which build the answers (http_endpoints.cc).
+// Listen flags are parsed in listener.cc.
 #include "exporter/http_server.h"
 
-#include <arpa/inet.h>
-#include <malloc.h>
-#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,13 +13,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <exception>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -29,26 +24,12 @@
 #include <utility>
 #include <vector>
 
-#include "exporter/gzip.h"
 #include "exporter/http_request.h"
-#include "exporter/influx_format.h"
-#include "exporter/json_format.h"
-#include "exporter/negotiation.h"
-#include "exporter/process_metrics.h"
-#include "exporter/selector.h"
-#include "exporter/text_format.h"
+#include "exporter/http_response.h"
+#include "exporter/listener.h"
 
 namespace podtap {
 namespace {
-
-// glibc's heap is the agent's, except in a sanitizer build, whose allocator owns it: there
-// malloc_trim walks glibc arenas nothing set up (under ThreadSanitizer, two scrapes at once
-// crashed in it), so it is left out.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kTrimHeap = false;
-#else
-constexpr bool kTrimHeap = true;
-#endif
 
 using Clock = std::chrono::steady_clock;
 
@@ -62,167 +43,6 @@ constexpr int kAcceptBatch = 64;
 // How long accepting pauses after accept() fails for want of file
 // descriptors or memory (the listening socket would stay readable).
 constexpr std::chrono::milliseconds kAcceptPause{100};
-
-constexpr std::array<const char*, kHttpDropCount> kDropReasons = {
-    "head_timeout", "evicted", "refused", "head_too_large", "bad_request", "write_timeout"};
-
-struct ListenSpec {
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  bool any = false;   // ":PORT": every interface, dual-stack when the kernel has IPv6
-  std::string error;  // non-empty when the flag cannot be served
-};
-
-ListenSpec ParseListenAddress(std::string_view flag) {
-  ListenSpec spec;
-  const size_t colon = flag.rfind(':');
-  if (colon == std::string_view::npos) {
-    spec.error = "expected HOST:PORT, [IPV6]:PORT or :PORT";
-    return spec;
-  }
-  const std::string_view host = flag.substr(0, colon);
-  const std::string_view port_text = flag.substr(colon + 1);
-  unsigned port = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() ||
-      port > 65535) {
-    spec.error = "port must be a number from 0 to 65535";
-    return spec;
-  }
-  if (host.empty()) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&spec.addr);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    a->sin6_addr = in6addr_any;
-    spec.len = sizeof(*a);
-    spec.any = true;
-    return spec;
-  }
-  if (host.front() == '[' && host.back() == ']') {
-    const std::string literal(host.substr(1, host.size() - 2));
-    auto* a = reinterpret_cast<sockaddr_in6*>(&spec.addr);
-    if (inet_pton(AF_INET6, literal.c_str(), &a->sin6_addr) != 1) {
-      spec.error = "\"" + literal + "\" is not an IPv6 address";
-      return spec;
-    }
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    spec.len = sizeof(*a);
-    return spec;
-  }
-  const std::string literal(host);
-  auto* a = reinterpret_cast<sockaddr_in*>(&spec.addr);
-  if (inet_pton(AF_INET, literal.c_str(), &a->sin_addr) != 1) {
-    spec.error = "\"" + literal +
-                 "\" is not an IP address (use e.g. 127.0.0.1:4191, [::1]:4191, or :4191 for "
-                 "all interfaces)";
-    return spec;
-  }
-  a->sin_family = AF_INET;
-  a->sin_port = htons(static_cast<uint16_t>(port));
-  spec.len = sizeof(*a);
-  return spec;
-}
-
-// strerror, starting lower-case to follow "cannot listen on X: ".
-std::string ErrnoText(int err) {
-  std::string text = std::strerror(err);
-  if (!text.empty()) {
-    text.front() = static_cast<char>(std::tolower(static_cast<unsigned char>(text.front())));
-  }
-  return text;
-}
-
-// Binds and listens; the socket, or -1 with `error` set.
-int OpenListener(const ListenSpec& spec, std::string* error) {
-  sockaddr_storage addr = spec.addr;
-  socklen_t len = spec.len;
-  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0 && spec.any && errno == EAFNOSUPPORT) {
-    // A kernel without IPv6: ":PORT" means every IPv4 interface.
-    const uint16_t port = reinterpret_cast<const sockaddr_in6*>(&spec.addr)->sin6_port;
-    addr = {};
-    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
-    a->sin_family = AF_INET;
-    a->sin_port = port;
-    a->sin_addr.s_addr = htonl(INADDR_ANY);
-    len = sizeof(*a);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  }
-  if (fd < 0) {
-    *error = ErrnoText(errno);
-    return -1;
-  }
-  const int on = 1;
-  const int off = 0;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  if (addr.ss_family == AF_INET6 && spec.any) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  }
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 || listen(fd, SOMAXCONN) != 0) {
-    *error = ErrnoText(errno);
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-int BoundPort(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET6) {
-    return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
-  }
-  return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
-}
-
-const char* StatusText(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    default:
-      return "Service Unavailable";
-  }
-}
-
-constexpr const char* kPlainText = "text/plain; charset=utf-8";
-
-// A whole response; every connection closes after one.
-std::string Respond(int status, const char* content_type, const std::string& body,
-                    const char* allow = nullptr, bool gzipped = false) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + StatusText(status) + "\r\n";
-  out += std::string("Content-Type: ") + content_type + "\r\n";
-  if (gzipped) out += "Content-Encoding: gzip\r\n";
-  out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  if (allow != nullptr) out += std::string("Allow: ") + allow + "\r\n";
-  out += "Connection: close\r\n\r\n";
-  out += body;
-  return out;
-}
-
-MetricFamily SelfFamily(const char* name, const char* help, MetricType type, const char* unit) {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.unit = unit;
-  return f;
-}
-
-constexpr std::array<std::string_view, kScrapeEndpointCount> kEndpoints = {
-    "/metrics", "/metrics.json", "/metrics/influxdb"};
 
 }  // namespace
 
@@ -606,133 +426,6 @@ void HttpServer::WorkerLoop() {
     }
     rt.Wake();
   }
-}
-
-void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
-  auto scrapes = SelfFamily("podtap_scrapes_total", "Requests answered, by metrics endpoint.",
-                            MetricType::kCounter, "");
-  auto duration = SelfFamily("podtap_scrape_duration_seconds",
-                             "Time the previous request of each metrics endpoint took to build "
-                             "its body (snapshot, serialisation and compression).",
-                             MetricType::kGauge, "seconds");
-  auto size = SelfFamily("podtap_scrape_size_bytes",
-                         "Body size of the previous response of each metrics endpoint, as sent "
-                         "(after compression).",
-                         MetricType::kGauge, "bytes");
-  auto open = SelfFamily("podtap_http_connections",
-                         "Connections to the metrics server open now, in every state.",
-                         MetricType::kGauge, "");
-  auto dropped = SelfFamily("podtap_http_connections_dropped_total",
-                            "Connections to the metrics server closed or refused without an "
-                            "answer to their request, or answered 400/431, by reason.",
-                            MetricType::kCounter, "");
-  {
-    std::lock_guard lock(stats_mutex_);
-    for (size_t i = 0; i < kScrapeEndpointCount; i++) {
-      const Labels labels = {{"endpoint", std::string(kEndpoints[i])}};
-      Sample s;
-      s.labels = labels;
-      s.value = static_cast<double>(stats_[i].count);
-      scrapes.samples.push_back(s);
-      s.value = stats_[i].last_seconds;
-      duration.samples.push_back(s);
-      s.value = static_cast<double>(stats_[i].last_bytes);
-      size.samples.push_back(s);
-    }
-    Sample s;
-    s.value = static_cast<double>(open_connections_);
-    open.samples.push_back(s);
-    for (size_t i = 0; i < kHttpDropCount; i++) {
-      s.labels = {{"reason", kDropReasons[i]}};
-      s.value = static_cast<double>(drops_[i]);
-      dropped.samples.push_back(s);
-    }
-  }
-  snapshot->families.push_back(std::move(scrapes));
-  snapshot->families.push_back(std::move(duration));
-  snapshot->families.push_back(std::move(size));
-  snapshot->families.push_back(std::move(open));
-  snapshot->families.push_back(std::move(dropped));
-  for (MetricFamily& f : ProcessMetrics()) snapshot->families.push_back(std::move(f));
-}
-
-std::string HttpServer::Answer(const HttpRequest& request) const {
-  const std::string_view path = request.path;
-  size_t endpoint = kScrapeEndpointCount;
-  for (size_t i = 0; i < kScrapeEndpointCount; i++) {
-    if (path == kEndpoints[i]) endpoint = i;
-  }
-  if (endpoint == kScrapeEndpointCount && path != "/healthz" && path != "/readyz") {
-    return Respond(404, kPlainText, "not found\n");
-  }
-  if (request.method != "GET") return Respond(405, kPlainText, "method not allowed\n", "GET");
-  // The providers belong to other modules; whatever they throw must not end
-  // a worker thread (and with it the process).
-  try {
-    if (endpoint < kScrapeEndpointCount) return ServeMetrics(request, endpoint);
-    if (path == "/healthz") return Respond(200, kPlainText, "ok\n");
-    const std::string reason = readiness_();
-    std::string detail = detail_ ? detail_() : "";
-    if (!detail.empty()) detail += "\n";
-    if (reason.empty()) return Respond(200, kPlainText, "ready\n" + detail);
-    return Respond(503, kPlainText, reason + "\n" + detail);
-  } catch (const std::exception& e) {
-    spdlog::error("http: {} {} failed: {}", request.method, request.path, e.what());
-    return Respond(500, kPlainText, std::string("internal error: ") + e.what() + "\n");
-  }
-}
-
-std::string HttpServer::ServeMetrics(const HttpRequest& request, size_t endpoint) const {
-  const auto start = Clock::now();
-  std::vector<Selector> selectors;
-  for (const std::string& value : QueryValues(request.query, "match[]")) {
-    std::string error;
-    auto sel = ParseSelector(value, &error);
-    if (!sel) return Respond(400, kPlainText, "bad match[]: " + error + "\n");
-    selectors.push_back(std::move(*sel));
-  }
-  std::string body;
-  const char* content_type = kTextContentType;
-  {
-    Snapshot snapshot = snapshot_();
-    AppendSelfMetrics(&snapshot);
-    if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
-    switch (endpoint) {
-      case 0:
-        if (NegotiateMetricsFormat(request.Header("Accept")) == MetricsFormat::kOpenMetrics) {
-          body = WriteOpenMetrics(snapshot);
-          content_type = kOpenMetricsContentType;
-        } else {
-          body = WriteTextFormat(snapshot);
-        }
-        break;
-      case 1: {
-        const auto pretty = QueryValues(request.query, "pretty");
-        body = WriteJson(snapshot, !pretty.empty() && !pretty.front().empty() &&
-                                       pretty.front() != "0" && pretty.front() != "false");
-        content_type = kJsonContentType;
-        break;
-      }
-      default:
-        body = WriteInfluxLineProtocol(snapshot,
-                                       std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
-        content_type = kInfluxContentType;
-    }
-  }
-  // The snapshot (a copy of every series) is freed: hand its pages back to the kernel, or the
-  // agent's RSS would stay at its high-water mark of two copies of the series between scrapes.
-  if (kTrimHeap) malloc_trim(0);
-  const bool gzipped = AcceptsGzip(request.Header("Accept-Encoding"));
-  if (gzipped) body = Gzip(body);
-  {
-    std::lock_guard lock(stats_mutex_);
-    stats_[endpoint].count++;
-    stats_[endpoint].last_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    stats_[endpoint].last_bytes = body.size();
-  }
-  return Respond(200, content_type, body, nullptr, gzipped);
 }
 
 }  // namespace podtap

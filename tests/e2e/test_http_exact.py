@@ -5,6 +5,10 @@ podtap's request_total / response_total / response_latency_ms / route_* series
 must equal, exactly and on both sides (inbound on the server pod, outbound on
 the client pod), what nginx's own access log says happened. TLS (nginx and
 openssl s_server) and a binary protocol (peer.py) must not be parsed as HTTP.
+Under a CPU budget it cannot keep (--max-cpu, case o) the agent sheds HTTP
+capture: its TCP numbers stay exact against nginx's log ($request_length,
+$bytes_sent), and every request it counted is either answered or counted
+unanswered, never a failure.
 
 Ground truth. nginx logs one JSON line per request it answered ($http_host as
 sent, $status, the original request line, its connection serial). A case
@@ -768,6 +772,60 @@ s.close()
                     Expect("podtap_parse_errors_total", {"protocol": "http1",
                                                          "error": "not_http"}, 2 * n)]
         self.wait_equal(expects + self.clean_expects())
+
+    def test_o_cpu_budget_sheds_http_tcp_exact(self):
+        # A CPU budget far below what the agent uses even idle (0.001 cores): the guard decides
+        # every two seconds and sheds every connection that sent socket data since its last
+        # look. Batches of keep-alive requests run, one curl connection each, until it has shed
+        # some (a batch takes a fraction of a second; at most 20 s of them).
+        self.start_agent(extra_args=["--max-cpu", "0.001"])
+        since = self.nginx.offset()
+        transfers = []
+        shed = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            transfers += self.curl([self.url("/status/200")] * 1500)
+            shed = (self.agent.scrape().sum("podtap_http_shed_connections_total", {})
+                    - self.baseline.sum("podtap_http_shed_connections_total", {}))
+            if shed > 0:
+                break
+        self.assertGreater(shed, 0, "no connection shed at --max-cpu 0.001")
+        entries = self.nginx.entries(since, len(transfers))
+        conns = self.check_against_curl(since, entries, transfers)
+        # TCP stays exact: opens, closes and bytes against nginx's log.
+        read = sum(int(e["request_length"]) for e in entries)
+        written = sum(int(e["bytes_sent"]) for e in entries)
+        expects = []
+        for d, w, r in (("inbound", written, read), ("outbound", read, written)):
+            base = self.side(d)
+            expects += [Expect("tcp_open_total", dict(base, tls="false"), conns),
+                        Expect("tcp_close_total", dict(base, classification="success"), conns),
+                        Expect("tcp_write_bytes_total", base, w),
+                        Expect("tcp_read_bytes_total", base, r)]
+        ex = self.wait_equal(expects + self.clean_expects())
+        # HTTP: never more than was made, and each request counted either answered or
+        # unanswered (a shed connection's request in flight), never as a failure.
+        delta = lambda name, labels: ex.sum(name, labels) - self.baseline.sum(name, labels)
+        n = len(entries)
+        requests = responses = 0
+        for d in ("inbound", "outbound"):
+            base = self.side(d)
+            got = delta("request_total", base)
+            answered = delta("response_total", base)
+            self.assertLessEqual(answered, got, d)
+            self.assertLess(got, n, "%s: the shed connections' later requests are not counted" % d)
+            self.assertEqual(delta("response_total", dict(base, classification="failure")), 0, d)
+            requests += got
+            responses += answered
+        self.assertEqual(requests - responses,
+                         delta("podtap_http_requests_unanswered_total", {}),
+                         "requests counted and not answered must be the unanswered ones")
+        self.assertEqual(ex.sum("podtap_cpu_budget_cores", {}), 0.001)
+        status, _, body = self.agent.get("/readyz")
+        self.assertEqual(status, 200, body)
+        self.assertIn("overload: HTTP capture shed on", body)
+        harness.log("case o: %d requests on %d connections, %d shed; counted %d requests, "
+                    "%d responses" % (n, conns, shed, requests, responses))
 
     def test_i_exposition_valid(self):
         agent = self.start_agent(routes=ROUTES)

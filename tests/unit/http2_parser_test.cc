@@ -696,6 +696,21 @@ TEST_F(Http2ParserTest, RstStreamCutsOff) {
   EXPECT_TRUE(rec_.errors.empty());
 }
 
+TEST_F(Http2ParserTest, AbandonCountsOpenStreamsWithoutCuttingThemOff) {
+  Open();
+  Feed(p_, kReq, Join({c_.Request(1, Get("/done")), c_.Request(3, Get("/waiting"))}), 10);
+  Feed(p_, kResp, c_.Response(1, Status(200), true), 20);
+  ASSERT_EQ(rec_.responses.size(), 1u);
+  // The agent sheds the connection (its CPU budget) while /waiting waits.
+  EXPECT_EQ(p_.Abandon(), 1u);
+  EXPECT_EQ(p_.state(), State::kGaveUp);
+  // No cut-off response for it, now or at close; later frames count nothing.
+  Feed(p_, kResp, c_.Response(3, Status(200), true), 30);
+  p_.OnClose(40);
+  EXPECT_EQ(rec_.responses.size(), 1u);
+  EXPECT_TRUE(rec_.errors.empty());
+}
+
 TEST_F(Http2ParserTest, ResetAfterTheResponseEndedCountsNothing) {
   Open();
   Feed(p_, kReq, c_.Request(1, Get("/upload"), false), 10);

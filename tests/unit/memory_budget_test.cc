@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include "agent/overload_guard.h"
+
 namespace podtap {
 namespace {
 
@@ -127,6 +129,31 @@ TEST_F(CgroupLimit, V2OnAHybridHostUnderUnified) {
 TEST_F(CgroupLimit, NothingReadableIsNoLimit) {
   EXPECT_EQ(CgroupMemoryLimit("", root_), 0u);
   EXPECT_EQ(CgroupMemoryLimit("garbage\n0::/missing\n", root_), 0u);
+}
+
+TEST_F(CgroupLimit, CpuV2QuotaOverPeriod) {
+  Write("kubepods/pod1/c1/cpu.max", "100000 100000\n");  // the DaemonSet's limit: cpu "1"
+  EXPECT_DOUBLE_EQ(CgroupCpuLimit("0::/kubepods/pod1/c1\n", root_), 1.0);
+  Write("kubepods/pod1/c1/cpu.max", "50000 100000\n");
+  EXPECT_DOUBLE_EQ(CgroupCpuLimit("0::/kubepods/pod1/c1\n", root_), 0.5);
+  Write("kubepods/pod1/c1/cpu.max", "max 100000\n");
+  EXPECT_EQ(CgroupCpuLimit("0::/kubepods/pod1/c1\n", root_), 0);
+}
+
+TEST_F(CgroupLimit, CpuV1QuotaAndPeriodFiles) {
+  const std::string proc = "4:cpu,cpuacct:/podtap\n9:memory:/podtap\n";
+  Write("cpu/podtap/cpu.cfs_quota_us", "250000\n");
+  Write("cpu/podtap/cpu.cfs_period_us", "100000\n");
+  EXPECT_DOUBLE_EQ(CgroupCpuLimit(proc, root_), 2.5);
+  Write("cpu/podtap/cpu.cfs_quota_us", "-1\n");  // v1's "no limit"
+  EXPECT_EQ(CgroupCpuLimit(proc, root_), 0);
+}
+
+TEST_F(CgroupLimit, CpuNothingReadableIsNoLimit) {
+  EXPECT_EQ(CgroupCpuLimit("", root_), 0);
+  EXPECT_EQ(CgroupCpuLimit("0::/missing\n", root_), 0);
+  Write("bad/cpu.max", "100000 x\n");
+  EXPECT_EQ(CgroupCpuLimit("0::/bad\n", root_), 0);
 }
 
 TEST(ByteQuantity, KubernetesForms) {

@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
+#include <set>
 
+#include "tests/churn_node.h"
 #include "tests/unit/snapshot_util.h"
 
 namespace podtap {
@@ -493,6 +496,62 @@ TEST_F(PayloadPipelineTest, RequestsLeftWhenTheParserGivesUpAreCountedUnanswered
   EXPECT_EQ(Value(s, "podtap_http_requests_unanswered_total", {{"protocol", "http1"}}), 2);
 }
 
+TEST_F(PayloadPipelineTest, ShedStopsTheBusiestConnectionsAndKeepsTcpExact) {
+  const std::string req = "GET /a HTTP/1.1\r\nHost: api\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  for (uint64_t id : {1, 2, 3}) live.OnOpen(Open(id, 100, Direction::kInbound, V4(10, 0, 0, 3)));
+  uint64_t ts = 2'000'000;
+  // Connection 1 makes 6 exchanges, 2 makes 3, 3 makes 1: 20 records in all.
+  for (auto [id, exchanges] : {std::pair<uint64_t, int>{1, 6}, {2, 3}, {3, 1}}) {
+    for (int i = 0; i < exchanges; i++) {
+      ASSERT_TRUE(live.OnPayload(Payload(id, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+      ASSERT_TRUE(live.OnPayload(Payload(id, DataDir::kSend, resp.size(), ts++), Bytes(resp)));
+    }
+  }
+  // Connection 2 has a request in flight when it is shed.
+  ASSERT_TRUE(live.OnPayload(Payload(2, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  live.TakeVerdicts();
+  // 0.6 of the 21 records is 13: connection 1 (12) is not enough alone, so 2 (7) goes too, not 3.
+  EXPECT_EQ(live.Shed(0.6), 2u);
+  auto verdicts = live.TakeVerdicts();
+  ASSERT_EQ(verdicts.size(), 2u);
+  std::set<uint64_t> stopped;
+  for (const auto& v : verdicts) {
+    EXPECT_EQ(v.kind, TcpPipeline::VerdictOp::Kind::kStop);
+    stopped.insert(v.conn_id);
+  }
+  EXPECT_EQ(stopped, (std::set<uint64_t>{1, 2}));
+  // Records already on their way are dropped and counted; connection 3 is still parsed.
+  ASSERT_TRUE(live.OnPayload(Payload(1, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  ASSERT_TRUE(live.OnPayload(Payload(3, DataDir::kRecv, req.size(), ts++), Bytes(req)));
+  ASSERT_TRUE(live.OnPayload(Payload(3, DataDir::kSend, resp.size(), ts++), Bytes(resp)));
+  // A new count: nothing was sent since, so a second call sheds nothing.
+  EXPECT_EQ(live.Shed(0), 0u);
+  for (uint64_t id : {1, 2, 3}) live.OnClose(Close(id, 1 + 100, 100));
+  live.FinishCloses(31'000'000 + TcpPipeline::kCloseLingerNs);
+  auto s = live_agg.Collect();
+  EXPECT_EQ(Value(s, "podtap_http_shed_connections_total", {}), 2);
+  EXPECT_EQ(Value(s, "podtap_http_shed_records_total", {}), 1);
+  // 6 + 3 + 1 exchanges answered, connection 2's last request unanswered (not a failure), and
+  // connection 3's second exchange after the shed.
+  Labels http = api_in;
+  http.emplace_back("authority", "api");
+  EXPECT_EQ(Value(s, "request_total", http), 12);
+  Labels ok = http;
+  ok.emplace_back("status_code", "200");
+  ok.emplace_back("classification", "success");
+  EXPECT_EQ(Value(s, "response_total", ok), 11);
+  EXPECT_EQ(Value(s, "podtap_http_requests_unanswered_total", {{"protocol", "http1"}}), 1);
+  // TCP stays exact.
+  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 3);
+  EXPECT_EQ(Value(s, "tcp_write_bytes_total", api_in), 300);
+  // The shed connections' verdicts are forgotten at close.
+  size_t forgets = 0;
+  for (const auto& v : live.TakeVerdicts())
+    forgets += v.kind == TcpPipeline::VerdictOp::Kind::kForget;
+  EXPECT_EQ(forgets, 2u);
+}
+
 TEST_F(PayloadPipelineTest, Http2PrefaceKeepsCapturingAndForgetsTheKernelVerdictAtClose) {
   live.OnOpen(Open(1, 100, Direction::kInbound, V4(10, 0, 0, 3)));
   // The server's SETTINGS often come before the client's preface is read.
@@ -520,171 +579,51 @@ TEST_F(PayloadPipelineTest, PayloadOfAnUnknownConnectionAsksForARetry) {
 }
 
 // Pod churn (CronJobs, rollouts): 10,000 pods come, talk and go, in waves as
-// pod lists change. Once they are gone, their connections closed, their idle
-// series expired and the query window past them, the interned label sets and
-// endpoint pairs and the series are back to exactly what they were before,
-// and the pods that stayed counted exactly what they did.
-class ChurnTest : public ::testing::Test {
- protected:
-  static constexpr int kPods = 10'000;
-  static constexpr int kWave = 1'000;
-  static constexpr uint64_t kMs = 1'000'000;
-  static constexpr uint64_t kSec = 1'000 * kMs;
-  // Past the oldest bucket of the query window (12 of 1 min).
-  static constexpr uint64_t kPastWindow = 13 * 60 * kSec;
-
-  void SetUp() override {
-    api_ = Pod("shop", "api-0", 1, V4(10, 0, 0, 1));
-    api_->owner_kind = "StatefulSet";
-    api_->owner_name = "api";
-    web_ = Pod("shop", "web-0", 2, V4(10, 0, 0, 2));
-    pipe_.SetRecorder(&rec_);
-    pipe_.SetPods({api_, web_});
-  }
-
-  // One connection with one HTTP/1.1 exchange on it, from its open to its
-  // close unless `keep_open`. `local_netns` is the socket's pod; outbound:
-  // it sent the request.
-  void Call(uint64_t id, uint32_t local_netns, Direction dir, const IpAddr& remote,
-            bool keep_open = false, bool opened = false) {
-    if (!opened) {
-      TcpOpen o;
-      o.conn_id = id;
-      o.open_ns = Tick();
-      o.netns_ino = local_netns;
-      o.direction = dir;
-      o.remote = remote;
-      o.remote_port = 80;
-      pipe_.OnOpen(o);
-    }
-    const std::string req = "GET /job HTTP/1.1\r\nHost: svc\r\n\r\n";
-    const std::string rsp = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    const bool out = dir == Direction::kOutbound;
-    Send(id, out ? DataDir::kSend : DataDir::kRecv, req);
-    Send(id, out ? DataDir::kRecv : DataDir::kSend, rsp);
-    if (keep_open) return;
-    TcpClose c;
-    c.conn_id = id;
-    c.ts_ns = Tick();
-    c.acked_total = out ? req.size() : rsp.size();
-    c.received_total = out ? rsp.size() : req.size();
-    c.kernel_saw_open = true;
-    pipe_.OnClose(c);
-  }
-  void Send(uint64_t id, DataDir dir, const std::string& bytes) {
-    PayloadEvent p;
-    p.conn_id = id;
-    p.dir = dir;
-    p.total_len = bytes.size();
-    p.captured = static_cast<uint32_t>(bytes.size());
-    p.ts_ns = Tick();
-    ASSERT_TRUE(pipe_.OnPayload(p, {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
-  }
-  uint64_t Tick() { return now_ += kMs; }
-
-  // What the agent's loops do once `now_` has moved on: end lingering closes,
-  // age the window, and expire idle series of pods that are gone (a scrape,
-  // a sweep that sees the last change, one past the retention).
-  void Housekeeping() {
-    pipe_.FlushPendingOpens(now_);
-    pipe_.FinishCloses(now_);
-    rec_.Age(now_);
-    agg_.Collect();
-    PodKeys live;
-    for (const auto& p : pods_) live.emplace(p->ns, p->name);
-    auto exists = [&](const Labels& l) { return LabelSetPodsExist(l, live); };
-    agg_.Expire(steady_, 1s, exists);
-    steady_ += 2s;
-    agg_.Expire(steady_, 1s, exists);
-  }
-  void SetPods(PodList pods) {
-    pods_ = pods;
-    pipe_.SetPods(pods);
-  }
-  struct Level {
-    size_t label_sets, endpoint_pairs;
-    std::array<size_t, kSeriesGroupCount> series;
-    bool operator==(const Level&) const = default;
-  };
-  Level Now() const {
-    return {agg_.LabelSetCount(),
-            rec_.endpoints().size(),
-            {agg_.SeriesCount(SeriesGroup::kTcp), agg_.SeriesCount(SeriesGroup::kHttp),
-             agg_.SeriesCount(SeriesGroup::kRoute)}};
-  }
-
-  Aggregator agg_;
-  TapHub taps_;
-  QueryRecorder rec_{&taps_};
-  TcpPipeline pipe_{&agg_, 2 * kWave, {}, /*capture_payload=*/true};
-  std::shared_ptr<PodMeta> api_, web_;
-  PodList pods_;
-  uint64_t now_ = 1'000 * kSec;
-  Aggregator::Clock::time_point steady_ = Aggregator::Clock::now();
+// pod lists change (ChurnNode). Once they are gone, their connections closed,
+// their idle series expired and the query window past them, the interned label
+// sets and endpoint pairs and the series are back to exactly what they were
+// before, and the pods that stayed counted exactly what they did.
+struct Level {
+  size_t label_sets, endpoint_pairs;
+  std::array<size_t, kSeriesGroupCount> series;
+  bool operator==(const Level&) const = default;
 };
 
-TEST_F(ChurnTest, TenThousandPodsComeAndGoAndLeaveNothingBehind) {
-  SetPods({api_, web_});
-  // The pods that stay: web-0 calls api-0 over a connection that closes and
-  // one that stays open throughout (both ends on this node).
-  Call(1, 2, Direction::kOutbound, api_->ips[0]);
-  Call(2, 1, Direction::kInbound, web_->ips[0]);
-  Call(3, 2, Direction::kOutbound, api_->ips[0], /*keep_open=*/true);
-  // A new pod list (the same pods): the caches start over, as they do with
-  // the churn's last list.
-  SetPods({api_, web_});
-  now_ += kPastWindow;
-  Housekeeping();
-  const Level before = Now();
+Level LevelOf(const ChurnNode& n) {
+  return {n.agg.LabelSetCount(),
+          n.rec.endpoints().size(),
+          {n.agg.SeriesCount(SeriesGroup::kTcp), n.agg.SeriesCount(SeriesGroup::kHttp),
+           n.agg.SeriesCount(SeriesGroup::kRoute)}};
+}
+
+TEST(ChurnTest, TenThousandPodsComeAndGoAndLeaveNothingBehind) {
+  ChurnNode node;
+  node.Settle();
+  const Level before = LevelOf(node);
   // web-0 -> api-0 and api-0 <- web-0 (its series, and the open connection's
   // pair), and the overflow series' label set.
   EXPECT_EQ(before.label_sets, 3u);
   EXPECT_EQ(before.endpoint_pairs, 1u);
 
-  uint64_t conn = 100;
-  for (int wave = 0; wave < kPods / kWave; wave++) {
-    PodList pods = {api_, web_};
-    for (int i = wave * kWave; i < (wave + 1) * kWave; i++) {
-      auto job = Pod("batch", "job-" + std::to_string(i), 1'000 + static_cast<uint32_t>(i),
-                     V4(10, 1, static_cast<uint8_t>(i / 256), static_cast<uint8_t>(i % 256)));
-      job->owner_kind = "Job";
-      job->owner_name = "job-" + std::to_string(i);
-      pods.push_back(job);
-    }
-    SetPods(pods);
-    for (size_t p = 2; p < pods.size(); p++) {
-      const PodMeta& job = *pods[p];
-      Call(conn++, job.netns_ino, Direction::kInbound, web_->ips[0]);   // web-0 calls it
-      Call(conn++, 2, Direction::kOutbound, job.ips[0]);                // (web-0's end)
-      Call(conn++, job.netns_ino, Direction::kOutbound, api_->ips[0]);  // it calls api-0
-      Call(conn++, 1, Direction::kInbound, job.ips[0]);                 // (api-0's end)
-      TcpConnectFail f;  // and once finds api-0 refusing
-      f.ts_ns = Tick();
-      f.netns_ino = job.netns_ino;
-      f.remote = api_->ips[0];
-      f.remote_port = 80;
-      f.error = TcpError::kConnectionRefused;
-      f.err = ECONNREFUSED;
-      pipe_.OnConnectFail(f);
-    }
+  for (int wave = 0; wave < ChurnNode::kPods / ChurnNode::kWave; wave++) {
+    node.WaveComes();
     if (wave == 0) {
       // Each job holds three label sets (its own inbound; its own to api-0;
       // web-0's to it) and four endpoint pairs (both ends of both calls).
-      EXPECT_EQ(Now().label_sets, before.label_sets + 3 * kWave);
-      EXPECT_EQ(Now().endpoint_pairs, before.endpoint_pairs + 4 * kWave);
+      EXPECT_EQ(LevelOf(node).label_sets, before.label_sets + 3 * ChurnNode::kWave);
+      EXPECT_EQ(LevelOf(node).endpoint_pairs, before.endpoint_pairs + 4 * ChurnNode::kWave);
     }
-    SetPods({api_, web_});  // the wave's jobs are deleted
-    now_ += 2 * kSec;
-    Housekeeping();
+    node.WaveGoes();
   }
   // web-0 calls api-0 once more on the connection that stayed open.
-  Call(3, 2, Direction::kOutbound, api_->ips[0], /*keep_open=*/true, /*opened=*/true);
-  now_ += kPastWindow;
-  Housekeeping();
+  node.Call(3, 2, Direction::kOutbound, node.api->ips[0], /*keep_open=*/true, /*opened=*/true);
+  node.now += ChurnNode::kPastWindow;
+  node.Housekeeping();
 
-  EXPECT_EQ(Now(), before);
-  EXPECT_EQ(pipe_.tracked(), 1u);
-  const Snapshot s = agg_.Collect();
+  EXPECT_EQ(node.unmatched(), 0u);
+  EXPECT_EQ(LevelOf(node), before);
+  EXPECT_EQ(node.pipe.tracked(), 1u);
+  const Snapshot s = node.agg.Collect();
   EXPECT_EQ(Value(s, "podtap_label_sets", {}), static_cast<double>(before.label_sets));
   EXPECT_EQ(Value(s, "podtap_series_dropped_total", {{"family", "http"}}), 0);
   const Labels web_to_api = {{"pod", "web-0"}, {"direction", "outbound"}, {"dst_pod", "api-0"}};
@@ -693,13 +632,13 @@ TEST_F(ChurnTest, TenThousandPodsComeAndGoAndLeaveNothingBehind) {
   EXPECT_EQ(Value(s, "tcp_open_connections", web_to_api), 1);
   // api-0's inbound series name no peer: every job's call is in them.
   const Labels api_in = {{"pod", "api-0"}, {"direction", "inbound"}};
-  EXPECT_EQ(Value(s, "request_total", api_in), 1 + kPods);
-  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 1 + kPods);
-  EXPECT_EQ(Value(s, "tcp_close_total", api_in), 1 + kPods);
+  EXPECT_EQ(Value(s, "request_total", api_in), 1 + ChurnNode::kPods);
+  EXPECT_EQ(Value(s, "tcp_open_total", api_in), 1 + ChurnNode::kPods);
+  EXPECT_EQ(Value(s, "tcp_close_total", api_in), 1 + ChurnNode::kPods);
   EXPECT_EQ(Find(s, "tcp_open_total", {{"namespace", "batch"}}), nullptr);
   EXPECT_EQ(Find(s, "tcp_open_total", {{"dst_namespace", "batch"}}), nullptr);
   Snapshot q;
-  AppendQueryMetrics(rec_, taps_, &q);
+  AppendQueryMetrics(node.rec, node.taps, &q);
   EXPECT_EQ(Value(q, "podtap_query_endpoint_pairs", {}),
             static_cast<double>(before.endpoint_pairs));
 }

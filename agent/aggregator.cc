@@ -73,6 +73,16 @@ uint64_t Activity(const TransportSeries& s) {
   return a;
 }
 
+// The value of `key` in a vector of (key, value) sorted by key, added (as V{})
+// when missing.
+template <typename K, typename V>
+V& SortedEntry(std::vector<std::pair<K, V>>& entries, const K& key) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), key,
+                             [](const std::pair<K, V>& e, const K& k) { return e.first < k; });
+  if (it == entries.end() || it->first != key) it = entries.insert(it, {key, V{}});
+  return it->second;
+}
+
 uint64_t Activity(const HttpSeries& s) {
   uint64_t a = s.requests;
   for (const auto& [key, n] : s.responses) a += n;
@@ -122,14 +132,12 @@ auto* Aggregator::FindOrCreate(Map& map, typename Map::key_type key, LabelSetId 
     } else {
       it = map.try_emplace(std::move(key)).first;
     }
-    if (!it->second.series) {
-      using Series = typename decltype(it->second.series)::element_type;
-      it->second.series = std::make_unique<Series>();
+    if (!it->second.label_set.held()) {
       it->second.idle.last_change = std::chrono::steady_clock::now();
       it->second.label_set = label_sets_.Hold(id);
     }
   }
-  return it->second.series.get();
+  return &it->second.series;
 }
 
 CloseClass& TransportSeries::Close(Classification c, int err) {
@@ -148,8 +156,8 @@ TransportSeries* Aggregator::Transport(LabelSetId id, Direction direction, bool 
 }
 
 void HttpSeries::CountResponse(int status, int grpc_status, bool failed, double latency) {
-  responses[{status, grpc_status, failed}]++;
-  latency_ms[status].Observe(latency);
+  SortedEntry(responses, std::tuple<int, int, bool>(status, grpc_status, failed))++;
+  SortedEntry(latency_ms, status).Observe(latency);
 }
 
 HttpSeries* Aggregator::Http(LabelSetId id, Direction direction, const std::string& authority,
@@ -192,13 +200,13 @@ size_t Aggregator::Expire(Clock::time_point now, Clock::duration retention,
     for (auto it = map.begin(); it != map.end();) {
       const Key& key = key_of(it->first);
       Idle& idle = it->second.idle;
-      const uint64_t activity = Activity(*it->second.series);
+      const uint64_t activity = Activity(it->second.series);
       bool expire = false;
       if (activity != idle.activity_at_sweep) {
         idle.activity_at_sweep = activity;
         idle.last_change = now;
       } else {
-        expire = key.id != overflow_id_ && !pinned(*it->second.series) &&
+        expire = key.id != overflow_id_ && !pinned(it->second.series) &&
                  activity == idle.activity_at_collect && now - idle.last_change >= retention &&
                  pod_gone(key.id);
       }
@@ -303,7 +311,7 @@ Snapshot Aggregator::Collect() const {
 
   for (const auto& [tkey, entry] : transport_) {
     const auto& [key, tls] = tkey;
-    const TransportSeries* s = entry.series.get();
+    const TransportSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
     const Labels& base = label_sets_.Get(key.id);
     Labels dir = {{"direction", DirectionName(key.direction)},
@@ -340,7 +348,7 @@ Snapshot Aggregator::Collect() const {
                         MetricType::kHistogram, "ms");
   for (const auto& [key, entry] : http_) {
     const auto& [tkey, authority, tls] = key;
-    const HttpSeries* s = entry.series.get();
+    const HttpSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
     Labels head = {{"direction", DirectionName(tkey.direction)},
                    {"authority", authority},
@@ -357,7 +365,7 @@ Snapshot Aggregator::Collect() const {
                               MetricType::kHistogram, "ms");
   for (const auto& [key, entry] : routes_) {
     const auto& [tkey, dst, route] = key;
-    const HttpSeries* s = entry.series.get();
+    const HttpSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
     Labels head = {{"direction", DirectionName(tkey.direction)}, {"dst", dst}, {"rt_route", route}};
     AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &route_requests, &route_responses,

@@ -67,12 +67,14 @@ struct TransportSeries {
 // Everything counted for one (pod labels, direction, authority) triple.
 struct HttpSeries {
   uint64_t requests = 0;
+  // Sorted by key, as maps would be, but a series sees a few keys, and a map
+  // node per key cost twice the entry.
   // (status code, gRPC status or -1, failure?) -> responses; status 0: none
   // seen (cut off before it).
-  std::map<std::tuple<int, int, bool>, uint64_t> responses;
+  std::vector<std::pair<std::tuple<int, int, bool>, uint64_t>> responses;
   // Latency by status code only: Linkerd's response_latency_ms has neither
   // classification nor grpc_status_code.
-  std::map<int, Histogram> latency_ms;
+  std::vector<std::pair<int, Histogram>> latency_ms;
 
   void CountResponse(int status, int grpc_status, bool failed, double latency_ms);
 };
@@ -238,11 +240,12 @@ class Aggregator {
     uint64_t activity_at_collect = 0;
     Clock::time_point last_change{};
   };
+  // In the map's node: a series' address is stable until it is erased.
   template <typename T>
   struct Entry {
-    std::unique_ptr<T> series;
+    T series;
     mutable Idle idle;   // Collect() is const but records what it saw
-    LabelRef label_set;  // holds the key's label set while the series lives
+    LabelRef label_set;  // holds the key's label set while the series lives; set at creation
   };
   template <typename Map>
   auto* FindOrCreate(Map& map, typename Map::key_type key, LabelSetId id,

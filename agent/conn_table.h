@@ -12,11 +12,23 @@
 
 namespace podtap {
 
+// Its fields ordered so that little is padding: one per tracked socket.
 struct Conn {
   uint64_t conn_id = 0;
   uint64_t open_ns = 0;
   Direction direction = Direction::kOutbound;
+  bool tls = false;
+  bool http_given_up = false;
+  bool verdict_written = false;  // the kernel holds a verdict to forget at close
+  bool adopted = false;          // open before the agent started (TcpPipeline::Adopt)
+  bool tls_http_given_up = false;
+  bool tls_verdict_written = false;
+  // Its HTTP capture was shed (TcpPipeline::Shed), for good.
+  bool shed = false;
   uint32_t netns_ino = 0;
+  // Socket data records since the overload guard last looked (TcpPipeline::Shed).
+  uint32_t records = 0;
+  uint16_t local_port = 0, remote_port = 0;
   uint64_t base_acked = 0, base_received = 0;
   // Payload bytes already added to the series' counters (live updates).
   uint64_t reported_read = 0, reported_written = 0;
@@ -24,7 +36,6 @@ struct Conn {
   // whether the connection speaks TLS (the series' tls label), or a moment
   // after the open when no data comes.
   TransportSeries* series = nullptr;
-  bool tls = false;
   // Held while the connection is tracked (and while its parsing lingers).
   Aggregator::LabelRef labels;
   // The transport series' labels: `labels` plus the TCP authority of an
@@ -32,23 +43,13 @@ struct Conn {
   Aggregator::LabelRef tcp_labels;
   // Protocol state, created on the first payload; null once given up.
   std::unique_ptr<HttpConn> http;
-  bool http_given_up = false;
-  bool verdict_written = false;  // the kernel holds a verdict to forget at close
-  bool adopted = false;          // open before the agent started (TcpPipeline::Adopt)
-  // Its HTTP capture was shed (TcpPipeline::Shed), for good.
-  bool shed = false;
-  // Socket data records since the overload guard last looked (TcpPipeline::Shed).
-  uint32_t records = 0;
   // The same for the TLS plaintext of the connection (SSL_read/SSL_write probes), parsed apart
   // from its bytes on the wire (TLS records, never parsed).
   std::unique_ptr<HttpConn> tls_http;
-  bool tls_http_given_up = false;
-  bool tls_verdict_written = false;
   // Both ends: for the query service (Conns, Stat, Edges), and to know a connection the kernel
   // reported from one adopted at start (Agent::AdoptOpenConnections).
   EndpointTable::Ref endpoints;
   IpAddr local, remote;
-  uint16_t local_port = 0, remote_port = 0;
 };
 
 class ConnTable {

@@ -342,6 +342,29 @@ Http1Parser::Http1Parser(Http1Sink* sink, Limits limits, Attach attach)
   }
 }
 
+bool Http1Parser::AtRest() const {
+  auto at_start = [](const Stream& s) {
+    return s.phase == Phase::kStart && !s.tentative && s.buf.empty() && s.seek_feeds == 0 &&
+           s.skip == 0;
+  };
+  return state_ == State::kHttp && !closed_ && queue_.empty() && !response_slots_.current &&
+         !response_slots_.pending && at_start(request_) && at_start(response_);
+}
+
+void Http1Parser::Reset(Http1Sink* sink, bool http_seen) {
+  sink_ = sink;
+  state_ = http_seen ? State::kHttp : State::kUnknown;
+  closed_ = false;
+  request_ = Stream{};
+  response_ = Stream{};
+  response_.slots = &response_slots_;
+  response_slots_.current.reset();
+  response_slots_.current_orphan = false;
+  response_slots_.pending.reset();
+  response_slots_.pending_end_known = false;
+  queue_.clear();
+}
+
 void Http1Parser::Feed(HttpStream which, std::span<const uint8_t> captured, uint64_t total_len,
                        uint64_t ts_ns) {
   if (state_ == State::kGaveUp || closed_) return;

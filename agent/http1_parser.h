@@ -120,6 +120,14 @@ class Http1Parser {
   void OnClose(uint64_t ts_ns);
   // kGaveUp: stop feeding this connection (not HTTP/1.x, protocol switched, limit hit).
   State state() const { return state_; }
+  // Between messages: HTTP/1.x seen, not closed, both streams at a message start, nothing
+  // buffered and nothing owed to the sink (no request waiting, no response being read). All
+  // that a parser at rest knows is that sentence: Reset(sink, true) makes another parser the
+  // same, so a connection between messages need not keep one (Http1ParserPool).
+  bool AtRest() const;
+  // Makes this parser a new one (Attach::kAtOpen, its limits kept) feeding `sink`; with
+  // `http_seen`, one at rest. Keeps the request queue's capacity (mostly one request).
+  void Reset(Http1Sink* sink, bool http_seen);
   // Gives up at the agent's request (its CPU budget: OverloadGuard): requests reported and not
   // answered go to the sink's OnUnanswered, as on any other give-up; later Feeds are ignored.
   void Abandon() { Stop(); }

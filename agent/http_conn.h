@@ -20,11 +20,35 @@
 
 namespace podtap {
 
+// HTTP/1.x parsers lent to connections while a message is in flight. Between messages a
+// connection holds none (Http1Parser::AtRest), and most of many open connections are between
+// messages at any moment: the parser and its request queue were the largest part of what one
+// cost (bench/memory.py). Taking one allocates only when none is kept.
+class Http1ParserPool {
+ public:
+  static constexpr size_t kMaxKept = 1024;
+  // A parser as Http1Parser::Reset(sink, http_seen) makes it.
+  std::unique_ptr<Http1Parser> Take(Http1Sink* sink, bool http_seen);
+  // Kept for a later Take, up to kMaxKept; freed past that.
+  void Give(std::unique_ptr<Http1Parser> parser);
+  size_t kept() const { return kept_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<Http1Parser>> kept_;
+};
+
+// What every HttpConn of a pipeline uses, held once for all of them; it must outlive them.
+struct HttpShared {
+  Aggregator* agg;
+  const RouteTable* routes;
+  Http1ParserPool* h1_pool;  // lends the HTTP/1.x parsers
+};
+
 class HttpConn : public Http1Sink, public Http2Sink {
  public:
   // `tls`: fed TLS plaintext from the TLS library's probes (series get tls="true").
-  HttpConn(Aggregator* agg, const RouteTable* routes, Aggregator::LabelSetId labels,
-           Direction direction, bool tls = false);
+  HttpConn(const HttpShared* shared, Aggregator::LabelSetId labels, Direction direction,
+           bool tls = false);
 
   void Feed(DataDir dir, Capture captured, uint64_t total_len, uint64_t ts_ns);
   void OnClose(uint64_t ts_ns);
@@ -74,27 +98,28 @@ class HttpConn : public Http1Sink, public Http2Sink {
                      const std::string& path, int status, int grpc_status, bool failed,
                      uint64_t headers_end_ns, uint64_t first_byte_ns);
 
-  Aggregator* agg_;
-  const RouteTable* routes_;
+  const HttpShared* shared_;
   Aggregator::LabelSetId labels_;
   Direction direction_;
   bool tls_;
+  bool h1_at_rest_ = false;
+  bool http2_detected_ = false;
+  // HTTP/1.x: the parser while a message is in flight; between messages none, and h1_at_rest_.
   std::unique_ptr<Http1Parser> h1_;
   std::unique_ptr<Http2Parser> h2_;
-  std::vector<Early> early_;
-  bool http2_detected_ = false;
+  std::unique_ptr<std::vector<Early>> early_;  // null but while it holds some
   QueryRecorder* recorder_ = nullptr;
   EndpointTable::Id endpoints_ = 0;
-  // The last series looked up, valid while the aggregator's generation is
-  // the one they were found in (the series are then still there).
-  struct Cached {
-    uint64_t generation = 0;
-    std::string authority;
-    std::string route;
-    HttpSeries* series = nullptr;
-  };
-  Cached http_cache_;
-  Cached route_cache_;
+  // Forgets the series looked up unless they are of `authority` and still there (the
+  // aggregator's generation is the one they were found in).
+  void KeepCacheFor(const std::string& authority);
+
+  // The last exchange's series, of one authority (and route): one copy of the authority for both.
+  uint64_t cache_generation_ = 0;
+  std::string cached_authority_;
+  std::string cached_route_;
+  HttpSeries* cached_http_ = nullptr;
+  HttpSeries* cached_route_series_ = nullptr;
 };
 
 }  // namespace podtap

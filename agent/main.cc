@@ -4,8 +4,10 @@
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -62,12 +64,15 @@ int main(int argc, char** argv) {
   double diag_interval_s = 5;
   std::string probe_mode = "auto";
   std::string payload_probes = "auto";
-  uint32_t ringbuf_bytes = 4u << 20;
-  size_t max_connections = 262144;
+  // The rings by the CPUs that write into them (memory_budget.h).
+  const podtap::MemoryPlan node_defaults =
+      podtap::DefaultPlan(static_cast<unsigned>(std::max(sysconf(_SC_NPROCESSORS_ONLN), 1L)));
+  uint32_t ringbuf_bytes = node_defaults.ringbuf_bytes;
+  size_t max_connections = node_defaults.max_connections;
   std::string log_level = "info";
   bool capture_payload = true;
   uint32_t prefix_len = 256;
-  uint32_t payload_ringbuf_bytes = 8u << 20;
+  uint32_t payload_ringbuf_bytes = node_defaults.payload_ringbuf_bytes;
   // Runs before CLI11 converts the value, so it also refuses what is not a
   // number (which the conversion would otherwise get first, with a vaguer message).
   auto power_of_two = [](const std::string& v) -> std::string {
@@ -116,7 +121,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "btf_cast", "probe_read", "compat"}));
   auto* ringbuf_opt =
       app.add_option("--ringbuf-size", ringbuf_bytes,
-                     "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096)")
+                     "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096); "
+                     "default: 512 KiB per CPU, at most 4 MiB")
           ->capture_default_str()
           ->check(power_of_two);
   auto* max_connections_opt =
@@ -134,7 +140,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(16u, 4096u));
   auto* payload_ringbuf_opt =
       app.add_option("--payload-ringbuf-size", payload_ringbuf_bytes,
-                     "Ring buffer for socket data, in bytes (a power of two, >= 4096)")
+                     "Ring buffer for socket data, in bytes (a power of two, >= 4096); default: "
+                     "1 MiB per CPU, at most 8 MiB")
           ->capture_default_str()
           ->check(power_of_two);
   std::string memory_limit = "auto";
@@ -142,7 +149,7 @@ int main(int argc, char** argv) {
                  "Memory the agent may use (bytes, or 512Mi, 2Gi...): sizes --max-connections "
                  "and the ring buffers when they are not given, so that past it connections are "
                  "refused and counted rather than the agent OOM-killed. auto: its cgroup's "
-                 "limit; none: the fixed defaults")
+                 "limit; none: the defaults (rings by CPUs, 262144 connections)")
       ->capture_default_str()
       ->check([](const std::string& v) -> std::string {
         return v == "auto" || v == "none" || podtap::ParseByteQuantity(v)

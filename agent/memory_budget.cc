@@ -15,6 +15,12 @@ uint32_t FloorPowerOfTwo(uint64_t n) {
   return static_cast<uint32_t>(p);
 }
 
+uint32_t CeilPowerOfTwo(uint64_t n) {
+  uint64_t p = 4096;
+  while (p < n && p < (uint64_t{1} << 31)) p *= 2;
+  return static_cast<uint32_t>(p);
+}
+
 // A limit file's value: 0 for none ("max", or v1's "no limit", which is
 // LONG_MAX rounded down to a page).
 uint64_t LimitValue(const std::string& text) {
@@ -26,12 +32,26 @@ uint64_t LimitValue(const std::string& text) {
 
 }  // namespace
 
+MemoryPlan DefaultPlan(unsigned cpus) {
+  const MemoryPlan most;
+  const uint64_t n = std::max(cpus, 1u);
+  MemoryPlan p;
+  p.ringbuf_bytes = std::min(most.ringbuf_bytes, CeilPowerOfTwo(n * kRingbufBytesPerCpu));
+  p.payload_ringbuf_bytes =
+      std::min(most.payload_ringbuf_bytes, CeilPowerOfTwo(n * kPayloadRingbufBytesPerCpu));
+  return p;
+}
+
 MemoryPlan PlanMemory(uint64_t limit, const MemoryPlan& defaults) {
   if (limit == 0) return defaults;
+  const MemoryPlan most;
+  const uint32_t payload_share = FloorPowerOfTwo(limit / 24);
+  const uint32_t ring_share = FloorPowerOfTwo(limit / 48);
   MemoryPlan p;
-  p.payload_ringbuf_bytes = std::min(defaults.payload_ringbuf_bytes, FloorPowerOfTwo(limit / 24));
-  p.ringbuf_bytes = std::min(defaults.ringbuf_bytes, FloorPowerOfTwo(limit / 48));
-  const uint64_t fixed = kFixedBytes + p.ringbuf_bytes + p.payload_ringbuf_bytes;
+  p.payload_ringbuf_bytes = std::min(defaults.payload_ringbuf_bytes, payload_share);
+  p.ringbuf_bytes = std::min(defaults.ringbuf_bytes, ring_share);
+  const uint64_t fixed = kFixedBytes + std::min(most.ringbuf_bytes, ring_share) +
+                         std::min(most.payload_ringbuf_bytes, payload_share);
   const uint64_t for_connections = limit > fixed ? (limit - fixed) / 2 : 0;
   p.max_connections =
       std::min<uint64_t>(defaults.max_connections,

@@ -12,16 +12,31 @@
 
 namespace podtap {
 
+// The most each ring takes by default: a node with kRingCpus CPUs or more.
 struct MemoryPlan {
   size_t max_connections = 262144;
   uint32_t ringbuf_bytes = 4u << 20;
   uint32_t payload_ringbuf_bytes = 8u << 20;
 };
 
+// Every CPU's programs write into the same two rings, which the agent drains
+// from one thread, so what a burst leaves in them before the next drain grows
+// with the CPUs writing: by default each ring has this much per CPU, rounded up
+// to a power of two, up to MemoryPlan{}'s size (reached at kRingCpus CPUs).
+inline constexpr uint32_t kRingbufBytesPerCpu = 512u << 10;
+inline constexpr uint32_t kPayloadRingbufBytesPerCpu = 1u << 20;
+inline constexpr unsigned kRingCpus = 8;
+
+// The defaults of a node with `cpus` CPUs online: the rings by kRingbufBytesPerCpu
+// and kPayloadRingbufBytesPerCpu, the table at MemoryPlan{}'s size.
+MemoryPlan DefaultPlan(unsigned cpus);
+
 // One tracked socket: its share of the agent's memory as bench/memory.py
 // measured it (3,423 bytes: table entry, parser, series and query window
 // entries; docs/benchmarks.md) plus its kernel map entries (socks 112 and
-// verdicts 104 bytes).
+// verdicts 104 bytes). Since parsers are lent between messages the benchmark
+// measures 1,724; the earlier figure stays as margin for connections that are
+// mid-message, HTTP/2 or TLS, which it does not make.
 inline constexpr uint64_t kBytesPerSocket = 3640;
 // The agent at rest without its ring buffers (47.5 MiB idle, of which 24 MiB
 // are the rings' pages) and the kernel maps whose size does not follow the
@@ -39,7 +54,10 @@ inline constexpr size_t kMinConnections = 1024;
 // The plan for `limit` bytes: the rings at most 1/16 of it, and half of what
 // is left after the fixed part for connections; the other half is for the
 // series (capped per family), the query window and the scrapes' snapshots.
-// Never more than `defaults`. `limit` 0: the defaults.
+// Never more than `defaults`. `limit` 0: the defaults. The connections' share
+// counts the rings at the most they may take under `limit` (MemoryPlan{}'s
+// sizes at most), whatever `defaults` holds, so that every node given one
+// limit tracks as many connections, however many CPUs it has.
 MemoryPlan PlanMemory(uint64_t limit, const MemoryPlan& defaults);
 
 // The smallest limit `plan` fits in: the load-time peak, or at rest its

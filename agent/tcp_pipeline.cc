@@ -249,7 +249,7 @@ void TcpPipeline::FeedHttp(Conn* c, const PayloadEvent& e, const Capture& cap, b
     return;
   }
   if (!http) {
-    http = std::make_unique<HttpConn>(agg_, &routes_, c->labels.id(), c->direction, tls);
+    http = std::make_unique<HttpConn>(&http_shared_, c->labels.id(), c->direction, tls);
     if (recorder_ != nullptr) http->RecordTo(recorder_, c->endpoints.id());
   }
   http->Feed(e.dir, cap, e.total_len, e.ts_ns);

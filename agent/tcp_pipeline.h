@@ -29,6 +29,9 @@ class TcpPipeline {
   // counted at once with tls="false".
   TcpPipeline(Aggregator* agg, size_t max_connections, std::set<std::string> allowed_pod_labels,
               bool capture_payload);
+  // Its connections' HTTP state points into it (http_shared_).
+  TcpPipeline(const TcpPipeline&) = delete;
+  TcpPipeline& operator=(const TcpPipeline&) = delete;
 
   // Payload capture turned out unavailable (no socket data build loads):
   // count opens at once, as with capture off.
@@ -121,9 +124,12 @@ class TcpPipeline {
   void ShedOne(Conn& c);
 
   Aggregator* agg_;
+  // Before the connections, whose parsers it lends.
+  Http1ParserPool h1_pool_;
+  RouteTable routes_;
+  HttpShared http_shared_{agg_, &routes_, &h1_pool_};
   ConnTable conns_;
   std::vector<VerdictOp> verdicts_;
-  RouteTable routes_;
   QueryRecorder* recorder_ = nullptr;
   // Connections whose open is not counted yet, in open order.
   std::deque<std::pair<uint64_t, uint64_t>> pending_opens_;  // (open_ns, conn_id)

@@ -37,9 +37,10 @@ Endpoint EndpointOf(const PodMeta* pod) {
 EndpointTable::Ref EndpointTable::Intern(const PodMeta* local, const PodMeta* remote) {
   auto key = std::make_pair(local, remote);
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
-  EndpointPair pair{EndpointOf(local), EndpointOf(remote)};
-  pair.local.host = local == nullptr;
-  return cache_.emplace(key, pairs_.Intern(std::move(pair))).first->second;
+  Endpoint local_end = EndpointOf(local);
+  local_end.host = local == nullptr;
+  EndRefs ends{ends_.Intern(std::move(local_end)), ends_.Intern(EndpointOf(remote))};
+  return cache_.emplace(key, pairs_.Intern(std::move(ends))).first->second;
 }
 
 Window::Window(EndpointTable* endpoints, size_t max_top_keys, size_t max_value_bytes)

@@ -39,18 +39,32 @@ struct Endpoint {
 // (pod-template-hash) is the Deployment.
 Endpoint EndpointOf(const PodMeta* pod);
 
+// Both ends of a connection, as an EndpointTable holds them: valid while the
+// pair is held.
 struct EndpointPair {
-  Endpoint local;   // the pod whose socket this is
-  Endpoint remote;  // the pod at the other end, when known
-  auto operator<=>(const EndpointPair&) const = default;
+  const Endpoint& local;   // the pod whose socket this is
+  const Endpoint& remote;  // the pod at the other end, when known
 };
 
 // Endpoint pairs interned to ids, once per connection. A pair is held by the
 // refs Intern() returns (connections) and by the window buckets that count
-// it, and freed with the last of them; the table must outlive its refs.
+// it, and freed with the last of them; the table must outlive its refs. Each
+// end is interned apart and held by the pairs naming it: a pod's names are
+// stored once, not once per peer it talks to.
 class EndpointTable {
+  using Ends = Interner<Endpoint>;
+  // A pair as held: its two ends.
+  struct EndRefs {
+    Ends::Ref local, remote;
+  };
+  struct EndRefsLess {
+    bool operator()(const EndRefs& a, const EndRefs& b) const {
+      return std::pair(a.local.id(), a.remote.id()) < std::pair(b.local.id(), b.remote.id());
+    }
+  };
+
  public:
-  using Pairs = Interner<EndpointPair>;
+  using Pairs = Interner<EndRefs, EndRefsLess>;
   using Id = Pairs::Id;
   using Ref = Pairs::Ref;
   Ref Intern(const PodMeta* local, const PodMeta* remote);
@@ -58,8 +72,11 @@ class EndpointTable {
   Ref Hold(Id id) { return pairs_.Hold(id); }
   // Pod pointers are about to be replaced (a new pod list).
   void PodsChanged() { cache_.clear(); }
-  const EndpointPair& Get(Id id) const { return pairs_.Get(id); }
-  const EndpointPair& Get(const Ref& ref) const { return pairs_.Get(ref.id()); }
+  EndpointPair Get(Id id) const {
+    const EndRefs& e = pairs_.Get(id);
+    return {ends_.Get(e.local.id()), ends_.Get(e.remote.id())};
+  }
+  EndpointPair Get(const Ref& ref) const { return Get(ref.id()); }
   // Pairs interned now.
   size_t size() const { return pairs_.size(); }
 
@@ -69,6 +86,7 @@ class EndpointTable {
       return std::hash<const void*>()(p.first) * 31 + std::hash<const void*>()(p.second);
     }
   };
+  Ends ends_;  // before the pairs, which hold its values
   Pairs pairs_;
   // Holds the pairs of the pod pointers seen since the last pod list.
   std::unordered_map<std::pair<const PodMeta*, const PodMeta*>, Ref, PtrHash> cache_;

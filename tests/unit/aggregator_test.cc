@@ -165,7 +165,9 @@ TEST_F(AggregatorExpiryTest, AChangeRestartsTheRetention) {
 // must make it look them up again, not count into freed memory.
 TEST_F(AggregatorExpiryTest, AConnectionCountsIntoFreshSeriesAfterItsOldOnesExpired) {
   RouteTable routes;
-  HttpConn conn(&agg, &routes, id, Direction::kInbound);
+  Http1ParserPool pool;
+  HttpShared shared{&agg, &routes, &pool};
+  HttpConn conn(&shared, id, Direction::kInbound);
   auto exchange = [&](uint64_t ts) {
     auto bytes = [](std::string_view s) {
       return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -186,6 +188,44 @@ TEST_F(AggregatorExpiryTest, AConnectionCountsIntoFreshSeriesAfterItsOldOnesExpi
   const Snapshot s = agg.Collect();
   EXPECT_EQ(Value(s, "request_total", {{"authority", "a"}}), 2);
   EXPECT_EQ(Value(s, "response_total", {{"authority", "a"}, {"status_code", "200"}}), 2);
+}
+
+// Between messages a connection holds no parser: many connections take turns with one, and
+// each counts its own exchanges.
+TEST_F(AggregatorExpiryTest, ConnectionsBetweenMessagesLendTheirParserBack) {
+  RouteTable routes;
+  Http1ParserPool pool;
+  HttpShared shared{&agg, &routes, &pool};
+  HttpConn a(&shared, id, Direction::kInbound);
+  HttpConn b(&shared, id, Direction::kInbound);
+  auto bytes = [](std::string_view s) {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  std::string_view req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  std::string_view head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+  a.Feed(DataDir::kRecv, bytes(req), req.size(), 1);
+  b.Feed(DataDir::kRecv, bytes(req), req.size(), 2);
+  EXPECT_EQ(pool.kept(), 0u);  // both wait for a response
+  a.Feed(DataDir::kSend, bytes(head), head.size(), 3);
+  a.Feed(DataDir::kSend, bytes("ok"), 2, 4);
+  EXPECT_EQ(pool.kept(), 1u);
+  EXPECT_STREQ(a.protocol(), "http1");
+  EXPECT_FALSE(a.gave_up());
+  b.Feed(DataDir::kSend, bytes(head), head.size(), 5);
+  b.Feed(DataDir::kSend, bytes("ok"), 2, 6);
+  EXPECT_EQ(pool.kept(), 2u);
+  for (int i = 0; i < 3; ++i) {
+    a.Feed(DataDir::kRecv, bytes(req), req.size(), 10 + i);
+    EXPECT_EQ(pool.kept(), 1u);
+    a.Feed(DataDir::kSend, bytes(head), head.size(), 10 + i);
+    a.Feed(DataDir::kSend, bytes("ok"), 2, 10 + i);
+  }
+  a.OnClose(20);
+  b.OnClose(20);
+  EXPECT_EQ(pool.kept(), 2u);
+  const Snapshot s = agg.Collect();
+  EXPECT_EQ(Value(s, "request_total", {{"authority", "a"}}), 5);
+  EXPECT_EQ(Value(s, "response_total", {{"authority", "a"}, {"status_code", "200"}}), 5);
 }
 
 TEST_F(AggregatorExpiryTest, ATransportSeriesWithOpenConnectionsIsNeverExpired) {

@@ -109,6 +109,44 @@ TEST_F(Http1ParserTest, KeepAliveThreeExchanges) {
   EXPECT_TRUE(rec_.errors.empty());
 }
 
+TEST_F(Http1ParserTest, AtRestOnlyBetweenMessagesAndAResetOneGoesOnAsIt) {
+  EXPECT_FALSE(p_.AtRest());  // HTTP/1.x not seen yet
+  Feed(p_, kReq, Get("/a"), 10);
+  EXPECT_FALSE(p_.AtRest());  // a request waits for its response
+  Feed(p_, kResp, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", 11);
+  EXPECT_FALSE(p_.AtRest());  // its body is still to come
+  Feed(p_, kResp, "abc", 12);
+  EXPECT_TRUE(p_.AtRest());
+  Feed(p_, kReq, Get("/b").substr(0, 10), 20);
+  EXPECT_FALSE(p_.AtRest());  // a head split across reads is buffered
+  Feed(p_, kReq, Get("/b").substr(10), 21);
+  Feed(p_, kResp, Ok("xy"), 22);
+  ASSERT_TRUE(p_.AtRest());
+
+  // Another parser, reset as one at rest, takes the connection's next exchange; garbage then
+  // is lost framing on a connection known to be HTTP, not "not HTTP".
+  Recorder other;
+  Http1Parser q(&other);
+  Feed(q, kReq, "garbage", 1);
+  ASSERT_EQ(q.state(), State::kGaveUp);
+  q.Reset(&rec_, true);
+  EXPECT_TRUE(q.AtRest());
+  Feed(q, kReq, Get("/c"), 30);
+  Feed(q, kResp, Ok("z"), 31);
+  ASSERT_EQ(rec_.responses.size(), 3u);
+  EXPECT_EQ(rec_.responses[2].request.path, "/c");
+  EXPECT_EQ(rec_.responses[2].first_byte_ns, 31u);
+  Feed(q, kReq, "\x01\x02", 40);
+  EXPECT_EQ(rec_.errors, std::vector<Http1Error>{Http1Error::kLostSync});
+  EXPECT_EQ(q.state(), State::kHttp);
+
+  // Reset as new: not HTTP is refused on sight.
+  q.Reset(&other, false);
+  EXPECT_FALSE(q.AtRest());
+  Feed(q, kReq, "\x01\x02", 50);
+  EXPECT_EQ(q.state(), State::kGaveUp);
+}
+
 TEST_F(Http1ParserTest, PipelinedRequestsAndResponsesInOneFeedEach) {
   Feed(p_, kReq, Get("/a") + Get("/b") + Get("/c"), 1);
   ASSERT_EQ(rec_.requests.size(), 3u);

@@ -56,6 +56,33 @@ TEST(MemoryPlan, NeverAboveTheDefaultsAndNeverBelowTheFloor) {
   EXPECT_GE(tiny.ringbuf_bytes, 4096u);
 }
 
+TEST(MemoryPlan, TheRingsFollowTheNodesCpusUpToTheirMost) {
+  EXPECT_EQ(DefaultPlan(1).ringbuf_bytes, 512u * 1024);
+  EXPECT_EQ(DefaultPlan(1).payload_ringbuf_bytes, 1 * kMiB);
+  EXPECT_EQ(DefaultPlan(0).payload_ringbuf_bytes, 1 * kMiB);  // counted as one
+  EXPECT_EQ(DefaultPlan(2).ringbuf_bytes, 1 * kMiB);
+  EXPECT_EQ(DefaultPlan(2).payload_ringbuf_bytes, 2 * kMiB);
+  EXPECT_EQ(DefaultPlan(3).ringbuf_bytes, 2 * kMiB);  // a power of two, rounded up
+  EXPECT_EQ(DefaultPlan(3).payload_ringbuf_bytes, 4 * kMiB);
+  for (unsigned cpus : {kRingCpus, 96u}) {
+    EXPECT_EQ(DefaultPlan(cpus).ringbuf_bytes, MemoryPlan{}.ringbuf_bytes);
+    EXPECT_EQ(DefaultPlan(cpus).payload_ringbuf_bytes, MemoryPlan{}.payload_ringbuf_bytes);
+  }
+  EXPECT_EQ(DefaultPlan(2).max_connections, MemoryPlan{}.max_connections);
+  EXPECT_EQ(PlanMemory(0, DefaultPlan(2)).payload_ringbuf_bytes, 2 * kMiB);
+}
+
+TEST(MemoryPlan, ALimitGivesNodesOfAnyCpuCountOneTable) {
+  MemoryPlan two = PlanMemory(256 * kMiB, DefaultPlan(2));
+  MemoryPlan eight = PlanMemory(256 * kMiB, DefaultPlan(8));
+  EXPECT_EQ(two.ringbuf_bytes, 1 * kMiB);
+  EXPECT_EQ(two.payload_ringbuf_bytes, 2 * kMiB);
+  EXPECT_EQ(eight.ringbuf_bytes, 4 * kMiB);
+  EXPECT_EQ(eight.payload_ringbuf_bytes, 8 * kMiB);
+  EXPECT_EQ(two.max_connections, 30535u);  // (256 - 32 - 12) MiB / 2 / 3,640 bytes
+  EXPECT_EQ(eight.max_connections, 30535u);
+}
+
 class CgroupLimit : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -1,4 +1,6 @@
-// Event loop of podtap-agent.
+// The agent's event thread: start-up (probes, the connections open at start), the loop that
+// drains the kernel's rings into the pipeline in batches and applies the control thread's
+// updates between them (agent/agent_control.cc), the CPU budget, and what the exporter reads.
 #include "agent/agent.h"
 
 #include <spdlog/spdlog.h>
@@ -124,87 +126,6 @@ void Agent::ApplyMail() {
   mail_.Drain();
 }
 
-void Agent::RunControl(const std::atomic<bool>& stop) {
-  using Clock = std::chrono::steady_clock;
-  auto next_pods = Clock::now() + std::chrono::seconds(1);
-  auto next_tls = Clock::now() + std::chrono::seconds(1);
-  auto next_diag = Clock::now() + opts_.diag_interval;
-  int tls_polls = 0;
-  while (!stop.load()) {
-    auto now = Clock::now();
-    if (pods_ && now >= next_pods) {
-      PollPods(stop);
-      next_pods = Clock::now() + std::chrono::seconds(1);
-    }
-    if (now >= next_tls) {
-      // New processes every second; every process's maps every 30 s (dlopen'd libraries).
-      PollTlsLibraries(++tls_polls % 30 == 0, stop);
-      next_tls = Clock::now() + std::chrono::seconds(1);
-    }
-    if (opts_.diag_interval.count() > 0 && now >= next_diag) {
-      PollLiveCounters(stop);
-      next_diag = Clock::now() + opts_.diag_interval;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
-void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
-  if (!opts_.tls_probes || !probes_->payload_attached()) return;
-  uint64_t attached = 0, failed = 0;
-  for (const std::string& path : tls_libs_.FindNew(all)) {
-    std::string err = probes_->AttachTls(path);
-    if (err.empty()) {
-      attached++;
-      spdlog::info("TLS plaintext probes attached to {}", path);
-    } else {
-      failed++;
-      spdlog::warn("TLS plaintext probes not attached: {}", err);
-    }
-  }
-  for (const TlsLibraryFinder::GoProgram& go : tls_libs_.new_go_tls()) {
-    const std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(go.path, go.version);
-    if (const auto* why = std::get_if<std::string>(&found)) {
-      spdlog::warn(
-          "{} is a Go program ({}) with crypto/tls that the Go TLS probes do not cover ({}): its "
-          "TLS connections are counted as TCP (tls=\"true\"), without HTTP series",
-          go.path, go.version, *why);
-      continue;
-    }
-    const GoTlsProbes& probes = std::get<GoTlsProbes>(found);
-    if (std::string err = probes_->AttachGoTls(go.path, probes); !err.empty()) {
-      failed++;
-      spdlog::warn("Go TLS probes not attached: {}", err);
-      continue;
-    }
-    tls_libs_.MarkGoAttached(go.id);
-    spdlog::info(
-        "Go TLS probes attached to {} ({}; Read: {} returns, Write: {} returns; *net.TCPConn type "
-        "hash {:#010x})",
-        go.path, go.version, probes.read.returns.size(), probes.write.returns.size(),
-        probes.tcp_conn_hash);
-  }
-  if (all) {
-    if (size_t swept = probes_->SweepGoTlsCalls(); swept > 0) {
-      spdlog::debug("deleted {} Go TLS calls in flight of processes that exited", swept);
-    }
-  }
-  const uint64_t without_openssl = tls_libs_.without_openssl();
-  const uint64_t go_tls = tls_libs_.go_tls_programs();
-  const uint64_t go_files = tls_libs_.go_attached();
-  const uint64_t unreadable = tls_libs_.unreadable();
-  mail_.Post(
-      [this, attached, failed, without_openssl, go_tls, go_files, unreadable] {
-        agg_.self().tls_libraries += attached;
-        agg_.self().tls_attach_errors += failed;
-        agg_.self().tls_without_openssl = without_openssl;
-        agg_.self().tls_go_not_covered = go_tls;
-        agg_.self().tls_go_attached = go_files;
-        agg_.self().tls_unreadable = unreadable;
-      },
-      stop);
-}
-
 void Agent::ExpireSeries() {
   std::lock_guard<std::mutex> lock(mu_);
   auto pod_exists = [this](const Labels& labels) { return LabelSetPodsExist(labels, live_pods_); };
@@ -237,13 +158,6 @@ void Agent::GuardCpu() {
 }
 
 namespace {
-
-// bpf_ktime_get_ns()'s clock.
-uint64_t MonotonicNs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
-}
 
 uint64_t Timestamp(const DecodedEvent& ev) {
   if (const auto* o = std::get_if<TcpOpen>(&ev)) return o->open_ns;
@@ -333,56 +247,6 @@ void Agent::ApplyBatch() {
   }
 }
 
-void Agent::PollPods(const std::atomic<bool>& stop) {
-  PodListResult r = pods_->Poll();
-  std::optional<MetadataSourceStatus> kube;
-  if (kube_ != nullptr) kube = kube_->Status();
-  {
-    std::lock_guard<std::mutex> lock(status_mu_);
-    pods_describe_ = pods_->Describe();
-  }
-  if (!r.error.empty()) {
-    if (r.error != last_pods_error_) {
-      spdlog::error("{} (keeping the last good pod list)", r.error);
-      last_pods_error_ = r.error;
-    }
-  } else {
-    last_pods_error_.clear();
-  }
-  mail_.Post([this, r = std::move(r), kube = std::move(kube)] { ApplyPods(r, kube); }, stop);
-}
-
-void Agent::ApplyPods(const PodListResult& r, const std::optional<MetadataSourceStatus>& kube) {
-  if (kube) agg_.self().metadata_sources["kubernetes"] = *kube;
-  if (!pods_source_name_.empty()) {
-    MetadataSourceStatus& local = agg_.self().metadata_sources[pods_source_name_];
-    local.up = r.error.empty();
-    local.errors.try_emplace("read", 0);
-  }
-  if (!r.error.empty()) {
-    agg_.self().metadata_sources[pods_source_name_].errors["read"]++;
-    // The API's pods may still have changed while the local source is away.
-    if (!r.changed) return;
-  } else {
-    agg_.self().metadata_last_success_unix = static_cast<double>(std::time(nullptr));
-  }
-  if (!r.changed) return;
-  pipeline_.SetPods(r.pods);
-  for (const std::string& change : r.changes) spdlog::info("{}", change);
-  live_pods_.clear();
-  // Compared with series labels, which hold values as the aggregator cut them.
-  const size_t max_bytes = opts_.aggregator.max_label_value_bytes;
-  for (const auto& pod : r.pods) {
-    if (pod->name.empty()) continue;  // a Service address
-    live_pods_.emplace(CleanLabelValue(pod->ns, max_bytes), CleanLabelValue(pod->name, max_bytes));
-  }
-  // With the API on, the list changes with the cluster: log it at debug.
-  std::lock_guard<std::mutex> status(status_mu_);
-  spdlog::log(kube_ != nullptr ? spdlog::level::debug : spdlog::level::info,
-              "loaded {} pods and remote addresses from {}", r.pods.size(), pods_describe_);
-  pods_loaded_ = true;
-}
-
 void Agent::AdoptOpenConnections() {
   std::vector<std::pair<uint32_t, std::string>> netns;
   {
@@ -423,9 +287,7 @@ void Agent::AdoptOpenConnections() {
   for (const auto& [ino, sockets] : first) {
     for (const DiagSocket& s : sockets) in_first.emplace(ino, s.counters.conn_id);
   }
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
-  const uint64_t now_ns = uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
+  const uint64_t now_ns = MonotonicNs();
   size_t adopted = 0;
   std::lock_guard<std::mutex> lock(mu_);
   using Tuple = std::tuple<uint32_t, bool, std::array<uint8_t, 16>, uint16_t, bool,
@@ -464,33 +326,6 @@ void Agent::AdoptOpenConnections() {
     }
   }
   spdlog::info("tracking {} connections that were open at start", adopted);
-}
-
-void Agent::PollLiveCounters(const std::atomic<bool>& stop) {
-  std::vector<std::pair<uint32_t, std::string>> netns;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    netns = pipeline_.pods().Netns();
-  }
-  netns.emplace_back(0, "");  // the agent's own (the host's) namespace
-  auto counters = std::make_shared<std::vector<LiveCounters>>();
-  for (const auto& [ino, path] : netns) {
-    auto r = DumpEstablished(path);
-    if (auto* err = std::get_if<std::string>(&r)) {
-      spdlog::debug("live counters of {}: {}", path.empty() ? "host" : path, *err);
-      continue;
-    }
-    auto& got = std::get<std::vector<LiveCounters>>(r);
-    counters->insert(counters->end(), got.begin(), got.end());
-  }
-  // Applied later than read: harmless, as a live count is a lower bound of
-  // the final one and never lowers what was reported (TcpPipeline::Report).
-  const uint64_t read_ns = MonotonicNs();
-  mail_.Post(
-      [this, counters, read_ns] {
-        for (const auto& c : *counters) pipeline_.OnLive(c, read_ns);
-      },
-      stop);
 }
 
 void Agent::DetachProbes() {

@@ -2,6 +2,8 @@
 // decoder hands them to the rest of the agent.
 #pragma once
 
+#include <time.h>
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -12,6 +14,13 @@ namespace podtap {
 // Kernel counters only grow; a value below what is subtracted would be a
 // kernel or decoder bug, so clamp at 0 instead of wrapping to 2^64.
 inline uint64_t SubClamped(uint64_t total, uint64_t sub) { return total > sub ? total - sub : 0; }
+
+// Now, on the clock of the kernel's event timestamps (bpf_ktime_get_ns(): CLOCK_MONOTONIC).
+inline uint64_t MonotonicNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return uint64_t(now.tv_sec) * 1'000'000'000 + uint64_t(now.tv_nsec);
+}
 
 enum class Direction : uint8_t { kOutbound = 0, kInbound = 1 };
 inline constexpr int kDirectionCount = 2;

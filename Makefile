@@ -13,7 +13,7 @@ DEB_PACKAGES := clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config c
 	containerd runc containernetworking-plugins busybox-static python3-grpcio python3-grpc-tools \
 	nghttp2-client gnutls-bin libclang-rt-14-dev libcurl4-openssl-dev libyaml-cpp-dev \
 	nodejs kubectl python3-yaml libre2-dev qemu-system-x86 qemu-system-arm lld zstd nftables libssl-dev \
-	libcapstone-dev golang-go golang-google-grpc-dev
+	libcapstone-dev golang-go golang-google-grpc-dev gnuplot-nox
 
 .PHONY: all deps build test unit e2e kernel-matrix bench soak run demo fmt lint clean unit-asan unit-tsan \
 	fuzz-build fuzz-smoke fuzz
@@ -61,6 +61,8 @@ bench: build
 	cmake --build $(BUILD_DIR) --target bench
 	/usr/bin/python3 bench/http_overhead.py --pairs 5 --seconds 4 --bpf-stats \
 	  --hook-floor $(abspath $(BUILD_DIR))/podtap-hook-floor
+	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/http_cpu_curve.py \
+	  --rates 1000,3000,10000 --seconds 5 --rounds 3 --png docs/http_cpu_curve.png
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/startup.py --rounds 5
 	PODTAP_AGENT=$(abspath $(BUILD_DIR))/podtap-agent /usr/bin/python3 bench/soak.py \
 	  --minutes 2 --warmup-minutes 0.75

@@ -240,15 +240,6 @@ const char* ClassificationName(Classification c) {
   return c == Classification::kSuccess ? "success" : "failure";
 }
 
-MetricFamily Family(const char* name, const char* help, MetricType type, const char* unit = "") {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.unit = unit;
-  return f;
-}
-
 Labels With(Labels head, const Labels& tail) {
   head.insert(head.end(), tail.begin(), tail.end());
   return head;
@@ -288,26 +279,26 @@ void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
 
 Snapshot Aggregator::Collect() const {
   auto open_total =
-      Family("tcp_open_total", "Total count of opened connections.", MetricType::kCounter);
+      NewFamily("tcp_open_total", "Total count of opened connections.", MetricType::kCounter);
   auto close_total =
-      Family("tcp_close_total", "Total count of closed connections.", MetricType::kCounter);
-  auto open_now =
-      Family("tcp_open_connections", "Number of currently-open connections.", MetricType::kGauge);
-  auto read_bytes = Family("tcp_read_bytes_total",
-                           "Total count of payload bytes read from peers (live and closed "
-                           "connections).",
-                           MetricType::kCounter, "bytes");
-  auto write_bytes = Family("tcp_write_bytes_total",
-                            "Total count of payload bytes written to peers (live and closed "
-                            "connections).",
-                            MetricType::kCounter, "bytes");
-  auto duration = Family("tcp_connection_duration_ms", "Connection lifetimes in milliseconds.",
-                         MetricType::kHistogram, "ms");
+      NewFamily("tcp_close_total", "Total count of closed connections.", MetricType::kCounter);
+  auto open_now = NewFamily("tcp_open_connections", "Number of currently-open connections.",
+                            MetricType::kGauge);
+  auto read_bytes = NewFamily("tcp_read_bytes_total",
+                              "Total count of payload bytes read from peers (live and closed "
+                              "connections).",
+                              MetricType::kCounter, "bytes");
+  auto write_bytes = NewFamily("tcp_write_bytes_total",
+                               "Total count of payload bytes written to peers (live and closed "
+                               "connections).",
+                               MetricType::kCounter, "bytes");
+  auto duration = NewFamily("tcp_connection_duration_ms", "Connection lifetimes in milliseconds.",
+                            MetricType::kHistogram, "ms");
   std::array<MetricFamily, kDirectionCount> errors = {
-      Family("outbound_tcp_errors_total", "Total count of outbound TCP connection failures.",
-             MetricType::kCounter),
-      Family("inbound_tcp_errors_total", "Total count of inbound TCP connection failures.",
-             MetricType::kCounter)};
+      NewFamily("outbound_tcp_errors_total", "Total count of outbound TCP connection failures.",
+                MetricType::kCounter),
+      NewFamily("inbound_tcp_errors_total", "Total count of inbound TCP connection failures.",
+                MetricType::kCounter)};
 
   for (const auto& [tkey, entry] : transport_) {
     const auto& [key, tls] = tkey;
@@ -340,12 +331,13 @@ Snapshot Aggregator::Collect() const {
     }
   }
 
-  auto requests = Family("request_total", "Total count of HTTP requests.", MetricType::kCounter);
-  auto responses = Family("response_total", "Total count of HTTP responses.", MetricType::kCounter);
-  auto latency = Family("response_latency_ms",
-                        "Elapsed times between a request's headers and the first byte of its "
-                        "response, in milliseconds.",
-                        MetricType::kHistogram, "ms");
+  auto requests = NewFamily("request_total", "Total count of HTTP requests.", MetricType::kCounter);
+  auto responses =
+      NewFamily("response_total", "Total count of HTTP responses.", MetricType::kCounter);
+  auto latency = NewFamily("response_latency_ms",
+                           "Elapsed times between a request's headers and the first byte of its "
+                           "response, in milliseconds.",
+                           MetricType::kHistogram, "ms");
   for (const auto& [key, entry] : http_) {
     const auto& [tkey, authority, tls] = key;
     const HttpSeries* s = &entry.series;
@@ -355,14 +347,14 @@ Snapshot Aggregator::Collect() const {
                    {"tls", tls ? "true" : "false"}};
     AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &requests, &responses, &latency);
   }
-  auto route_requests = Family("route_request_total", "Total count of HTTP requests, per route.",
-                               MetricType::kCounter);
-  auto route_responses = Family("route_response_total", "Total count of HTTP responses, per route.",
-                                MetricType::kCounter);
-  auto route_latency = Family("route_response_latency_ms",
-                              "Elapsed times between a request's headers and the first byte of "
-                              "its response, in milliseconds, per route.",
-                              MetricType::kHistogram, "ms");
+  auto route_requests = NewFamily("route_request_total", "Total count of HTTP requests, per route.",
+                                  MetricType::kCounter);
+  auto route_responses = NewFamily(
+      "route_response_total", "Total count of HTTP responses, per route.", MetricType::kCounter);
+  auto route_latency = NewFamily("route_response_latency_ms",
+                                 "Elapsed times between a request's headers and the first byte of "
+                                 "its response, in milliseconds, per route.",
+                                 MetricType::kHistogram, "ms");
   for (const auto& [key, entry] : routes_) {
     const auto& [tkey, dst, route] = key;
     const HttpSeries* s = &entry.series;
@@ -374,7 +366,7 @@ Snapshot Aggregator::Collect() const {
 
   Snapshot snap;
   auto series =
-      Family("podtap_series", "Series held per exposed metric family.", MetricType::kGauge);
+      NewFamily("podtap_series", "Series held per exposed metric family.", MetricType::kGauge);
   for (auto* f : {&requests, &responses, &latency, &route_requests, &route_responses,
                   &route_latency, &open_total, &close_total, &open_now, &read_bytes, &write_bytes,
                   &duration, &errors[0], &errors[1]}) {
@@ -383,19 +375,20 @@ Snapshot Aggregator::Collect() const {
   }
   snap.families.push_back(std::move(series));
 
-  auto label_sets = Family("podtap_label_sets",
-                           "Label sets interned now (pod and peer labels of series and open "
-                           "connections); those of pods that are gone are freed with their last "
-                           "series and connection.",
-                           MetricType::kGauge);
+  auto label_sets = NewFamily("podtap_label_sets",
+                              "Label sets interned now (pod and peer labels of series and open "
+                              "connections); those of pods that are gone are freed with their last "
+                              "series and connection.",
+                              MetricType::kGauge);
   AddValue(&label_sets, {}, static_cast<double>(label_sets_.size()));
   snap.families.push_back(std::move(label_sets));
 
-  auto dropped = Family("podtap_series_dropped_total",
-                        "Lookups of a new label set that found its series group at the "
-                        "--max-series-per-family cap and were counted in the group's overflow "
-                        "series (podtap_overflow=\"true\") instead, by group (tcp, http, route).",
-                        MetricType::kCounter);
+  auto dropped =
+      NewFamily("podtap_series_dropped_total",
+                "Lookups of a new label set that found its series group at the "
+                "--max-series-per-family cap and were counted in the group's overflow "
+                "series (podtap_overflow=\"true\") instead, by group (tcp, http, route).",
+                MetricType::kCounter);
   for (size_t g = 0; g < kSeriesGroupCount; g++) {
     AddValue(&dropped, {{"family", SeriesGroupName(static_cast<SeriesGroup>(g))}},
              static_cast<double>(dropped_[g]));
@@ -403,8 +396,8 @@ Snapshot Aggregator::Collect() const {
   snap.families.push_back(std::move(dropped));
 
   auto lost =
-      Family("podtap_events_lost_total",
-             "Events the kernel could not hand to the agent, by reason.", MetricType::kCounter);
+      NewFamily("podtap_events_lost_total",
+                "Events the kernel could not hand to the agent, by reason.", MetricType::kCounter);
   AddValue(&lost, {{"reason", "ringbuf_full"}}, static_cast<double>(self_.events_lost_ringbuf));
   AddValue(&lost, {{"reason", "decode_error"}}, static_cast<double>(self_.decode_errors));
   AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
@@ -417,12 +410,13 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "close_map_full"}}, static_cast<double>(self_.close_map_full));
   snap.families.push_back(std::move(lost));
 
-  auto recovered = Family("podtap_events_recovered_total",
-                          "Lifecycle events the ring buffer had no room for (counted in "
-                          "podtap_events_lost_total{reason=\"ringbuf_full\"}) that were applied "
-                          "anyway, by kind: opens rebuilt at close from the kernel's socket map, "
-                          "closes and failed connects from its pending closes map.",
-                          MetricType::kCounter);
+  auto recovered =
+      NewFamily("podtap_events_recovered_total",
+                "Lifecycle events the ring buffer had no room for (counted in "
+                "podtap_events_lost_total{reason=\"ringbuf_full\"}) that were applied "
+                "anyway, by kind: opens rebuilt at close from the kernel's socket map, "
+                "closes and failed connects from its pending closes map.",
+                MetricType::kCounter);
   AddValue(&recovered, {{"kind", "open"}}, static_cast<double>(self_.opens_recovered));
   AddValue(&recovered, {{"kind", "close"}}, static_cast<double>(self_.closes_recovered));
   AddValue(&recovered, {{"kind", "connect_fail"}},
@@ -430,24 +424,24 @@ Snapshot Aggregator::Collect() const {
   snap.families.push_back(std::move(recovered));
 
   auto payload =
-      Family("podtap_payload_events_total", "Socket data records applied to the protocol parsers.",
-             MetricType::kCounter);
+      NewFamily("podtap_payload_events_total",
+                "Socket data records applied to the protocol parsers.", MetricType::kCounter);
   AddValue(&payload, {}, static_cast<double>(self_.payload_events));
   snap.families.push_back(std::move(payload));
 
-  auto parse_errors = Family("podtap_parse_errors_total",
-                             "Protocol parse problems, by protocol and kind (resyncs included).",
-                             MetricType::kCounter);
+  auto parse_errors = NewFamily("podtap_parse_errors_total",
+                                "Protocol parse problems, by protocol and kind (resyncs included).",
+                                MetricType::kCounter);
   for (const auto& [key, n] : self_.parse_errors) {
     AddValue(&parse_errors, {{"protocol", key.first}, {"error", key.second}},
              static_cast<double>(n));
   }
   snap.families.push_back(std::move(parse_errors));
 
-  auto given_up = Family("podtap_connections_given_up_total",
-                         "Connections whose payload is no longer parsed (not the protocol, "
-                         "upgraded, or lost), by protocol.",
-                         MetricType::kCounter);
+  auto given_up = NewFamily("podtap_connections_given_up_total",
+                            "Connections whose payload is no longer parsed (not the protocol, "
+                            "upgraded, or lost), by protocol.",
+                            MetricType::kCounter);
   for (const char* protocol : {"http1", "http2"}) {
     auto it = self_.given_up.find(protocol);
     AddValue(&given_up, {{"protocol", protocol}},
@@ -455,63 +449,65 @@ Snapshot Aggregator::Collect() const {
   }
   snap.families.push_back(std::move(given_up));
 
-  auto unanswered = Family("podtap_http_requests_unanswered_total",
-                           "Requests counted in request_total whose response will never be "
-                           "counted: the parser gave up on their connection, or the agent shed "
-                           "it (podtap_http_shed_connections_total), while they waited.",
-                           MetricType::kCounter);
+  auto unanswered = NewFamily("podtap_http_requests_unanswered_total",
+                              "Requests counted in request_total whose response will never be "
+                              "counted: the parser gave up on their connection, or the agent shed "
+                              "it (podtap_http_shed_connections_total), while they waited.",
+                              MetricType::kCounter);
   AddValue(&unanswered, {{"protocol", "http1"}}, static_cast<double>(self_.http1_unanswered));
   AddValue(&unanswered, {{"protocol", "http2"}}, static_cast<double>(self_.http2_unanswered));
   snap.families.push_back(std::move(unanswered));
 
   auto budget =
-      Family("podtap_cpu_budget_cores",
-             "The agent's CPU budget (--max-cpu) in cores; 0: no budget.", MetricType::kGauge);
+      NewFamily("podtap_cpu_budget_cores",
+                "The agent's CPU budget (--max-cpu) in cores; 0: no budget.", MetricType::kGauge);
   AddValue(&budget, {}, self_.cpu_budget_cores);
   snap.families.push_back(std::move(budget));
-  auto shed = Family("podtap_http_shed_connections_total",
-                     "Connections whose HTTP capture the agent stopped to stay within its CPU "
-                     "budget (their TCP series stay exact; their later exchanges are not counted).",
-                     MetricType::kCounter);
+  auto shed =
+      NewFamily("podtap_http_shed_connections_total",
+                "Connections whose HTTP capture the agent stopped to stay within its CPU "
+                "budget (their TCP series stay exact; their later exchanges are not counted).",
+                MetricType::kCounter);
   AddValue(&shed, {}, static_cast<double>(self_.shed_connections));
   snap.families.push_back(std::move(shed));
-  auto shed_records = Family("podtap_http_shed_records_total",
-                             "Socket data records of shed connections that were already on their "
-                             "way from the kernel, dropped unparsed.",
-                             MetricType::kCounter);
+  auto shed_records =
+      NewFamily("podtap_http_shed_records_total",
+                "Socket data records of shed connections that were already on their "
+                "way from the kernel, dropped unparsed.",
+                MetricType::kCounter);
   AddValue(&shed_records, {}, static_cast<double>(self_.shed_records));
   snap.families.push_back(std::move(shed_records));
 
-  auto untracked = Family("podtap_connections_untracked_total",
-                          "Connections not counted, by reason: the connection table was full, "
-                          "or the socket was opened before the probes were attached.",
-                          MetricType::kCounter);
+  auto untracked = NewFamily("podtap_connections_untracked_total",
+                             "Connections not counted, by reason: the connection table was full, "
+                             "or the socket was opened before the probes were attached.",
+                             MetricType::kCounter);
   AddValue(&untracked, {{"reason", "table_full"}}, static_cast<double>(self_.conn_table_full));
   AddValue(&untracked, {{"reason", "opened_before_start"}},
            static_cast<double>(self_.closes_without_open));
   snap.families.push_back(std::move(untracked));
 
-  auto adopted = Family("podtap_connections_adopted_total",
-                        "Connections already open when the agent started, found through the "
-                        "kernel's socket diagnostics and tracked from then on.",
-                        MetricType::kCounter);
+  auto adopted = NewFamily("podtap_connections_adopted_total",
+                           "Connections already open when the agent started, found through the "
+                           "kernel's socket diagnostics and tracked from then on.",
+                           MetricType::kCounter);
   AddValue(&adopted, {}, static_cast<double>(self_.connections_adopted));
   snap.families.push_back(std::move(adopted));
 
-  auto sockmap = Family("podtap_kernel_socket_map_full_total",
-                        "Opens the kernel could not remember because its socket map was full "
-                        "(the agent's own table still counts them if their open event arrived).",
-                        MetricType::kCounter);
+  auto sockmap = NewFamily("podtap_kernel_socket_map_full_total",
+                           "Opens the kernel could not remember because its socket map was full "
+                           "(the agent's own table still counts them if their open event arrived).",
+                           MetricType::kCounter);
   AddValue(&sockmap, {}, static_cast<double>(self_.kernel_sockmap_full));
   snap.families.push_back(std::move(sockmap));
 
-  auto tls_libs = Family("podtap_tls_libraries",
-                         "Executable files (libraries and programs) the node's processes map: "
-                         "those with the OpenSSL API by whether the TLS plaintext probes are "
-                         "attached to them, Go programs with crypto/tls the Go TLS probes are "
-                         "attached to (go), the other files, of those the Go programs with "
-                         "crypto/tls not covered (not decrypted), and failed tries to read one.",
-                         MetricType::kGauge);
+  auto tls_libs = NewFamily("podtap_tls_libraries",
+                            "Executable files (libraries and programs) the node's processes map: "
+                            "those with the OpenSSL API by whether the TLS plaintext probes are "
+                            "attached to them, Go programs with crypto/tls the Go TLS probes are "
+                            "attached to (go), the other files, of those the Go programs with "
+                            "crypto/tls not covered (not decrypted), and failed tries to read one.",
+                            MetricType::kGauge);
   AddValue(&tls_libs, {{"state", "attached"}}, static_cast<double>(self_.tls_libraries));
   AddValue(&tls_libs, {{"state", "failed"}}, static_cast<double>(self_.tls_attach_errors));
   AddValue(&tls_libs, {{"state", "without_openssl"}},
@@ -521,42 +517,44 @@ Snapshot Aggregator::Collect() const {
   AddValue(&tls_libs, {{"state", "unreadable"}}, static_cast<double>(self_.tls_unreadable));
   snap.families.push_back(std::move(tls_libs));
 
-  auto tracked = Family("podtap_connections_tracked", "Open connections the agent tracks now.",
-                        MetricType::kGauge);
+  auto tracked = NewFamily("podtap_connections_tracked", "Open connections the agent tracks now.",
+                           MetricType::kGauge);
   AddValue(&tracked, {}, static_cast<double>(self_.connections_tracked));
   snap.families.push_back(std::move(tracked));
 
-  auto max_tracked = Family("podtap_connections_max",
-                            "The most connections the agent tracks at once (--max-connections, or "
-                            "sized from --memory-limit); past it they are refused and counted.",
-                            MetricType::kGauge);
+  auto max_tracked =
+      NewFamily("podtap_connections_max",
+                "The most connections the agent tracks at once (--max-connections, or "
+                "sized from --memory-limit); past it they are refused and counted.",
+                MetricType::kGauge);
   AddValue(&max_tracked, {}, static_cast<double>(self_.connections_max));
   snap.families.push_back(std::move(max_tracked));
 
   auto pods =
-      Family("podtap_metadata_pods", "Pods known to the metadata source.", MetricType::kGauge);
+      NewFamily("podtap_metadata_pods", "Pods known to the metadata source.", MetricType::kGauge);
   AddValue(&pods, {}, static_cast<double>(self_.pods_known));
   snap.families.push_back(std::move(pods));
 
-  auto md_up = Family("podtap_metadata_source_up",
-                      "1 when the metadata source's last read succeeded (kubernetes: every "
-                      "resource listed and its watch running), by source.",
-                      MetricType::kGauge);
-  auto md_errors = Family("podtap_metadata_errors_total",
-                          "Failed reads of a pod metadata source, by source and reason (the last "
-                          "good data is kept).",
-                          MetricType::kCounter);
-  auto md_relists = Family("podtap_metadata_relists_total",
-                           "Lists of a Kubernetes resource after its first (410 Gone, decode "
-                           "errors), by source and resource.",
-                           MetricType::kCounter);
-  auto md_restarts = Family("podtap_metadata_watch_restarts_total",
-                            "Watches resumed from their last resourceVersion (the stream ended "
-                            "or broke), by source and resource.",
-                            MetricType::kCounter);
+  auto md_up = NewFamily("podtap_metadata_source_up",
+                         "1 when the metadata source's last read succeeded (kubernetes: every "
+                         "resource listed and its watch running), by source.",
+                         MetricType::kGauge);
+  auto md_errors =
+      NewFamily("podtap_metadata_errors_total",
+                "Failed reads of a pod metadata source, by source and reason (the last "
+                "good data is kept).",
+                MetricType::kCounter);
+  auto md_relists = NewFamily("podtap_metadata_relists_total",
+                              "Lists of a Kubernetes resource after its first (410 Gone, decode "
+                              "errors), by source and resource.",
+                              MetricType::kCounter);
+  auto md_restarts = NewFamily("podtap_metadata_watch_restarts_total",
+                               "Watches resumed from their last resourceVersion (the stream ended "
+                               "or broke), by source and resource.",
+                               MetricType::kCounter);
   auto md_objects =
-      Family("podtap_metadata_objects",
-             "Objects held from a metadata source, by source and resource.", MetricType::kGauge);
+      NewFamily("podtap_metadata_objects",
+                "Objects held from a metadata source, by source and resource.", MetricType::kGauge);
   for (const auto& [source, st] : self_.metadata_sources) {
     AddValue(&md_up, {{"source", source}}, st.up ? 1 : 0);
     for (const auto& [reason, n] : st.errors) {
@@ -576,22 +574,22 @@ Snapshot Aggregator::Collect() const {
     snap.families.push_back(std::move(*f));
   }
 
-  auto md_time = Family("podtap_metadata_last_success_timestamp_seconds",
-                        "Unix time of the last successful read of the pod metadata source.",
-                        MetricType::kGauge, "seconds");
+  auto md_time = NewFamily("podtap_metadata_last_success_timestamp_seconds",
+                           "Unix time of the last successful read of the pod metadata source.",
+                           MetricType::kGauge, "seconds");
   AddValue(&md_time, {}, self_.metadata_last_success_unix);
   snap.families.push_back(std::move(md_time));
 
-  auto reloads = Family("podtap_config_reloads_total",
-                        "SIGHUP re-reads of --config, by result (error: the previous config "
-                        "stays).",
-                        MetricType::kCounter);
+  auto reloads = NewFamily("podtap_config_reloads_total",
+                           "SIGHUP re-reads of --config, by result (error: the previous config "
+                           "stays).",
+                           MetricType::kCounter);
   AddValue(&reloads, {{"result", "ok"}}, static_cast<double>(self_.config_reloads_ok));
   AddValue(&reloads, {{"result", "error"}}, static_cast<double>(self_.config_reloads_error));
   snap.families.push_back(std::move(reloads));
 
-  auto build =
-      Family("podtap_build_info", "podtap version and the probe set attached.", MetricType::kGauge);
+  auto build = NewFamily("podtap_build_info", "podtap version and the probe set attached.",
+                         MetricType::kGauge);
   AddValue(&build,
            {{"version", PODTAP_VERSION},
             {"probe_mode", self_.probe_mode},
@@ -599,11 +597,11 @@ Snapshot Aggregator::Collect() const {
            1);
   snap.families.push_back(std::move(build));
 
-  auto features = Family("podtap_kernel_feature",
-                         "Kernel features the probe loader checked at start (1 per feature, "
-                         "state available or missing); podtap_build_info names the builds they "
-                         "chose.",
-                         MetricType::kGauge);
+  auto features = NewFamily("podtap_kernel_feature",
+                            "Kernel features the probe loader checked at start (1 per feature, "
+                            "state available or missing); podtap_build_info names the builds they "
+                            "chose.",
+                            MetricType::kGauge);
   for (const auto& [name, available] : self_.kernel_features) {
     AddValue(&features, {{"feature", name}, {"state", available ? "available" : "missing"}}, 1);
   }

@@ -28,14 +28,6 @@ void QueryRecorder::OnExchange(const Exchange& x) {
 
 namespace {
 
-MetricFamily Family(std::string name, std::string help, MetricType type) {
-  MetricFamily f;
-  f.name = std::move(name);
-  f.help = std::move(help);
-  f.type = type;
-  return f;
-}
-
 void Add(MetricFamily* f, Labels labels, uint64_t value) {
   Sample s;
   s.labels = std::move(labels);
@@ -46,26 +38,26 @@ void Add(MetricFamily* f, Labels labels, uint64_t value) {
 }  // namespace
 
 void AppendQueryMetrics(const QueryRecorder& recorder, const TapHub& taps, Snapshot* out) {
-  MetricFamily dropped = Family("podtap_tap_events_dropped_total",
-                                "Requests a live tap matched but did not send, by reason: "
-                                "rate_limited (past the tap's rate), queue_full (its client "
-                                "read too slowly).",
-                                MetricType::kCounter);
+  MetricFamily dropped = NewFamily("podtap_tap_events_dropped_total",
+                                   "Requests a live tap matched but did not send, by reason: "
+                                   "rate_limited (past the tap's rate), queue_full (its client "
+                                   "read too slowly).",
+                                   MetricType::kCounter);
   Add(&dropped, {{"reason", "rate_limited"}}, taps.dropped_rate_limited());
   Add(&dropped, {{"reason", "queue_full"}}, taps.dropped_queue_full());
-  MetricFamily streams = Family("podtap_tap_streams", "Live taps open now.", MetricType::kGauge);
+  MetricFamily streams = NewFamily("podtap_tap_streams", "Live taps open now.", MetricType::kGauge);
   Add(&streams, {}, taps.streams());
-  MetricFamily top = Family("podtap_query_top_dropped_total",
-                            "Requests left out of the query service's Top because a 5 s bucket "
-                            "already held its most distinct request kinds (Stat still counts "
-                            "them).",
-                            MetricType::kCounter);
+  MetricFamily top = NewFamily("podtap_query_top_dropped_total",
+                               "Requests left out of the query service's Top because a 5 s bucket "
+                               "already held its most distinct request kinds (Stat still counts "
+                               "them).",
+                               MetricType::kCounter);
   Add(&top, {}, recorder.window().top_dropped());
-  MetricFamily pairs = Family("podtap_query_endpoint_pairs",
-                              "(local, remote) endpoint pairs the query service holds now for "
-                              "open connections and the traffic in its window (up to 12 minutes "
-                              "back).",
-                              MetricType::kGauge);
+  MetricFamily pairs = NewFamily("podtap_query_endpoint_pairs",
+                                 "(local, remote) endpoint pairs the query service holds now for "
+                                 "open connections and the traffic in its window (up to 12 minutes "
+                                 "back).",
+                                 MetricType::kGauge);
   Add(&pairs, {}, recorder.endpoints().size());
   out->families.push_back(std::move(dropped));
   out->families.push_back(std::move(streams));

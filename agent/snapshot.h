@@ -57,6 +57,18 @@ struct Snapshot {
   std::vector<MetricFamily> families;
 };
 
+// A family with no samples yet: every component that exposes series (the aggregator, the query
+// recorder, the metrics server, the process metrics) declares its families through it.
+inline MetricFamily NewFamily(std::string name, std::string help, MetricType type,
+                              std::string unit = "") {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  f.unit = std::move(unit);
+  return f;
+}
+
 // Appends `in` with every byte sequence that is not valid UTF-8 replaced by
 // U+FFFD, so a label value a client controls (an HTTP Host header) can never
 // make an exposition unreadable. Overlong forms, surrogates and code points

@@ -38,38 +38,29 @@ using Clock = std::chrono::steady_clock;
 constexpr std::array<const char*, kHttpDropCount> kDropReasons = {
     "head_timeout", "evicted", "refused", "head_too_large", "bad_request", "write_timeout"};
 
-MetricFamily SelfFamily(const char* name, const char* help, MetricType type, const char* unit) {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.type = type;
-  f.unit = unit;
-  return f;
-}
-
 constexpr std::array<std::string_view, kScrapeEndpointCount> kEndpoints = {
     "/metrics", "/metrics.json", "/metrics/influxdb"};
 
 }  // namespace
 
 void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
-  auto scrapes = SelfFamily("podtap_scrapes_total", "Requests answered, by metrics endpoint.",
-                            MetricType::kCounter, "");
-  auto duration = SelfFamily("podtap_scrape_duration_seconds",
-                             "Time the previous request of each metrics endpoint took to build "
-                             "its body (snapshot, serialisation and compression).",
-                             MetricType::kGauge, "seconds");
-  auto size = SelfFamily("podtap_scrape_size_bytes",
-                         "Body size of the previous response of each metrics endpoint, as sent "
-                         "(after compression).",
-                         MetricType::kGauge, "bytes");
-  auto open = SelfFamily("podtap_http_connections",
-                         "Connections to the metrics server open now, in every state.",
-                         MetricType::kGauge, "");
-  auto dropped = SelfFamily("podtap_http_connections_dropped_total",
-                            "Connections to the metrics server closed or refused without an "
-                            "answer to their request, or answered 400/431, by reason.",
-                            MetricType::kCounter, "");
+  auto scrapes = NewFamily("podtap_scrapes_total", "Requests answered, by metrics endpoint.",
+                           MetricType::kCounter, "");
+  auto duration = NewFamily("podtap_scrape_duration_seconds",
+                            "Time the previous request of each metrics endpoint took to build "
+                            "its body (snapshot, serialisation and compression).",
+                            MetricType::kGauge, "seconds");
+  auto size = NewFamily("podtap_scrape_size_bytes",
+                        "Body size of the previous response of each metrics endpoint, as sent "
+                        "(after compression).",
+                        MetricType::kGauge, "bytes");
+  auto open = NewFamily("podtap_http_connections",
+                        "Connections to the metrics server open now, in every state.",
+                        MetricType::kGauge, "");
+  auto dropped = NewFamily("podtap_http_connections_dropped_total",
+                           "Connections to the metrics server closed or refused without an "
+                           "answer to their request, or answered 400/431, by reason.",
+                           MetricType::kCounter, "");
   {
     std::lock_guard lock(stats_mutex_);
     for (size_t i = 0; i < kScrapeEndpointCount; i++) {

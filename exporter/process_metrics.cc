@@ -14,11 +14,7 @@ namespace {
 
 MetricFamily Gauge(const char* name, const char* help, const char* unit, double value,
                    MetricType type = MetricType::kGauge) {
-  MetricFamily f;
-  f.name = name;
-  f.help = help;
-  f.unit = unit;
-  f.type = type;
+  MetricFamily f = NewFamily(name, help, type, unit);
   Sample s;
   s.value = value;
   f.samples.push_back(std::move(s));

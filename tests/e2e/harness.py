@@ -145,6 +145,15 @@ def _pid_alive_python(pid):
         return False
 
 
+def require_tools(tools):
+    """Raises unless every program of `tools` ({path: Debian package}) is there:
+    `make deps` installs them, so a missing peer is an error, not a skip."""
+    missing = [t for t in tools if not os.access(t, os.X_OK)]
+    if missing:
+        raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
+                           % (", ".join(missing), ", ".join(tools[t] for t in missing)))
+
+
 def cleanup_stale_namespaces():
     """Removes ptE2e<pid>* namespaces whose owning test process is gone (a
     crashed earlier run). Processes still inside them are stopped by PID, and

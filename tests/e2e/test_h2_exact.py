@@ -171,10 +171,7 @@ class H2ExactTest(harness.PodPairTest):
 
     @classmethod
     def setUpClass(cls):
-        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
-        if missing:
-            raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
-                               % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
+        harness.require_tools(TOOLS)
         p = subprocess.run([harness.PY, "-c", "import grpc"], capture_output=True, text=True)
         if p.returncode != 0:
             raise RuntimeError("python3-grpcio is missing (make deps): %s" % p.stderr)

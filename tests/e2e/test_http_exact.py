@@ -175,10 +175,7 @@ class HttpExactTest(harness.PodPairTest):
     @classmethod
     def setUpClass(cls):
         # Missing peers are an error, not a skip: `make deps` installs them.
-        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
-        if missing:
-            raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
-                               % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
+        harness.require_tools(TOOLS)
         super().setUpClass()
         cls.nginx = Nginx(cls.topo.server_ns, NGINX_CONF,
                           {"ip4": cls.topo.SERVER_IP4, "ip6": cls.topo.SERVER_IP6,

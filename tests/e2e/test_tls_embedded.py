@@ -80,11 +80,7 @@ class TlsEmbeddedTest(harness.PodPairTest):
 
     @classmethod
     def setUpClass(cls):
-        # Missing peers are an error, not a skip: `make deps` installs them.
-        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
-        if missing:
-            raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
-                               % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
+        harness.require_tools(TOOLS)
         if not os.access(STATIC_CLIENT, os.X_OK):
             raise RuntimeError("missing %s: build it (cmake --build build)" % STATIC_CLIENT)
         super().setUpClass()

@@ -73,10 +73,7 @@ class TlsGoTest(harness.PodPairTest):
 
     @classmethod
     def setUpClass(cls):
-        missing = [t for t in TOOLS if not os.access(t, os.X_OK)]
-        if missing:
-            raise RuntimeError("missing %s: install the Debian packages %s (make deps)"
-                               % (", ".join(missing), ", ".join(TOOLS[t] for t in missing)))
+        harness.require_tools(TOOLS)
         cls.dir = tempfile.mkdtemp(prefix="ptE2e-go-tls-")
         cls.addClassCleanup(lambda: subprocess.run(["rm", "-rf", cls.dir], check=False))
         # Offline: GOPATH mode over Debian's packaged Go libraries, a cache of our own.

@@ -50,6 +50,27 @@ PATHS = ["/a", "/status/404", "/status/500", "/status/201", "/status/204", "/b",
          "/status/503", "/status/200", "/c", "/status/404"]
 
 
+def build_go(workdir, name, source, flags=()):
+    """Builds `source` into workdir/name with Debian's Go, offline: GOPATH mode over Debian's
+    packaged Go libraries, a build cache of its own. Returns the binary's path."""
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOFLAGS="",
+               GOPROXY="off", GOCACHE=os.path.join(workdir, "cache"), HOME=workdir)
+    out = os.path.join(workdir, name)
+    p = subprocess.run([GO, "build"] + list(flags) + ["-o", out, source], env=env,
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError("go build failed: %s" % p.stderr)
+    return out
+
+
+def make_cert(workdir):
+    """A self-signed certificate and its key in `workdir`: (cert path, key path)."""
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    harness.sh([hx.OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=podtap-test", "-keyout", key, "-out", cert])
+    return cert, key
+
+
 def tearDownModule():
     te.tearDownModule()
     try:
@@ -76,23 +97,10 @@ class TlsGoTest(harness.PodPairTest):
         harness.require_tools(TOOLS)
         cls.dir = tempfile.mkdtemp(prefix="ptE2e-go-tls-")
         cls.addClassCleanup(lambda: subprocess.run(["rm", "-rf", cls.dir], check=False))
-        # Offline: GOPATH mode over Debian's packaged Go libraries, a cache of our own.
-        env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOFLAGS="",
-                   GOPROXY="off", GOCACHE=os.path.join(cls.dir, "cache"), HOME=cls.dir)
-        cls.peer = os.path.join(cls.dir, "peer")
-        cls.stripped = os.path.join(cls.dir, "peer-stripped")
-        cls.grpc = os.path.join(cls.dir, "grpc-peer")
-        for out, flags, source in ((cls.peer, [], PEER_SOURCE),
-                                   (cls.stripped, ["-ldflags=-s -w"], PEER_SOURCE),
-                                   (cls.grpc, [], GRPC_SOURCE)):
-            p = subprocess.run([GO, "build"] + flags + ["-o", out, source], env=env,
-                               capture_output=True, text=True, timeout=300)
-            if p.returncode != 0:
-                raise RuntimeError("go build failed: %s" % p.stderr)
-        cls.cert = os.path.join(cls.dir, "cert.pem")
-        cls.key = os.path.join(cls.dir, "key.pem")
-        harness.sh([hx.OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=podtap-test", "-keyout", cls.key, "-out", cls.cert])
+        cls.peer = build_go(cls.dir, "peer", PEER_SOURCE)
+        cls.stripped = build_go(cls.dir, "peer-stripped", PEER_SOURCE, ["-ldflags=-s -w"])
+        cls.grpc = build_go(cls.dir, "grpc-peer", GRPC_SOURCE)
+        cls.cert, cls.key = make_cert(cls.dir)
         super().setUpClass()
 
     # ---- helpers -----------------------------------------------------------

@@ -74,10 +74,9 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
     }
     tls_libs_.MarkGoAttached(go.id);
     spdlog::info(
-        "Go TLS probes attached to {} ({}; Read: {} returns, Write: {} returns; *net.TCPConn type "
-        "hash {:#010x})",
-        go.path, go.version, probes.read.returns.size(), probes.write.returns.size(),
-        probes.tcp_conn_hash);
+        "Go TLS probes attached to {} ({}; Read's entry and {} returns, Write's entry; "
+        "*net.TCPConn type hash {:#010x})",
+        go.path, go.version, probes.read.returns.size(), probes.tcp_conn_hash);
   }
   if (all) {
     if (size_t swept = probes_->SweepGoTlsCalls(); swept > 0) {

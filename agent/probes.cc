@@ -267,8 +267,9 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_b
   out->ssl_enter = {s->progs.podtap_ssl_enter_read, s->progs.podtap_ssl_enter_write,
                     s->progs.podtap_ssl_enter_read_ex, s->progs.podtap_ssl_enter_write_ex,
                     s->progs.podtap_ssl_enter_do_handshake};
-  out->go_enter = {s->progs.podtap_go_tls_enter_read, s->progs.podtap_go_tls_enter_write};
-  out->go_ret = {s->progs.podtap_go_tls_ret_read, s->progs.podtap_go_tls_ret_write};
+  out->go_read_enter = s->progs.podtap_go_tls_read_enter;
+  out->go_read_ret = s->progs.podtap_go_tls_read_ret;
+  out->go_write = s->progs.podtap_go_tls_write;
   out->go_conn_types = s->maps.go_conn_types;
   out->go_tls_calls = s->maps.go_tls_calls;
   return "";
@@ -412,13 +413,10 @@ std::string TcpProbes::AttachGoTls(const std::string& path, const GoTlsProbes& p
     links.push_back(l);
     return std::string();
   };
-  std::string err;
-  const std::array<const GoFunctionProbes*, 2> functions = {&probes.read, &probes.write};
-  for (size_t i = 0; i < functions.size() && err.empty(); i++) {
-    err = attach(payload_.go_enter[i], functions[i]->entry, "a function's entry");
-    for (uint64_t ret : functions[i]->returns) {
-      if (err.empty()) err = attach(payload_.go_ret[i], ret, "a RET");
-    }
+  std::string err = attach(payload_.go_write, probes.write_entry, "Write's entry");
+  if (err.empty()) err = attach(payload_.go_read_enter, probes.read.entry, "Read's entry");
+  for (uint64_t ret : probes.read.returns) {
+    if (err.empty()) err = attach(payload_.go_read_ret, ret, "a RET of Read");
   }
   const uint8_t yes = 1;
   if (err.empty() &&

@@ -113,9 +113,10 @@ class TcpProbes {
   // SSL_do_handshake) to one OpenSSL libssl file; every process that maps it is covered. An
   // error names the file and the function. Fails when payload capture is off.
   std::string AttachTls(const std::string& path);
-  // Attaches the Go TLS probes (uprobes at the entry and at each RET of crypto/tls.(*Conn).Read
-  // and Write, found by GoTlsProbesIn) to one Go program, and lets its *net.TCPConn type hash
-  // through. An error names the file and the offset. Fails when payload capture is off.
+  // Attaches the Go TLS probes (uprobes at the entry of crypto/tls.(*Conn).Write, and at the
+  // entry and each RET of Read, found by GoTlsProbesIn) to one Go program, and lets its
+  // *net.TCPConn type hash through. An error names the file and the offset. Fails when payload
+  // capture is off.
   std::string AttachGoTls(const std::string& path, const GoTlsProbes& probes);
   // Deletes the Go TLS calls in flight of processes that exited (their goroutines parked in a
   // Read never return); the number deleted.
@@ -139,9 +140,11 @@ class TcpProbes {
     bpf_program* ssl_exit = nullptr;
     // SSL_read, SSL_write, SSL_read_ex, SSL_write_ex, SSL_do_handshake.
     std::array<bpf_program*, 5> ssl_enter{};
-    // crypto/tls.(*Conn).Read and Write: entry and RET programs, the type hashes, the calls.
-    std::array<bpf_program*, 2> go_enter{};
-    std::array<bpf_program*, 2> go_ret{};
+    // crypto/tls.(*Conn).Read's entry and RET programs, Write's entry program, the type
+    // hashes, the Reads in flight.
+    bpf_program* go_read_enter = nullptr;
+    bpf_program* go_read_ret = nullptr;
+    bpf_program* go_write = nullptr;
     bpf_map* go_conn_types = nullptr;
     bpf_map* go_tls_calls = nullptr;
   };

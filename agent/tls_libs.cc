@@ -363,14 +363,14 @@ std::variant<GoTlsProbes, std::string> GoTlsProbesIn(const std::string& path,
       result = std::string("the type hash of *net.TCPConn is not known");
     } else {
       auto read = ProbesOf(elf, fd, *symbols.read, kGoTlsRead);
-      auto write = ProbesOf(elf, fd, *symbols.write, kGoTlsWrite);
+      const uint64_t write_size = symbols.write->second - symbols.write->first;
+      const std::optional<uint64_t> write = FileOffsetOf(elf, symbols.write->first, write_size);
       if (const auto* err = std::get_if<std::string>(&read)) {
         result = *err;
-      } else if (const auto* err = std::get_if<std::string>(&write)) {
-        result = *err;
+      } else if (!write) {
+        result = std::string(kGoTlsWrite) + " is not in a loaded segment";
       } else {
-        result = GoTlsProbes{std::get<GoFunctionProbes>(std::move(read)),
-                             std::get<GoFunctionProbes>(std::move(write)), *hash};
+        result = GoTlsProbes{std::get<GoFunctionProbes>(std::move(read)), *write, *hash};
       }
     }
   }

@@ -67,12 +67,14 @@ struct GoFunctionProbes {
   std::vector<uint64_t> returns;
 };
 
-// Where the Go TLS probes go in one program: crypto/tls.(*Conn).Read and Write, and the type hash
-// of *net.TCPConn in it (from its go:itab.*net.TCPConn,net.Conn symbol when it has a .symtab,
-// else GoTypeHash of its version), which tells the probes a tls.Conn over TCP.
+// Where the Go TLS probes go in one program: crypto/tls.(*Conn).Read (its entry and RETs: the
+// bytes read are there at a RET), the entry of Write (its bytes are there at entry, and its
+// record must not wait for its RET), and the type hash of *net.TCPConn in it (from its
+// go:itab.*net.TCPConn,net.Conn symbol when it has a .symtab, else GoTypeHash of its version),
+// which tells the probes a tls.Conn over TCP.
 struct GoTlsProbes {
   GoFunctionProbes read;
-  GoFunctionProbes write;
+  uint64_t write_entry = 0;
   uint32_t tcp_conn_hash = 0;
 };
 

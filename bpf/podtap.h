@@ -163,14 +163,14 @@ struct podtap_verdict {
 	struct podtap_h2_walk walk[2]; /* by enum podtap_data_dir - 1 */
 };
 
-/* go_tls_calls (sockdata.bpf.c): a Go crypto/tls Read or Write in flight,
- * by process and goroutine (the g pointer) and direction. The agent deletes
- * the entries of processes that exited. */
+/* go_tls_calls (sockdata.bpf.c): a Go crypto/tls Read in flight, by process
+ * and goroutine (the g pointer). The agent deletes the entries of processes
+ * that exited. */
 #define PODTAP_GO_TLS_CALLS 65536
 struct podtap_go_tls_key {
 	__u64 g;
 	__u32 tgid;
-	__u32 dir; /* enum podtap_data_dir */
+	__u32 pad; /* zero */
 };
 
 #endif /* PODTAP_BPF_PODTAP_H */

@@ -721,9 +721,8 @@ int podtap_h2_walk_up(struct pt_regs *ctx)
  * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
  * PODTAP_TLS_KEY_BIT for TLS plaintext). `ctx` and `tail`: the calling
  * program's context and its type's walk program (kernels without bpf_loop;
- * the record is then sent from there). `ts`: the record's time, 0 for now. */
-static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *a, long ret,
-					 __u64 ts)
+ * the record is then sent from there). */
+static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *a, long ret)
 {
 	struct podtap_payload_event *e;
 	struct podtap_verdict *verdict;
@@ -742,7 +741,7 @@ static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *
 	e->kind = PODTAP_EV_PAYLOAD;
 	e->dir = a->dir;
 	e->flags = a->conn_id & PODTAP_TLS_KEY_BIT ? PODTAP_PF_TLS : 0;
-	e->ts_ns = ts ? ts : bpf_ktime_get_ns();
+	e->ts_ns = bpf_ktime_get_ns();
 	e->conn_id = a->conn_id & ~PODTAP_TLS_KEY_BIT;
 	e->total_len = ret;
 	if (!verdict) {
@@ -822,7 +821,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 			if (info && info->conn_id == a->conn_id)
 				info->data_seen |= a->dir;
 		}
-		emit_payload(ctx, H2_TAIL_TP, a, ret, 0);
+		emit_payload(ctx, H2_TAIL_TP, a, ret);
 	}
 	a->conn_id = 0;
 	return 0;
@@ -928,7 +927,7 @@ static __always_inline int ssl_exit(struct pt_regs *ctx)
 			/* The plaintext has no marks of its own: the preface's
 			 * 24 bytes alone decide. */
 			a.first = 1;
-			emit_payload(ctx, H2_TAIL_UP, &a, n, 0);
+			emit_payload(ctx, H2_TAIL_UP, &a, n);
 		}
 	}
 	return 0;
@@ -957,10 +956,10 @@ int podtap_ssl_exit(struct pt_regs *ctx)
 #if defined(__TARGET_ARCH_x86)
 /* Go's crypto/tls, Go 1.17 and later on amd64 (the register ABI): uprobes
  * at the entry of crypto/tls.(*Conn).Read and Write and at each RET
- * instruction of theirs, which the agent finds by disassembling them (a
+ * instruction of Read, which the agent finds by disassembling it (a
  * uretprobe rewrites a return address on a stack Go may move). At entry the
  * receiver is in RAX, the buffer in RBX and its length in RCX; at a RET the
- * byte count is in RAX. R14 holds the goroutine (g), which keys the call in
+ * byte count is in RAX. R14 holds the goroutine (g), which keys a Read in
  * flight: a goroutine parked in Read resumes on another thread.
  *
  * The socket is read from the Conn at entry, not from syscalls (another
@@ -984,10 +983,9 @@ struct {
 struct go_tls_call {
 	__u64 buf;
 	__u64 conn_id; /* 0: not a tracked TCP connection */
-	__u64 ts;      /* entry time */
 };
 
-/* Calls in flight (podtap.h). A process that exits with goroutines parked
+/* Read calls in flight (podtap.h). A process that exits with goroutines parked
  * in Read leaves theirs, which the agent deletes. Full: the call is counted
  * in syscall_map_full. */
 struct {
@@ -1021,10 +1019,49 @@ static __always_inline __u64 go_conn_id(__u64 tls_conn)
 	return tracked_conn_id(sk, &info);
 }
 
-static __always_inline int go_tls_enter(struct pt_regs *ctx, __u32 dir)
+/* The plaintext of a tracked connection's tls.Conn at `conn`: `n` bytes at
+ * `buf`, moved in `dir`. */
+static __always_inline void go_tls_emit(struct pt_regs *ctx, __u64 conn_id, __u64 buf, long n,
+					__u32 dir)
 {
-	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid(), .dir = dir};
-	struct go_tls_call c = {.buf = ctx->bx, .ts = bpf_ktime_get_ns()};
+	struct io_args a = {};
+
+	if (n <= 0 || n >= (1l << 31))
+		return;
+	if (!conn_id) {
+		count_drop(PODTAP_DROP_TLS_UNMAPPED);
+		return;
+	}
+	a.conn_id = conn_id | PODTAP_TLS_KEY_BIT;
+	a.buf = buf;
+	a.kind = BUF_PLAIN;
+	a.dir = dir;
+	a.first = 1; /* as for OpenSSL: the preface's 24 bytes alone decide */
+	emit_payload(ctx, H2_TAIL_UP, &a, n);
+}
+
+/* Write's record is sent at its entry, whole: its bytes are in the buffer
+ * then, and Go's Write returns fewer only with an error, which breaks the
+ * connection. At a RET it would come too late: the reply can be read by
+ * another goroutine on another thread before the writer gets there, and a
+ * program that exits on that reply (a client's last call) never gets there
+ * at all. Sent at entry, the request's record is in the ring before its
+ * bytes are on the socket. */
+SEC("uprobe")
+int podtap_go_tls_write(struct pt_regs *ctx)
+{
+	if (current_tgid() == self_tgid)
+		return 0;
+	go_tls_emit(ctx, go_conn_id(ctx->ax), ctx->bx, (long)ctx->cx, PODTAP_DATA_SEND);
+	return 0;
+}
+
+/* Read's bytes are there only at its RET: the entry keeps the call. */
+SEC("uprobe")
+int podtap_go_tls_read_enter(struct pt_regs *ctx)
+{
+	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid()};
+	struct go_tls_call c = {.buf = ctx->bx};
 
 	if (k.tgid == self_tgid)
 		return 0;
@@ -1034,53 +1071,22 @@ static __always_inline int go_tls_enter(struct pt_regs *ctx, __u32 dir)
 	return 0;
 }
 
-static __always_inline int go_tls_ret(struct pt_regs *ctx, __u32 dir)
+SEC("uprobe")
+int podtap_go_tls_read_ret(struct pt_regs *ctx)
 {
-	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid(), .dir = dir};
-	long n = (long)ctx->ax;
+	struct podtap_go_tls_key k = {.g = ctx->r14, .tgid = current_tgid()};
 	struct go_tls_call *c;
-	struct io_args a = {};
-	__u64 ts;
+	__u64 conn_id, buf;
 
 	c = bpf_map_lookup_elem(&go_tls_calls, &k);
 	if (!c)
 		return 0;
-	a.conn_id = c->conn_id;
-	a.buf = c->buf;
-	ts = c->ts;
+	conn_id = c->conn_id;
+	buf = c->buf;
 	bpf_map_delete_elem(&go_tls_calls, &k);
-	if (n <= 0 || n >= (1l << 31))
-		return 0;
-	if (!a.conn_id) {
-		count_drop(PODTAP_DROP_TLS_UNMAPPED);
-		return 0;
-	}
-	a.conn_id |= PODTAP_TLS_KEY_BIT;
-	a.kind = BUF_PLAIN;
-	a.dir = dir;
-	a.first = 1; /* as for OpenSSL: the preface's 24 bytes alone decide */
-	/* A write's record takes the call's entry time: the reply can be read,
-	 * by another goroutine on another thread, before the writer reaches
-	 * its RET, and records are applied in time order. A read's bytes are
-	 * there at its RET. */
-	emit_payload(ctx, H2_TAIL_UP, &a, n, dir == PODTAP_DATA_SEND ? ts : 0);
+	go_tls_emit(ctx, conn_id, buf, (long)ctx->ax, PODTAP_DATA_RECV);
 	return 0;
 }
-
-#define GO_TLS_PROBES(name, dir)                                                \
-	SEC("uprobe")                                                           \
-	int podtap_go_tls_enter_##name(struct pt_regs *ctx)                     \
-	{                                                                       \
-		return go_tls_enter(ctx, dir);                                  \
-	}                                                                       \
-	SEC("uprobe")                                                           \
-	int podtap_go_tls_ret_##name(struct pt_regs *ctx)                       \
-	{                                                                       \
-		return go_tls_ret(ctx, dir);                                    \
-	}
-
-GO_TLS_PROBES(read, PODTAP_DATA_RECV)
-GO_TLS_PROBES(write, PODTAP_DATA_SEND)
 #endif
 
 char LICENSE[] SEC("license") = "GPL";

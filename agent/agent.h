@@ -52,6 +52,8 @@ struct AgentOptions {
   TapOptions taps;  // the query service's live taps
   // TLS plaintext through uprobes on the libssl files the node's processes map.
   bool tls_probes = true;
+  // How often every process's maps are read for them (new processes: every second).
+  std::chrono::milliseconds tls_rescan_interval{30000};
   // The agent's CPU budget in cores (OverloadGuard); 0: none.
   double max_cpu = 0;
 };

@@ -23,8 +23,8 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
   using Clock = std::chrono::steady_clock;
   auto next_pods = Clock::now() + std::chrono::seconds(1);
   auto next_tls = Clock::now() + std::chrono::seconds(1);
+  auto next_tls_all = Clock::now() + opts_.tls_rescan_interval;
   auto next_diag = Clock::now() + opts_.diag_interval;
-  int tls_polls = 0;
   while (!stop.load()) {
     auto now = Clock::now();
     if (pods_ && now >= next_pods) {
@@ -32,9 +32,12 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
       next_pods = Clock::now() + std::chrono::seconds(1);
     }
     if (now >= next_tls) {
-      // New processes every second; every process's maps every 30 s (dlopen'd libraries).
-      PollTlsLibraries(++tls_polls % 30 == 0, stop);
+      // New processes every second; every process's maps every --tls-rescan-interval (dlopen'd
+      // libraries, files no process maps any more).
+      const bool all = now >= next_tls_all;
+      PollTlsLibraries(all, stop);
       next_tls = Clock::now() + std::chrono::seconds(1);
+      if (all) next_tls_all = Clock::now() + opts_.tls_rescan_interval;
     }
     if (opts_.diag_interval.count() > 0 && now >= next_diag) {
       PollLiveCounters(stop);
@@ -46,16 +49,24 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
 
 void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   if (!opts_.tls_probes || !probes_->payload_attached()) return;
-  uint64_t attached = 0, failed = 0;
-  for (const std::string& path : tls_libs_.FindNew(all)) {
-    std::string err = probes_->AttachTls(path);
+  uint64_t attached = 0, failed = 0, detached = 0;
+  for (const TlsLibraryFinder::OpenSslFile& file : tls_libs_.FindNew(all)) {
+    std::string err = probes_->AttachTls(file.path, file.id);
     if (err.empty()) {
       attached++;
-      spdlog::info("TLS plaintext probes attached to {}", path);
+      spdlog::info("TLS plaintext probes attached to {}", file.path);
     } else {
       failed++;
       spdlog::warn("TLS plaintext probes not attached: {}", err);
     }
+  }
+  // Files no process maps any more (their processes exited, or a new file replaced them at
+  // their path): their probes would keep them, and their inodes, alive for nothing.
+  for (const TlsLibraryFinder::GoneFile& file : tls_libs_.gone()) {
+    if (!probes_->DetachTls(file.id)) continue;
+    spdlog::info("TLS {}probes detached from {}: no process maps that file any more",
+                 file.go ? "Go " : "", file.path);
+    if (!file.go) detached++;
   }
   for (const TlsLibraryFinder::GoProgram& go : tls_libs_.new_go_tls()) {
     const std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(go.path, go.version);
@@ -67,12 +78,12 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
       continue;
     }
     const GoTlsProbes& probes = std::get<GoTlsProbes>(found);
-    if (std::string err = probes_->AttachGoTls(go.path, probes); !err.empty()) {
+    if (std::string err = probes_->AttachGoTls(go.path, go.id, probes); !err.empty()) {
       failed++;
       spdlog::warn("Go TLS probes not attached: {}", err);
       continue;
     }
-    tls_libs_.MarkGoAttached(go.id);
+    tls_libs_.MarkGoAttached(go);
     spdlog::info(
         "Go TLS probes attached to {} ({}; Read's entry and {} returns, Write's entry; "
         "*net.TCPConn type hash {:#010x})",
@@ -88,8 +99,9 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   const uint64_t go_files = tls_libs_.go_attached();
   const uint64_t unreadable = tls_libs_.unreadable();
   mail_.Post(
-      [this, attached, failed, without_openssl, go_tls, go_files, unreadable] {
+      [this, attached, detached, failed, without_openssl, go_tls, go_files, unreadable] {
         agg_.self().tls_libraries += attached;
+        agg_.self().tls_libraries -= detached;
         agg_.self().tls_attach_errors += failed;
         agg_.self().tls_without_openssl = without_openssl;
         agg_.self().tls_go_not_covered = go_tls;

@@ -177,6 +177,13 @@ int main(int argc, char** argv) {
                "Read TLS plaintext through uprobes on the OpenSSL (libssl) files the node's "
                "processes map")
       ->capture_default_str();
+  double tls_rescan_s = 30;
+  app.add_option("--tls-rescan-interval", tls_rescan_s,
+                 "Seconds between reads of every process's memory maps for the TLS probes "
+                 "(libraries loaded later with dlopen; files no process maps any more are "
+                 "detached); new processes are read every second")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 3600.0));
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -382,6 +389,7 @@ int main(int argc, char** argv) {
   opts.max_connections = max_connections;
   opts.pods_file = pods_file;
   opts.tls_probes = tls_probes;
+  opts.tls_rescan_interval = std::chrono::milliseconds(static_cast<int64_t>(tls_rescan_s * 1000));
   if (cri_opt->count() > 0) opts.cri_socket = cri_socket == "auto" ? "" : cri_socket;
   opts.pod_label_allowlist = SplitList(allowlist);
   opts.cluster_domain = cluster_domain;

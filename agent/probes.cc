@@ -370,7 +370,7 @@ void TcpProbes::ClearVerdict(uint64_t conn_id) {
   bpf_map__delete_elem(payload_.verdicts, &conn_id, sizeof(conn_id), 0);
 }
 
-std::string TcpProbes::AttachTls(const std::string& path) {
+std::string TcpProbes::AttachTls(const std::string& path, FileId id) {
   if (payload_.skeleton == nullptr) return "payload capture is off";
   static_assert(std::tuple_size_v<decltype(payload_.ssl_enter)> == kOpenSslFunctions.size());
   // SSL_read and SSL_write are in every file the finder returns; the others where the file
@@ -396,11 +396,11 @@ std::string TcpProbes::AttachTls(const std::string& path) {
       links.push_back(l);
     }
   }
-  tls_links_.insert(tls_links_.end(), links.begin(), links.end());
+  tls_links_[id] = std::move(links);
   return "";
 }
 
-std::string TcpProbes::AttachGoTls(const std::string& path, const GoTlsProbes& probes) {
+std::string TcpProbes::AttachGoTls(const std::string& path, FileId id, const GoTlsProbes& probes) {
   if (payload_.skeleton == nullptr) return "payload capture is off";
   std::vector<bpf_link*> links;
   auto attach = [&](bpf_program* prog, uint64_t offset, const char* what) {
@@ -428,8 +428,16 @@ std::string TcpProbes::AttachGoTls(const std::string& path, const GoTlsProbes& p
     for (bpf_link* done : links) bpf_link__destroy(done);
     return err;
   }
-  tls_links_.insert(tls_links_.end(), links.begin(), links.end());
+  tls_links_[id] = std::move(links);
   return "";
+}
+
+bool TcpProbes::DetachTls(FileId id) {
+  auto it = tls_links_.find(id);
+  if (it == tls_links_.end()) return false;
+  for (bpf_link* l : it->second) bpf_link__destroy(l);
+  tls_links_.erase(it);
+  return true;
 }
 
 size_t TcpProbes::SweepGoTlsCalls() {
@@ -491,8 +499,10 @@ void DetachAll(std::initializer_list<bpf_object_skeleton*> skeletons,
 }  // namespace
 
 TcpProbes::~TcpProbes() {
-  std::vector<bpf_link*> links = std::move(tls_links_);
-  links.insert(links.end(), exit_links_.begin(), exit_links_.end());
+  std::vector<bpf_link*> links = std::move(exit_links_);
+  for (auto& [id, file_links] : tls_links_) {
+    links.insert(links.end(), file_links.begin(), file_links.end());
+  }
   DetachAll({skel_ != nullptr ? skel_->skeleton : nullptr, payload_.skeleton}, &links);
   if (rb_ != nullptr) ring_buffer__free(rb_);
   if (payload_.destroy) payload_.destroy();

@@ -2,12 +2,16 @@
 // decided here and nowhere else) and reads their ring buffer and counters.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -109,15 +113,20 @@ class TcpProbes {
   void StopCapture(uint64_t conn_id);
   void ClearVerdict(uint64_t conn_id);
 
+  // A probed file, by device and inode.
+  using FileId = std::pair<dev_t, ino_t>;
   // Attaches the TLS plaintext probes (uprobes on SSL_read, SSL_write, their _ex forms and
-  // SSL_do_handshake) to one OpenSSL libssl file; every process that maps it is covered. An
-  // error names the file and the function. Fails when payload capture is off.
-  std::string AttachTls(const std::string& path);
+  // SSL_do_handshake) to one file with the OpenSSL API, `id` at `path`; every process that maps
+  // it is covered. An error names the file and the function. Fails when payload capture is off.
+  std::string AttachTls(const std::string& path, FileId id);
   // Attaches the Go TLS probes (uprobes at the entry of crypto/tls.(*Conn).Write, and at the
-  // entry and each RET of Read, found by GoTlsProbesIn) to one Go program, and lets its
-  // *net.TCPConn type hash through. An error names the file and the offset. Fails when payload
-  // capture is off.
-  std::string AttachGoTls(const std::string& path, const GoTlsProbes& probes);
+  // entry and each RET of Read, found by GoTlsProbesIn) to one Go program, `id` at `path`, and
+  // lets its *net.TCPConn type hash through. An error names the file and the offset. Fails when
+  // payload capture is off.
+  std::string AttachGoTls(const std::string& path, FileId id, const GoTlsProbes& probes);
+  // Detaches the probes of one file (no process maps it any more), which lets the kernel free
+  // it; false when none were attached to it.
+  bool DetachTls(FileId id);
   // Deletes the Go TLS calls in flight of processes that exited (their goroutines parked in a
   // Read never return); the number deleted.
   size_t SweepGoTlsCalls();
@@ -166,9 +175,9 @@ class TcpProbes {
   tcp_bpf* skel_ = nullptr;
   PayloadObject payload_;
   ring_buffer* rb_ = nullptr;
-  // The exit program's link on each sys_exit_* tracepoint, and the TLS uprobes.
+  // The exit program's link on each sys_exit_* tracepoint, and the TLS uprobes by file.
   std::vector<bpf_link*> exit_links_;
-  std::vector<bpf_link*> tls_links_;
+  std::map<FileId, std::vector<bpf_link*>> tls_links_;
   EventFn on_event_;
   std::string mode_;
   std::string payload_variant_ = "off";

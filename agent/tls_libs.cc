@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string_view>
 
 namespace podtap {
@@ -384,9 +385,9 @@ size_t TlsLibraryFinder::go_tls_programs() const {
                                            [](const auto& f) { return !f.second.go_tls.empty(); }));
 }
 
-void TlsLibraryFinder::MarkGoAttached(std::pair<dev_t, ino_t> id) {
-  without_.erase(id);
-  go_files_.insert(id);
+void TlsLibraryFinder::MarkGoAttached(const GoProgram& go) {
+  without_.erase(go.id);
+  go_files_[go.id] = {go.path, scan_};
 }
 
 std::string ExecutablePathInMapsLine(const std::string& line) {
@@ -400,9 +401,10 @@ std::string ExecutablePathInMapsLine(const std::string& line) {
   return path;
 }
 
-std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
-  std::vector<std::string> found;
+std::vector<TlsLibraryFinder::OpenSslFile> TlsLibraryFinder::FindNew(bool all) {
+  std::vector<OpenSslFile> found;
   new_go_.clear();
+  gone_.clear();
   DIR* dir = opendir(proc_.c_str());
   if (dir == nullptr) return found;
   scan_++;
@@ -432,7 +434,14 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
       struct stat st {};
       if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       const FileId id{st.st_dev, st.st_ino};
-      if (files_.count(id) != 0 || go_files_.count(id) != 0) continue;
+      if (auto f = files_.find(id); f != files_.end()) {
+        f->second.scan = scan_;
+        continue;
+      }
+      if (auto g = go_files_.find(id); g != go_files_.end()) {
+        g->second.scan = scan_;
+        continue;
+      }
       const int64_t mtime_ns =
           static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
       auto known = without_.find(id);
@@ -449,8 +458,8 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
       }
       if (HasOpenSslApi(*functions)) {
         if (known != without_.end()) without_.erase(known);
-        files_.insert(id);
-        found.push_back(path);
+        files_[id] = {path, scan_};
+        found.push_back({path, id});
         continue;
       }
       Stamp stamp{mtime_ns, st.st_size, scan_, GoTlsVersionIn(path).value_or("")};
@@ -466,7 +475,16 @@ std::vector<std::string> TlsLibraryFinder::FindNew(bool all) {
   // Forget processes that exited, so that a reused pid is read again; and, after reading every
   // process, the files no process maps any more.
   scanned_ = std::move(alive);
-  if (all) std::erase_if(without_, [this](const auto& f) { return f.second.scan != scan_; });
+  if (all) {
+    std::erase_if(without_, [this](const auto& f) { return f.second.scan != scan_; });
+    for (auto* probed : {&files_, &go_files_}) {
+      std::erase_if(*probed, [this, probed](const auto& f) {
+        if (f.second.scan == scan_) return false;
+        gone_.push_back({f.first, f.second.path, probed == &go_files_});
+        return true;
+      });
+    }
+  }
   return found;
 }
 

@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -100,13 +99,31 @@ class TlsLibraryFinder {
   // again each time a scan meets it.
   static constexpr size_t kMaxRemembered = 16384;
 
+  // A file, by device and inode.
+  using FileId = std::pair<dev_t, ino_t>;
+  struct OpenSslFile {
+    std::string path;  // under /proc/PID/root
+    FileId id;
+  };
+
   explicit TlsLibraryFinder(std::string proc = "/proc") : proc_(std::move(proc)) {}
-  // Paths (under /proc/PID/root) of files with the OpenSSL API not returned before, one per file
-  // (device and inode). Reads the maps of processes that are new or exec'd another program since
-  // the last call; `all` reads every process's (a library loaded later with dlopen). A file's
-  // symbols are read once per (device, inode, mtime, size); files without the API are
-  // remembered as such, and forgotten when a scan with `all` no longer meets them.
-  std::vector<std::string> FindNew(bool all = false);
+  // Files with the OpenSSL API not returned before, one per file (device and inode). Reads the
+  // maps of processes that are new or exec'd another program since the last call; `all` reads
+  // every process's (a library loaded later with dlopen). A file's symbols are read once per
+  // (device, inode, mtime, size); files without the API are remembered as such. Every file,
+  // returned or remembered, is forgotten when a scan with `all` no longer meets it (its
+  // processes exited, or it was replaced by another file at its path): gone() then names the
+  // files returned before and the Go programs marked attached, whose probes are to be detached,
+  // and a file met again later is read again.
+  std::vector<OpenSslFile> FindNew(bool all = false);
+  // A file returned by FindNew, or a Go program marked attached, that the last FindNew with
+  // `all` forgot; `path` is where it was found.
+  struct GoneFile {
+    FileId id;
+    std::string path;
+    bool go = false;
+  };
+  const std::vector<GoneFile>& gone() const { return gone_; }
 
   // Executable files mapped by the node's processes that do not carry the OpenSSL API, as
   // remembered now (Go programs the Go TLS probes are attached to are not among them).
@@ -117,13 +134,13 @@ class TlsLibraryFinder {
   struct GoProgram {
     std::string path;
     std::string version;
-    std::pair<dev_t, ino_t> id;
+    FileId id;
   };
   const std::vector<GoProgram>& new_go_tls() const { return new_go_; }
-  // The Go TLS probes are attached to this program: it is not read again, ever (a file is
-  // probed once), nor counted in without_openssl() and go_tls_programs().
-  void MarkGoAttached(std::pair<dev_t, ino_t> id);
-  // Go programs the Go TLS probes are attached to, since the start.
+  // The Go TLS probes are attached to this program: it is not read again while processes map
+  // it (a file is probed once), nor counted in without_openssl() and go_tls_programs().
+  void MarkGoAttached(const GoProgram& go);
+  // Go programs the Go TLS probes are attached to, now.
   size_t go_attached() const { return go_files_.size(); }
   // Tries to read a mapped file that could not be opened, since the start.
   uint64_t unreadable() const { return unreadable_; }
@@ -137,11 +154,16 @@ class TlsLibraryFinder {
     uint64_t scan = 0;   // the last scan that met the file
     std::string go_tls;  // the Go version of a Go program with crypto/tls; "" otherwise
   };
-  using FileId = std::pair<dev_t, ino_t>;
-
   std::string proc_;
-  std::set<FileId> files_;                // returned: the OpenSSL API is in them
-  std::set<FileId> go_files_;             // Go programs the Go TLS probes are attached to
+  // A file returned (the OpenSSL API is in it), or a Go program the Go TLS probes are attached
+  // to: where it was found, and the last scan that met it.
+  struct Probed {
+    std::string path;
+    uint64_t scan = 0;
+  };
+  std::map<FileId, Probed> files_;
+  std::map<FileId, Probed> go_files_;
+  std::vector<GoneFile> gone_;
   std::map<FileId, Stamp> without_;       // read: no OpenSSL API in them
   std::map<pid_t, std::string> scanned_;  // pid -> its executable when its maps were read
   std::vector<GoProgram> new_go_;

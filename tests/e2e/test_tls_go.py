@@ -11,11 +11,13 @@ both sides. A tls.Conn over anything but a *net.TCPConn is not attributed:
 its plaintext is counted as tls_unmapped.
 
 The agent finds the Go program through the processes that map it, attaches
-uprobes at the entry and at every RET of crypto/tls.(*Conn).Read and Write
-once per file, and reads each call's socket from the tls.Conn. Each case
-waits until the agent has attached to the program (a process holding it
-mapped), then runs the measured exchanges. The server and the client run the
-same file: it is attached once.
+uprobes at the entry of crypto/tls.(*Conn).Write and at the entry and every
+RET of Read once per file, and reads each call's socket from the tls.Conn.
+Each case waits until the agent has attached to the program (a process
+holding it mapped), then runs the measured exchanges. The server and the
+client run the same file: it is attached once. A file replaced at its path
+(a new build) is attached anew, and the old one's probes detached once no
+process maps it.
 
 Run as root: tests/e2e/run.sh test_tls_go. PODTAP_AGENT overrides the agent
 binary.
@@ -23,6 +25,7 @@ binary.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,6 +200,43 @@ class TlsGoTest(harness.PodPairTest):
         self.start_agent()
         self.wait_attached(self.peer)
         self.expect_exact(self.exchange(self.peer, "h2", log), self.peer)
+
+    def test_g_binary_replaced_exact(self):
+        # The program's file replaced at its path while the agent runs, as a rollout's new
+        # image does: another build (the stripped one, so its functions' offsets differ) in a
+        # new file renamed over the old. The agent attaches to the new file when a process maps
+        # it, and detaches the old one once no process maps it (found by the full scan, every
+        # --tls-rescan-interval): both exchanges exact, one file probed at the end.
+        self.start_agent(extra_args=["--tls-rescan-interval", "1"])
+        path = os.path.join(tempfile.mkdtemp(prefix="app-", dir=self.dir), "peer")
+        shutil.copy(self.peer, path)
+        server, log = self.start_server(path, "h1")
+        self.wait_attached(path)
+        first = self.exchange(path, "h1", log)
+        self.wait_equal(self.http_expects(first, tls="true") + self.tls_only_expects(1))
+        harness._stop_pid(server)
+        shutil.copy(self.stripped, path + ".new")
+        os.rename(path + ".new", path)
+        # The old file: no process maps it any more, its probes go.
+        deadline = time.monotonic() + hx.TIMEOUT
+        while not [l for l in self.agent.log_text().splitlines()
+                   if "Go probes detached from " in l and ("root%s:" % path) in l]:
+            if time.monotonic() > deadline:
+                self.fail("the old file's probes were not detached:\n%s" % self.agent.log_tail())
+            time.sleep(0.1)
+        server, log = self.start_server(path, "h1")
+        while len(self.attach_lines(path)) < 2:
+            if time.monotonic() > deadline:
+                self.fail("the new file was not attached:\n%s" % self.agent.log_tail())
+            time.sleep(0.1)
+        second = self.exchange(path, "h1", log)
+        self.wait_equal(self.http_expects(first + second, tls="true") + self.tls_only_expects(2)
+                        + [Expect("podtap_events_lost_total", {"reason": "tls_unmapped"}, 0),
+                           Expect("podtap_tls_libraries", {"state": "go"}, 1, absolute=True),
+                           Expect("podtap_tls_libraries", {"state": "failed"}, 0,
+                                  absolute=True)]
+                        + self.clean_expects())
+        self.assertEqual(len(self.attach_lines(path)), 2)
 
     def test_f_conn_not_tcp_not_guessed(self):
         # A client whose tls.Conn runs over a wrapper of the *net.TCPConn

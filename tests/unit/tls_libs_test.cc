@@ -271,9 +271,9 @@ TEST_F(TlsLibraryFinderTest, EachFileOnceAndNewProcessesOnly) {
   Process(12, "rootB", "/bin/sh", Map("/app/libcurl.so.4"));
   auto found = finder.FindNew();
   ASSERT_EQ(found.size(), 1u);  // pids 10 and 11 map one file, reached through either
-  EXPECT_TRUE(found[0] == (dir_ / "proc/10/root/app/server").string() ||
-              found[0] == (dir_ / "proc/11/root/app/server").string())
-      << found[0];
+  EXPECT_TRUE(found[0].path == (dir_ / "proc/10/root/app/server").string() ||
+              found[0].path == (dir_ / "proc/11/root/app/server").string())
+      << found[0].path;
   EXPECT_EQ(finder.without_openssl(), 2u);  // rootA's and rootB's libcurl
   EXPECT_EQ(finder.files_read(), 3u);
   EXPECT_TRUE(finder.FindNew().empty());
@@ -281,13 +281,40 @@ TEST_F(TlsLibraryFinderTest, EachFileOnceAndNewProcessesOnly) {
   Process(12, "rootB", "/app/server", Map("/app/server"));
   found = finder.FindNew();
   ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0], (dir_ / "proc/12/root/app/server").string());
+  EXPECT_EQ(found[0].path, (dir_ / "proc/12/root/app/server").string());
   // A full scan: every file already returned or remembered, none read again; rootB's libcurl
   // is mapped by no process any more and is forgotten.
   EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
   EXPECT_EQ(finder.files_read(), 4u);
   EXPECT_EQ(finder.without_openssl(), 1u);
   EXPECT_EQ(finder.unreadable(), 0u);
+  EXPECT_TRUE(finder.gone().empty());
+}
+
+TEST_F(TlsLibraryFinderTest, FileNoProcessMapsIsGoneAndFoundAgainLater) {
+  TlsLibraryFinder finder((dir_ / "proc").string());
+  Process(50, "rootA", "/app/server", Map("/app/server"));
+  Process(51, "rootB", "/app/server", Map("/app/server"));
+  ASSERT_EQ(finder.FindNew().size(), 2u);  // two files: one per root
+  struct stat a {};
+  ASSERT_EQ(stat((dir_ / "rootA/app/server").c_str(), &a), 0);
+  // rootA's process exited: a scan of new processes alone does not tell.
+  fs::remove_all(dir_ / "proc/50");
+  EXPECT_TRUE(finder.FindNew().empty());
+  EXPECT_TRUE(finder.gone().empty());
+  // A full scan does, once, with where the file was found; rootB's file stays.
+  EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
+  ASSERT_EQ(finder.gone().size(), 1u);
+  EXPECT_EQ(finder.gone()[0].id, std::make_pair(a.st_dev, a.st_ino));
+  EXPECT_EQ(finder.gone()[0].path, (dir_ / "proc/50/root/app/server").string());
+  EXPECT_FALSE(finder.gone()[0].go);
+  EXPECT_TRUE(finder.FindNew(/*all=*/true).empty());
+  EXPECT_TRUE(finder.gone().empty());
+  // A later process maps it again: returned again, to be probed again.
+  Process(52, "rootA", "/app/server", Map("/app/server"));
+  const auto found = finder.FindNew();
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].id, std::make_pair(a.st_dev, a.st_ino));
 }
 
 TEST_F(TlsLibraryFinderTest, FileChangedInPlaceIsReadAgain) {
@@ -337,24 +364,33 @@ TEST_F(TlsLibraryFinderTest, GoProgramsWithCryptoTlsAreCountedAndNamedOnce) {
   EXPECT_EQ(finder.go_tls_programs(), 0u);
 }
 
-TEST_F(TlsLibraryFinderTest, GoProgramAttachedOnceForGood) {
+TEST_F(TlsLibraryFinderTest, GoProgramAttachedWhileMapped) {
   TlsLibraryFinder finder((dir_ / "proc").string());
   fs::create_symlink("/usr/bin/prometheus", dir_ / "rootA/app/prometheus");
   Process(40, "rootA", "/app/prometheus", Map("/app/prometheus"));
   EXPECT_TRUE(finder.FindNew().empty());
   ASSERT_EQ(finder.new_go_tls().size(), 1u);
-  finder.MarkGoAttached(finder.new_go_tls()[0].id);
+  finder.MarkGoAttached(finder.new_go_tls()[0]);
   EXPECT_EQ(finder.go_attached(), 1u);
   EXPECT_EQ(finder.go_tls_programs(), 0u);
   EXPECT_EQ(finder.without_openssl(), 0u);
-  // Its process is gone, and a later one maps the same file: not named again (its probes stay).
+  // A second process maps the same file: not named again (its probes cover it).
+  Process(41, "rootA", "/app/prometheus", Map("/app/prometheus"));
   fs::remove_all(dir_ / "proc/40");
   finder.FindNew(/*all=*/true);
-  Process(42, "rootA", "/app/prometheus", Map("/app/prometheus"));
-  finder.FindNew(/*all=*/true);
   EXPECT_TRUE(finder.new_go_tls().empty());
+  EXPECT_TRUE(finder.gone().empty());
   EXPECT_EQ(finder.go_attached(), 1u);
-  EXPECT_EQ(finder.go_tls_programs(), 0u);
+  // No process maps it any more: gone, as a Go program, and named again when one does.
+  fs::remove_all(dir_ / "proc/41");
+  finder.FindNew(/*all=*/true);
+  ASSERT_EQ(finder.gone().size(), 1u);
+  EXPECT_TRUE(finder.gone()[0].go);
+  EXPECT_EQ(finder.gone()[0].path, (dir_ / "proc/40/root/app/prometheus").string());
+  EXPECT_EQ(finder.go_attached(), 0u);
+  Process(42, "rootA", "/app/prometheus", Map("/app/prometheus"));
+  finder.FindNew();
+  EXPECT_EQ(finder.new_go_tls().size(), 1u);
 }
 
 TEST_F(TlsLibraryFinderTest, MissingProcIsEmpty) {

@@ -226,6 +226,7 @@ void Agent::ApplyBatch() {
     agg_.self().payload_lost_args = drops.syscall_map_full;
     agg_.self().h2_capture_full = drops.h2_capture_full;
     agg_.self().h2_walk_lost = drops.h2_walk_lost;
+    agg_.self().h2_walk_out_of_order = drops.h2_walk_order;
     agg_.self().tls_unmapped = drops.tls_unmapped;
     agg_.self().close_map_full = drops.close_map_full;
     agg_.self().closes_recovered = probes_->recovered().closes;

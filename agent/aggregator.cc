@@ -405,6 +405,8 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{"reason", "syscall_map_full"}}, static_cast<double>(self_.payload_lost_args));
   AddValue(&lost, {{"reason", "h2_capture_full"}}, static_cast<double>(self_.h2_capture_full));
   AddValue(&lost, {{"reason", "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
+  AddValue(&lost, {{"reason", "h2_walk_out_of_order"}},
+           static_cast<double>(self_.h2_walk_out_of_order));
   AddValue(&lost, {{"reason", "tls_unmapped"}}, static_cast<double>(self_.tls_unmapped));
   AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
   AddValue(&lost, {{"reason", "close_map_full"}}, static_cast<double>(self_.close_map_full));

@@ -90,6 +90,7 @@ struct SelfStats {
   uint64_t payload_lost_args = 0;     // kernel: syscall argument map full
   uint64_t h2_capture_full = 0;       // kernel: HTTP/2 record out of room for a syscall's frames
   uint64_t h2_walk_lost = 0;          // kernel: HTTP/2 frame boundaries lost
+  uint64_t h2_walk_out_of_order = 0;  // kernel: HTTP/2 syscall bytes not next in the stream
   uint64_t tls_unmapped = 0;          // kernel: TLS plaintext of an SSL object with no socket yet
   uint64_t tls_libraries = 0;         // OpenSSL API files the TLS probes are attached to
   uint64_t tls_attach_errors = 0;     // OpenSSL API files they could not be attached to

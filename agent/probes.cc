@@ -583,6 +583,7 @@ TcpProbes::Drops TcpProbes::ReadDrops() const {
   d.syscall_map_full = SumDrop(PODTAP_DROP_SYSCALL_MAP_FULL);
   d.h2_capture_full = SumDrop(PODTAP_DROP_H2_CAPTURE_FULL);
   d.h2_walk_lost = SumDrop(PODTAP_DROP_H2_WALK_LOST);
+  d.h2_walk_order = SumDrop(PODTAP_DROP_H2_WALK_ORDER);
   d.tls_unmapped = SumDrop(PODTAP_DROP_TLS_UNMAPPED);
   d.close_map_full = SumDrop(PODTAP_DROP_CLOSE_MAP_FULL);
   return d;

@@ -96,6 +96,7 @@ class TcpProbes {
     uint64_t syscall_map_full = 0;
     uint64_t h2_capture_full = 0;
     uint64_t h2_walk_lost = 0;
+    uint64_t h2_walk_order = 0;
     uint64_t tls_unmapped = 0;
     uint64_t close_map_full = 0;
   };

@@ -43,7 +43,12 @@ enum podtap_drop {
 	/* close event lost for good: the ring buffer had no room for it and
 	 * the pending_closes map none either */
 	PODTAP_DROP_CLOSE_MAP_FULL = 7,
-	PODTAP_DROP__COUNT = 8,
+	/* HTTP/2 frame walk: a syscall's bytes did not follow the last walked
+	 * ones in the socket's stream (two syscalls in one direction at once,
+	 * or bytes moved where the probes do not see: io_uring, splice); the
+	 * walk of that direction stops */
+	PODTAP_DROP_H2_WALK_ORDER = 8,
+	PODTAP_DROP__COUNT = 9,
 };
 
 /* Entries of the pending_closes map: close and failed-connect events the
@@ -141,8 +146,9 @@ struct podtap_h2_walk {
 	__u8 capture;   /* 1: capture them (header blocks, SETTINGS, GOAWAY, preface) */
 	__u8 head_have; /* bytes of a frame header split across syscalls, so far */
 	__u8 lost;      /* 1: frame boundaries lost; nothing more is captured */
-	__u8 pad;
+	__u8 seq_known; /* 1: seq holds where the walked bytes end */
 	__u8 head[4];   /* its length and type bytes */
+	__u32 seq;      /* the socket's sequence number after the walked bytes */
 };
 
 /* Connection ids made up where the socket cookie cannot be had (the plain

@@ -717,6 +717,81 @@ int podtap_h2_walk_up(struct pt_regs *ctx)
 }
 #endif
 
+static __always_inline __u8 sk_state(__u64 sk)
+{
+#if PODTAP_KFUNC_CAST
+	struct sock *s = bpf_rdonly_cast((void *)sk, bpf_core_type_id_kernel(struct sock));
+
+	return s->__sk_common.skc_state;
+#else
+	struct sock *s = (struct sock *)sk;
+
+	return BPF_CORE_READ(s, __sk_common.skc_state);
+#endif
+}
+
+/* The socket's sequence number after the bytes moved so far in `dir`: sent
+ * by the application (write_seq), or read by it (copied_seq). */
+static __always_inline __u32 stream_seq(__u64 sk, __u32 dir)
+{
+#if PODTAP_KFUNC_CAST
+	struct tcp_sock *tp = bpf_rdonly_cast((void *)sk, bpf_core_type_id_kernel(struct tcp_sock));
+
+	return dir == PODTAP_DATA_SEND ? tp->write_seq : tp->copied_seq;
+#else
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+	return dir == PODTAP_DATA_SEND ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+#endif
+}
+
+/* A direction's walk follows its bytes in stream order, a syscall after
+ * another. Two syscalls on one socket in one direction at once (threads
+ * writing or reading one connection without a lock of their own) can reach
+ * their exit programs in the other order, and bytes moved where these
+ * probes do not look (io_uring, splice) are never walked: either way the
+ * walk would read frame headers where there are none. So each syscall's
+ * bytes must end at the socket's own sequence number, `ret` past where the
+ * last walked ones ended; when they do not, the walk of that direction
+ * stops, counted. Not for TLS plaintext (its bytes are not the socket's),
+ * nor for a socket with an upper layer protocol (kernel TLS: its sequence
+ * numbers count the records). */
+static __always_inline bool h2_in_order(struct podtap_h2_walk *st, struct io_args *a, long ret)
+{
+	/* Copied out: inside BPF_CORE_READ's argument, a->sk itself would be
+	 * relocated against the kernel's types. */
+	__u64 sk = a->sk;
+	__u32 end;
+
+	if (!sk || (a->conn_id & PODTAP_TLS_KEY_BIT))
+		return true;
+#if PODTAP_KFUNC_CAST
+	struct inet_connection_sock *icsk =
+		bpf_rdonly_cast((void *)sk, bpf_core_type_id_kernel(struct inet_connection_sock));
+
+	if (icsk->icsk_ulp_ops)
+		return true;
+#else
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+
+	if (BPF_CORE_READ(icsk, icsk_ulp_ops))
+		return true;
+#endif
+	end = stream_seq(sk, a->dir);
+	/* A read that meets the peer's FIN takes its sequence number too: the
+	 * socket has then left ESTABLISHED (CLOSE_WAIT, or CLOSING, TIME_WAIT
+	 * after our own FIN). */
+	if (st->seq_known && end != st->seq + (__u32)ret &&
+	    !(a->dir == PODTAP_DATA_RECV && end == st->seq + (__u32)ret + 1 &&
+	      sk_state(sk) != TCP_ESTABLISHED)) {
+		count_drop(PODTAP_DROP_H2_WALK_ORDER);
+		return false;
+	}
+	st->seq = end;
+	st->seq_known = 1;
+	return true;
+}
+
 /* Sends the record of `ret` bytes moved as `a` describes: a prefix, or the
  * segments of an HTTP/2 connection. a->conn_id is the verdicts key (with
  * PODTAP_TLS_KEY_BIT for TLS plaintext). `ctx` and `tail`: the calling
@@ -771,6 +846,8 @@ static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *
 	if (verdict) {
 		e->flags |= PODTAP_PF_SEGMENTS;
 		st = &verdict->walk[(a->dir - 1) & 1];
+		if (!st->lost && !h2_in_order(st, a, ret))
+			st->lost = 1;
 #if PODTAP_BPF_LOOP
 		n = h2_walk(scr, st, a, ret);
 #else

@@ -7,13 +7,20 @@ SETTINGS acknowledgements and the closing GOAWAY}. It is there to feed the kerne
 walk a syscall of a known number of frames (test_h2_exact case f); it
 decodes no header block (nginx's log is the ground truth of the statuses).
 
-    h2_burst.py HOST PORT AUTHORITY PATH [PATH ...]
+    h2_burst.py [--splice N] HOST PORT AUTHORITY PATH [PATH ...]
+
+--splice N: the burst goes in three parts, the second through splice(2)
+from a pipe, a syscall the agent's probes do not hook: the preface,
+SETTINGS and the first request in one send, then the next N bytes spliced
+(with N < 9, part of the second request's frame header), then the rest in
+one send (test_h2_exact case h).
 
 Exits 1 (with why on stderr) when a stream is reset, the server sends
 GOAWAY before every stream ended, or nothing arrives for 10 s.
 """
 
 import json
+import os
 import socket
 import struct
 import sys
@@ -43,15 +50,42 @@ def request_block(authority, path):
     return b"\x82\x86" + literal(4, path) + literal(1, authority)
 
 
+def splice_all(s, data):
+    """Sends `data` on `s` through a pipe and splice(2)."""
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+        left = len(data)
+        while left:
+            left -= os.splice(r, s.fileno(), left)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def main():
-    host, port, authority, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-    burst = PREFACE + frame(SETTINGS, 0, 0)
+    args = sys.argv[1:]
+    spliced = 0
+    if args[:1] == ["--splice"]:
+        spliced, args = int(args[1]), args[2:]
+    host, port, authority, paths = args[0], int(args[1]), args[2], args[3:]
+    first = PREFACE + frame(SETTINGS, 0, 0)
+    rest = b""
     for i, path in enumerate(paths):
-        burst += frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1,
-                       request_block(authority, path))
+        f = frame(HEADERS, END_STREAM | END_HEADERS, 2 * i + 1, request_block(authority, path))
+        if i == 0 or not spliced:
+            first += f
+        else:
+            rest += f
     s = socket.create_connection((host, port), timeout=10)
+    s.setblocking(True)
     sends = 1
-    s.sendall(burst)
+    s.sendall(first)
+    if rest:
+        splice_all(s, rest[:spliced])
+        s.sendall(rest[spliced:])
+        sends += 2
+    s.settimeout(10)
     open_streams = {2 * i + 1 for i in range(len(paths))}
     buf = b""
     while open_streams:

@@ -584,6 +584,33 @@ class H2ExactTest(harness.PodPairTest):
                                 "the client's send and the server's read were each lost")
         self.wait_equal(self.tcp_expects(1))
 
+    def test_h_bytes_the_probes_do_not_see(self):
+        # Five bytes of the second request's frame header go through splice(2), which the
+        # probes do not hook: the client's next send starts inside a frame. The kernel sees
+        # by the socket's sequence number that its bytes do not follow the last walked ones,
+        # stops walking the client's sends and counts it, instead of reading a frame header
+        # in the middle of a frame. nginx reads every byte with hooked syscalls: its side is
+        # exact. The client's side counts the one request it walked, and gives up on the
+        # connection at the gap, counted (lost_sync).
+        self.start_agent()
+        since = self.nginx.offset()
+        paths = ["/status/200", "/status/404", "/tiny.txt"]
+        p = self.client_cmd([harness.PY, H2_BURST, "--splice", "5", self.topo.SERVER_IP4,
+                             str(H2_PORT), "%s:%d" % (self.topo.SERVER_IP4, H2_PORT)] + paths)
+        self.assertEqual(json.loads(p.stdout)["requests"], len(paths))
+        entries = self.h2_entries(since, len(paths))
+        outbound = self.side("outbound")
+        self.wait_equal(self.http_expects(self.nginx_answers(entries), directions=("inbound",))
+                        + self.tcp_expects(1)
+                        + [Expect("podtap_events_lost_total", {"reason": "h2_walk_out_of_order"},
+                                  1),
+                           Expect("podtap_events_lost_total", {"reason": "h2_walk_lost"}, 0),
+                           Expect("request_total", outbound, 1),
+                           Expect("response_total", outbound, 0),
+                           Expect("podtap_parse_errors_total",
+                                  {"protocol": "http2", "error": "lost_sync"}, 1),
+                           Expect("podtap_connections_given_up_total", {"protocol": "http2"}, 1)])
+
     # ---- (e) exposition ------------------------------------------------------------------
 
     def test_e_exposition_valid(self):

@@ -82,15 +82,50 @@ namespace {
 constexpr char kGoBuildInfoMagic[] = "\xff Go buildinf:";
 constexpr size_t kGoBuildInfoMagicLen = sizeof(kGoBuildInfoMagic) - 1;
 
+// The file offset of a virtual address in a loaded segment's file bytes, or nullopt.
+std::optional<uint64_t> FileOffsetOf(Elf* elf, uint64_t vaddr, uint64_t len) {
+  size_t n = 0;
+  if (elf_getphdrnum(elf, &n) != 0) return std::nullopt;
+  for (size_t i = 0; i < n; i++) {
+    GElf_Phdr ph;
+    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_LOAD) continue;
+    if (vaddr >= ph.p_vaddr && vaddr - ph.p_vaddr <= ph.p_filesz &&
+        ph.p_filesz - (vaddr - ph.p_vaddr) >= len) {
+      return vaddr - ph.p_vaddr + ph.p_offset;
+    }
+  }
+  return std::nullopt;
+}
+
 // The version in a .go.buildinfo section: since Go 1.18 (flags bit 1) a length-prefixed string
-// at offset 32; before, pointers into the program's data, not followed here.
-std::optional<std::string> GoVersionInBuildInfo(const Elf_Data* data) {
+// at offset 32; before, at offset 16 a pointer to runtime.buildVersion, a string header (data
+// pointer, length) in the program's data, followed here for 64-bit little-endian programs.
+std::optional<std::string> GoVersionInBuildInfo(Elf* elf, int fd, const Elf_Data* data) {
   const auto* p = static_cast<const unsigned char*>(data->d_buf);
   const size_t n = data->d_size;
   if (p == nullptr || n < 32 || std::memcmp(p, kGoBuildInfoMagic, kGoBuildInfoMagicLen) != 0) {
     return std::nullopt;
   }
-  if ((p[kGoBuildInfoMagicLen + 1] & 2) == 0) return std::string("go1.17 or older");
+  const unsigned char flags = p[kGoBuildInfoMagicLen + 1];
+  if ((flags & 2) == 0) {
+    const unsigned char ptr_size = p[kGoBuildInfoMagicLen];
+    if (ptr_size != 8 || (flags & 1) != 0) return std::nullopt;
+    uint64_t header_at = 0;
+    uint64_t header[2] = {};  // data pointer, length
+    std::memcpy(&header_at, p + 16, sizeof(header_at));
+    const std::optional<uint64_t> at = FileOffsetOf(elf, header_at, sizeof(header));
+    if (!at || pread(fd, header, sizeof(header), static_cast<off_t>(*at)) != sizeof(header) ||
+        header[1] == 0 || header[1] > 64) {
+      return std::nullopt;
+    }
+    std::string version(header[1], '\0');
+    const std::optional<uint64_t> text = FileOffsetOf(elf, header[0], header[1]);
+    if (!text || pread(fd, version.data(), header[1], static_cast<off_t>(*text)) !=
+                     static_cast<ssize_t>(header[1])) {
+      return std::nullopt;
+    }
+    return version;
+  }
   uint64_t len = 0;
   size_t at = 32;
   for (int shift = 0; at < n && shift < 64; shift += 7) {
@@ -127,7 +162,7 @@ std::optional<std::string> GoTlsVersionIn(const std::string& path) {
       Elf_Data* data = elf_getdata(scn, nullptr);
       if (data == nullptr || data->d_buf == nullptr) continue;
       if (buildinfo) {
-        version = GoVersionInBuildInfo(data);
+        version = GoVersionInBuildInfo(elf, fd, data);
       } else {
         // Function names are NUL-terminated in the table: the method itself, not ReadFrom.
         const std::string_view bytes(static_cast<const char*>(data->d_buf), data->d_size);
@@ -160,7 +195,7 @@ std::optional<int> GoMinorVersion(std::string_view version) {
 
 bool GoVersionCovered(std::string_view version) {
   const std::optional<int> minor = GoMinorVersion(version);
-  return minor && *minor >= 18;
+  return minor && *minor >= 17;
 }
 
 std::optional<std::vector<uint64_t>> X86ReturnOffsets(std::span<const uint8_t> code) {
@@ -227,8 +262,8 @@ std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const
 
 std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name) {
   const std::optional<int> minor = GoMinorVersion(version);
-  if (!minor || *minor < 18 || *minor > 23) return std::nullopt;
-  const bool md5 = *minor == 18;
+  if (!minor || *minor < 17 || *minor > 23) return std::nullopt;
+  const bool md5 = *minor <= 18;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(link_name.data(), link_name.size(), digest, &len, md5 ? EVP_md5() : EVP_sha256(),
@@ -245,21 +280,6 @@ namespace {
 
 constexpr std::string_view kGoTlsRead = "crypto/tls.(*Conn).Read";
 constexpr std::string_view kGoTlsWrite = "crypto/tls.(*Conn).Write";
-
-// The file offset of a virtual address in a loaded segment's file bytes, or nullopt.
-std::optional<uint64_t> FileOffsetOf(Elf* elf, uint64_t vaddr, uint64_t len) {
-  size_t n = 0;
-  if (elf_getphdrnum(elf, &n) != 0) return std::nullopt;
-  for (size_t i = 0; i < n; i++) {
-    GElf_Phdr ph;
-    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_LOAD) continue;
-    if (vaddr >= ph.p_vaddr && vaddr - ph.p_vaddr <= ph.p_filesz &&
-        ph.p_filesz - (vaddr - ph.p_vaddr) >= len) {
-      return vaddr - ph.p_vaddr + ph.p_offset;
-    }
-  }
-  return std::nullopt;
-}
 
 // What a Go program's .symtab says: [entry, end) of the two functions, and its
 // go:itab.*net.TCPConn,net.Conn (named go.itab.* before Go 1.20).

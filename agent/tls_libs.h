@@ -32,15 +32,16 @@ inline constexpr size_t kOpenSslRequired = 2;
 std::optional<uint32_t> OpenSslFunctionsIn(const std::string& path);
 
 // The Go toolchain version ("go1.19.8") of a Go program with crypto/tls linked in: its
-// .go.buildinfo section names the version (Go 1.18 and later; "go1.17 or older" before), and its
-// .gopclntab, which strip keeps, holds the name of crypto/tls.(*Conn).Read. std::nullopt for any
-// other file, or one that cannot be read.
+// .go.buildinfo section names the version (in the section since Go 1.18; through a pointer to
+// runtime.buildVersion before), and its .gopclntab, which strip keeps, holds the name of
+// crypto/tls.(*Conn).Read ("an unknown Go version" when the build info does not say). std::nullopt
+// for any other file, or one that cannot be read.
 std::optional<std::string> GoTlsVersionIn(const std::string& path);
 
-// Whether the Go TLS probes cover programs built by this Go version: go1.18 and later, as the
+// Whether the Go TLS probes cover programs built by this Go version: go1.17 and later, as the
 // build info names them (the register ABI since 1.17, and the struct layout the probes read:
 // tls.Conn's first field conn net.Conn, net.TCPConn's *netFD, poll.FD's Sysfd after its 16-byte
-// fdMutex). A "go1.17 or older" build info cannot tell 1.17 from the stack ABI of 1.16.
+// fdMutex). Go 1.16 and older passed arguments on the stack.
 bool GoVersionCovered(std::string_view version);
 
 // The offsets, from the start of `code`, of the RET instructions in x86-64 machine code; nullopt
@@ -54,9 +55,9 @@ std::optional<std::pair<uint64_t, uint64_t>> GoFunctionInPclntab(std::span<const
                                                                  std::string_view name);
 
 // The type hash the Go compiler of `version` writes into the type descriptor of the type named
-// `link_name` ("*net.TCPConn"): the first 4 bytes, little endian, of md5 (Go 1.18) or of SHA-256
-// with every bit inverted (Go 1.19 to 1.23: cmd/internal/notsha256) of the name. nullopt for
-// other versions (Go 1.24's compiler hashes otherwise): their programs are covered only with
+// `link_name` ("*net.TCPConn"): the first 4 bytes, little endian, of md5 (Go 1.17, 1.18) or of
+// SHA-256 with every bit inverted (Go 1.19 to 1.23: cmd/internal/notsha256) of the name. nullopt
+// for other versions (Go 1.24's compiler hashes otherwise): their programs are covered only with
 // their symbols, where the hash is read from the program itself.
 std::optional<uint32_t> GoTypeHash(std::string_view version, std::string_view link_name);
 

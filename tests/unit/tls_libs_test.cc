@@ -3,11 +3,13 @@
 // SSL_read) through a /proc laid out by the test.
 #include "agent/tls_libs.h"
 
+#include <elf.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -92,10 +94,10 @@ TEST(GoTlsTest, VersionsCovered) {
   EXPECT_TRUE(GoVersionCovered("go1.18"));
   EXPECT_TRUE(GoVersionCovered("go1.21rc2"));
   EXPECT_TRUE(GoVersionCovered("go1.23.4"));
-  // The build info of Go 1.17 and older names no version: 1.16 had the stack ABI.
-  EXPECT_FALSE(GoVersionCovered("go1.17 or older"));
-  EXPECT_FALSE(GoVersionCovered("go1.17.13"));
+  // The register ABI came with Go 1.17; 1.16 passed arguments on the stack.
+  EXPECT_TRUE(GoVersionCovered("go1.17.13"));
   EXPECT_FALSE(GoVersionCovered("go1.16"));
+  EXPECT_FALSE(GoVersionCovered("go1.16.15"));
   EXPECT_FALSE(GoVersionCovered("devel go1.22-abcdef"));
   EXPECT_FALSE(GoVersionCovered("an unknown Go version"));
   EXPECT_FALSE(GoVersionCovered("go1."));
@@ -105,12 +107,13 @@ TEST(GoTlsTest, TypeHashByCompilerVersion) {
   // Go 1.19's compiler: notsha256 (SHA-256, every bit inverted) of the type's link name; the
   // value read from a real binary's go.itab.*net.TCPConn,net.Conn (GoTlsProgramTest below).
   EXPECT_EQ(GoTypeHash("go1.19.8", "*net.TCPConn"), 0xbc020cb9u);
-  // Go 1.18's: md5.
+  // Go 1.17's and 1.18's: md5.
   EXPECT_EQ(GoTypeHash("go1.18.10", "*net.TCPConn"), 0xb954d952u);
+  EXPECT_EQ(GoTypeHash("go1.17.13", "*net.TCPConn"), 0xb954d952u);
   EXPECT_EQ(GoTypeHash("go1.23.4", "*net.TCPConn"), 0xbc020cb9u);
   // Other compilers: not known, and not guessed.
   EXPECT_EQ(GoTypeHash("go1.24.1", "*net.TCPConn"), std::nullopt);
-  EXPECT_EQ(GoTypeHash("go1.17 or older", "*net.TCPConn"), std::nullopt);
+  EXPECT_EQ(GoTypeHash("go1.16.15", "*net.TCPConn"), std::nullopt);
 }
 
 TEST(GoTlsTest, ReturnsInMachineCode) {
@@ -199,10 +202,56 @@ TEST_F(GoTlsProgramTest, SymtabAndStrippedAgree) {
   EXPECT_EQ(stripped.tcp_conn_hash, plain.tcp_conn_hash);
 }
 
+TEST_F(GoTlsProgramTest, BuildInfoOfGo117) {
+  // No Go 1.17 toolchain is packaged here: the Go 1.19 program's .go.buildinfo is rewritten in
+  // the layout Go 1.17's linker wrote (no inline strings; at +16 a pointer to a string header,
+  // here placed in the section itself, whose data pointer leads to "go1.17.13").
+  fs::copy_file(dir_ / "plain", dir_ / "go117", fs::copy_options::overwrite_existing);
+  std::fstream f(dir_ / "go117", std::ios::in | std::ios::out | std::ios::binary);
+  Elf64_Ehdr eh{};
+  f.read(reinterpret_cast<char*>(&eh), sizeof(eh));
+  std::vector<Elf64_Shdr> sections(eh.e_shnum);
+  f.seekg(static_cast<std::streamoff>(eh.e_shoff));
+  f.read(reinterpret_cast<char*>(sections.data()),
+         static_cast<std::streamsize>(sections.size() * sizeof(Elf64_Shdr)));
+  const Elf64_Shdr& names = sections.at(eh.e_shstrndx);
+  std::string strtab(names.sh_size, '\0');
+  f.seekg(static_cast<std::streamoff>(names.sh_offset));
+  f.read(strtab.data(), static_cast<std::streamsize>(strtab.size()));
+  const Elf64_Shdr* info = nullptr;
+  for (const Elf64_Shdr& sh : sections) {
+    if (std::strcmp(strtab.c_str() + sh.sh_name, ".go.buildinfo") == 0) info = &sh;
+  }
+  ASSERT_NE(info, nullptr);
+  ASSERT_GE(info->sh_size, 64u);
+  const std::string version = "go1.17.13";
+  uint8_t flags = 0;  // little endian, no inline strings
+  const uint64_t words[4] = {info->sh_addr + 32, 0, info->sh_addr + 48, version.size()};
+  f.seekp(static_cast<std::streamoff>(info->sh_offset + 15));
+  f.write(reinterpret_cast<const char*>(&flags), 1);
+  f.write(reinterpret_cast<const char*>(words), sizeof(words));
+  f.write(version.data(), static_cast<std::streamsize>(version.size()));
+  f.close();
+  const std::string path = (dir_ / "go117").string();
+  ASSERT_EQ(GoTlsVersionIn(path), version);
+  std::variant<GoTlsProbes, std::string> found = GoTlsProbesIn(path, version);
+  ASSERT_TRUE(std::holds_alternative<GoTlsProbes>(found)) << std::get<std::string>(found);
+  const GoTlsProbes plain = ProbesOf("plain");
+  EXPECT_EQ(std::get<GoTlsProbes>(found).read.returns, plain.read.returns);
+  EXPECT_EQ(std::get<GoTlsProbes>(found).write_entry, plain.write_entry);
+  // A pointer that leads nowhere: no version, not covered.
+  const uint64_t nowhere = 8;
+  std::fstream g(path, std::ios::in | std::ios::out | std::ios::binary);
+  g.seekp(static_cast<std::streamoff>(info->sh_offset + 16));
+  g.write(reinterpret_cast<const char*>(&nowhere), sizeof(nowhere));
+  g.close();
+  EXPECT_EQ(GoTlsVersionIn(path), "an unknown Go version");
+}
+
 TEST_F(GoTlsProgramTest, NotCovered) {
   const std::string plain = (dir_ / "plain").string();
-  EXPECT_EQ(std::get<std::string>(GoTlsProbesIn(plain, "go1.17 or older")),
-            "Go version go1.17 or older is not covered");
+  EXPECT_EQ(std::get<std::string>(GoTlsProbesIn(plain, "go1.16.15")),
+            "Go version go1.16.15 is not covered");
   EXPECT_NE(std::get<std::string>(GoTlsProbesIn("/usr/bin/node", "go1.19")).find("not found"),
             std::string::npos);
   EXPECT_TRUE(std::holds_alternative<std::string>(GoTlsProbesIn("/nonexistent", "go1.19")));

@@ -126,11 +126,11 @@ demo: build
 	  /usr/bin/python3 -B tests/e2e/demo.py
 
 fmt:
-	clang-format -i agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
+	clang-format -i agent/*.cc agent/*.h agent/*/*.cc agent/*/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
 	  tests/fuzz/*.cc tests/fuzz/*.h tests/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
 
 lint:
-	clang-format --dry-run --Werror agent/*.cc agent/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
+	clang-format --dry-run --Werror agent/*.cc agent/*.h agent/*/*.cc agent/*/*.h exporter/*.cc exporter/*.h tests/unit/*.cc tests/e2e/*.cc \
 	  tests/fuzz/*.cc tests/fuzz/*.h tests/*.h cli/*.cc cli/*.h relay/*.cc relay/*.h bench/*.cc tests/kernel_matrix/*.c
 
 clean:

@@ -15,9 +15,9 @@
 #include <tuple>
 #include <variant>
 
-#include "agent/cri_source.h"
-#include "agent/proc_pods.h"
-#include "agent/sock_diag.h"
+#include "agent/kernel/sock_diag.h"
+#include "agent/metadata/cri_source.h"
+#include "agent/metadata/proc_pods.h"
 
 namespace podtap {
 
@@ -33,7 +33,7 @@ Agent::Agent(AgentOptions opts)
   agg_.self().cpu_budget_cores = opts_.max_cpu;
   pipeline_.SetRoutes(opts_.routes);
   pipeline_.SetClusterDomain(opts_.cluster_domain);
-  pipeline_.SetRecorder(&recorder_);
+  pipeline_.SetObserver(&recorder_);
   if (opts_.cri_socket) {
     pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);
     pods_source_name_ = "cri";

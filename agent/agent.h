@@ -18,17 +18,17 @@
 #include <utility>
 #include <vector>
 
-#include "agent/aggregator.h"
-#include "agent/event_decoder.h"
-#include "agent/kube_source.h"
+#include "agent/conn/tcp_pipeline.h"
+#include "agent/kernel/event_decoder.h"
+#include "agent/kernel/probes.h"
+#include "agent/kernel/tls_libs.h"
 #include "agent/mailbox.h"
+#include "agent/metadata/kube_source.h"
+#include "agent/metadata/pods.h"
+#include "agent/metrics/aggregator.h"
 #include "agent/overload_guard.h"
-#include "agent/pods.h"
-#include "agent/probes.h"
-#include "agent/query_recorder.h"
-#include "agent/tap.h"
-#include "agent/tcp_pipeline.h"
-#include "agent/tls_libs.h"
+#include "agent/query/query_recorder.h"
+#include "agent/query/tap.h"
 
 namespace podtap {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "agent/agent.h"
-#include "agent/sock_diag.h"
+#include "agent/kernel/sock_diag.h"
 
 namespace podtap {
 

@@ -168,7 +168,7 @@ grpc::Status QueryServiceImpl::Stat(grpc::ServerContext* ctx, const pb::StatRequ
       a.latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
-      const Endpoint& local = rec.endpoints().Get(c.endpoints).local;
+      const Endpoint& local = rec.endpoints().Get(c.endpoints.id()).local;
       if (Selected(sel, local, c.direction)) rows[{resource(local), c.direction}].open++;
     });
     return !NamesSomething(sel) || AnyPodMatches(pipe, sel);
@@ -320,7 +320,7 @@ grpc::Status QueryServiceImpl::Conns(grpc::ServerContext* ctx, const pb::ConnsRe
   bool known = agent_->ReadQueryState([&](const QueryRecorder& rec, const TcpPipeline& pipe) {
     uint64_t now = ClockNs(CLOCK_MONOTONIC);
     pipe.conns().ForEach([&](const Conn& c) {
-      const EndpointPair& pair = rec.endpoints().Get(c.endpoints);
+      const EndpointPair& pair = rec.endpoints().Get(c.endpoints.id());
       if (!Selected(sel, pair.local, c.direction)) return;
       pb::Conn& out = found.emplace_back();
       out.set_direction(ToProto(c.direction));
@@ -377,7 +377,7 @@ grpc::Status QueryServiceImpl::Edges(grpc::ServerContext* ctx, const pb::EdgesRe
       a->latency.Merge(t.latency);
     }
     pipe.conns().ForEach([&](const Conn& c) {
-      if (Acc* a = edge(rec.endpoints().Get(c.endpoints), c.direction)) a->open++;
+      if (Acc* a = edge(rec.endpoints().Get(c.endpoints.id()), c.direction)) a->open++;
     });
     return !NamesSomething(sel) || AnyPodMatches(pipe, sel);
   });

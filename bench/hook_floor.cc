@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/probes.h"
+#include "agent/kernel/probes.h"
 #include "floor.skel.h"
 
 int main(int argc, char** argv) {

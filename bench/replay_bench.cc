@@ -25,11 +25,11 @@
 #include <variant>
 #include <vector>
 
-#include "agent/aggregator.h"
-#include "agent/event_decoder.h"
-#include "agent/query_recorder.h"
-#include "agent/tap.h"
-#include "agent/tcp_pipeline.h"
+#include "agent/conn/tcp_pipeline.h"
+#include "agent/kernel/event_decoder.h"
+#include "agent/metrics/aggregator.h"
+#include "agent/query/query_recorder.h"
+#include "agent/query/tap.h"
 
 extern "C" {
 #include "bpf/podtap.h"
@@ -439,7 +439,7 @@ class Replayer {
  public:
   Replayer(const podtap::PodList& pods)
       : recorder_(&taps_), pipeline_(&agg_, 262144, {}, /*capture_payload=*/true) {
-    pipeline_.SetRecorder(&recorder_);
+    pipeline_.SetObserver(&recorder_);
     pipeline_.SetPods(pods);
   }
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/aggregator.h"
+#include "agent/metrics/aggregator.h"
 #include "exporter/gzip.h"
 #include "exporter/influx_format.h"
 #include "exporter/json_format.h"

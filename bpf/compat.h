@@ -1,6 +1,6 @@
 /* Kernel feature variants of the socket data programs, in one place: the
  * same source is built three times (CMakeLists.txt) and the agent's loader
- * (agent/probes.cc) picks the first build the running kernel can load:
+ * (agent/kernel/probes.cc) picks the first build the running kernel can load:
  *
  *   sockdata             PODTAP_KFUNC_CAST + PODTAP_TASK_STORAGE + PODTAP_BPF_LOOP
  *   sockdata_probe_read  PODTAP_TASK_STORAGE + PODTAP_BPF_LOOP

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "agent/kube_client.h"
+#include "agent/metadata/kube_client.h"
 
 namespace podtap {
 namespace {

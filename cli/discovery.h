@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/kube_config.h"
+#include "agent/metadata/kube_config.h"
 
 namespace podtap {
 

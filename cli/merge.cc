@@ -5,7 +5,7 @@
 #include <map>
 #include <tuple>
 
-#include "agent/latency_histogram.h"
+#include "agent/query/latency_histogram.h"
 
 namespace podtap {
 namespace {

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/latency_histogram.h"
+#include "agent/query/latency_histogram.h"
 #include "cli/discovery.h"
 #include "cli/fanout.h"
 #include "cli/merge.h"

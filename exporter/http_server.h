@@ -13,7 +13,7 @@
 #include <mutex>
 #include <string>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap {
 

@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap {
 

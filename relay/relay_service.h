@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/kube_config.h"
+#include "agent/metadata/kube_config.h"
 #include "cli/fanout.h"
 #include "query.grpc.pb.h"
 

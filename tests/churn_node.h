@@ -12,9 +12,9 @@
 #include <memory>
 #include <string>
 
-#include "agent/aggregator.h"
-#include "agent/query_recorder.h"
-#include "agent/tcp_pipeline.h"
+#include "agent/conn/tcp_pipeline.h"
+#include "agent/metrics/aggregator.h"
+#include "agent/query/query_recorder.h"
 
 namespace podtap {
 
@@ -47,7 +47,7 @@ class ChurnNode {
   ChurnNode() {
     api = Pod("shop", "api-0", 1, V4(10, 0, 0, 1), "StatefulSet", "api");
     web = Pod("shop", "web-0", 2, V4(10, 0, 0, 2), "StatefulSet", "web");
-    pipe.SetRecorder(&rec);
+    pipe.SetObserver(&rec);
   }
 
   // The pods that stay: web-0 calls api-0 over a connection that closes and one that stays

@@ -1,15 +1,16 @@
-// libFuzzer target: what the container runtime says about a pod sandbox (agent/cri_info.h): the
-// verbose status "info" JSON (ParseSandboxInfo), the cgroup directory of its cgroupsPath
-// (CgroupDir), and the owner derived from the labels CRI carries (DeriveOwnerFromLabels, fed the
-// document's config.metadata.name and config.labels, where containerd puts the sandbox config).
-// A runtime's answer must be an error message or a result, never a crash.
+// libFuzzer target: what the container runtime says about a pod sandbox
+// (agent/metadata/cri_info.h): the verbose status "info" JSON (ParseSandboxInfo), the cgroup
+// directory of its cgroupsPath (CgroupDir), and the owner derived from the labels CRI carries
+// (DeriveOwnerFromLabels, fed the document's config.metadata.name and config.labels, where
+// containerd puts the sandbox config). A runtime's answer must be an error message or a result,
+// never a crash.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "agent/cri_info.h"
+#include "agent/metadata/cri_info.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "agent/http1_parser.h"
+#include "agent/protocols/http1_parser.h"
 #include "tests/fuzz/syscall_input.h"
 
 namespace {

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "agent/http2_parser.h"
+#include "agent/protocols/http2_parser.h"
 #include "tests/fuzz/syscall_input.h"
 
 namespace {

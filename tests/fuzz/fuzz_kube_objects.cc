@@ -12,9 +12,9 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/kube_objects.h"
-#include "agent/pod_labels.h"
-#include "agent/pods.h"
+#include "agent/metadata/kube_objects.h"
+#include "agent/metadata/pods.h"
+#include "agent/metrics/pod_labels.h"
 
 namespace {
 

@@ -7,8 +7,8 @@
 #include <set>
 #include <string>
 
-#include "agent/pod_labels.h"
-#include "agent/pods.h"
+#include "agent/metadata/pods.h"
+#include "agent/metrics/pod_labels.h"
 
 namespace {
 

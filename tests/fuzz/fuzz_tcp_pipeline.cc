@@ -9,9 +9,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "agent/aggregator.h"
-#include "agent/routes.h"
-#include "agent/tcp_pipeline.h"
+#include "agent/conn/tcp_pipeline.h"
+#include "agent/metrics/aggregator.h"
+#include "agent/protocols/routes.h"
 #include "exporter/text_format.h"
 #include "tests/fuzz/syscall_input.h"
 

@@ -2,7 +2,7 @@
 // aarch64 against Debian's arm64 libbpf, with the skeletons of the BPF
 // objects built for arm64): mounts sysfs (the kernel's BTF, for CO-RE) and
 // tracefs, then loads and attaches every program the agent loads, the way
-// agent/probes.cc does (the same map sharing and read-only settings):
+// agent/kernel/probes.cc does (the same map sharing and read-only settings):
 // the lifecycle programs as tp_btf and as a tracepoint, and each build of
 // the socket data programs with its exit program on every traced syscall.
 // One line per attempt on the console, "bpf-verify: <what>: ok" or
@@ -24,7 +24,7 @@
 #include "sockdata_probe_read.skel.h"
 #include "tcp.skel.h"
 
-// agent/probes.h's kTracedSyscalls.
+// agent/kernel/probes.h's kTracedSyscalls.
 static const char* const kTracedSyscalls[] = {
     "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "sendfile64"};
 // The agent's defaults: --payload-prefix 256, a 1 MiB ring buffer here (the

@@ -1,14 +1,14 @@
 // Tests the aggregator's bounds: the per-family series cap and its overflow
 // series, label value cleaning, and idle-series expiry.
-#include "agent/aggregator.h"
+#include "agent/metrics/aggregator.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <string_view>
 
-#include "agent/http_conn.h"
-#include "agent/routes.h"
+#include "agent/conn/http_conn.h"
+#include "agent/protocols/routes.h"
 #include "tests/unit/snapshot_util.h"
 
 namespace podtap {

@@ -1,5 +1,5 @@
 // The kernel's segment encoding (PODTAP_PF_SEGMENTS records) as the agent validates and reads it.
-#include "agent/capture.h"
+#include "agent/kernel/capture.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // The connection table's cap and identity rules.
-#include "agent/conn_table.h"
+#include "agent/conn/conn_table.h"
 
 #include <gtest/gtest.h>
 

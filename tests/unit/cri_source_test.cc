@@ -1,7 +1,7 @@
 // The CRI pod source against a fake runtime: the real generated RuntimeService
 // served by an in-process gRPC server on a temporary unix socket; plus the
 // info, cgroup path and owner helpers on their own.
-#include "agent/cri_source.h"
+#include "agent/metadata/cri_source.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>

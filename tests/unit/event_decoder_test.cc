@@ -1,5 +1,5 @@
 // Decoding of kernel TCP records, above all the SYN/FIN arithmetic.
-#include "agent/event_decoder.h"
+#include "agent/kernel/event_decoder.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap::testing {
 

@@ -1,5 +1,5 @@
 // The HTTP/1.x parser against split, truncated, pipelined and hostile byte streams.
-#include "agent/http1_parser.h"
+#include "agent/protocols/http1_parser.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The HTTP/2 parser against header blocks from nghttp2's own HPACK deflater, in frames split,
 // truncated, interleaved and broken in the ways captured prefixes break them.
-#include "agent/http2_parser.h"
+#include "agent/protocols/http2_parser.h"
 
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>

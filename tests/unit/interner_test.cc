@@ -1,6 +1,6 @@
 // Reference-counted interning: one copy per value, freed with its last
 // holder, and ids that never name a later value.
-#include "agent/interner.h"
+#include "agent/metrics/interner.h"
 
 #include <gtest/gtest.h>
 

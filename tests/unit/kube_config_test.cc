@@ -1,5 +1,5 @@
 // kubeconfig parsing, the in-cluster config and the --kubernetes selection.
-#include "agent/kube_config.h"
+#include "agent/metadata/kube_config.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -1,12 +1,12 @@
 // Decoding of Kubernetes list and watch JSON, owner resolution and the merge
 // of API pods with local pods into dst_* and owner labels.
-#include "agent/kube_objects.h"
+#include "agent/metadata/kube_objects.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
-#include "agent/pod_labels.h"
+#include "agent/metrics/pod_labels.h"
 
 namespace podtap {
 namespace {

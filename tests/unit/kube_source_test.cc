@@ -1,7 +1,7 @@
 // The list+watch reflector against a scripted transport: resourceVersions,
 // bookmarks, broken streams, 410 Gone, oversize lines, backoff; and the
 // status the self metrics show.
-#include "agent/kube_source.h"
+#include "agent/metadata/kube_source.h"
 
 #include <gtest/gtest.h>
 

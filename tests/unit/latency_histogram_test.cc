@@ -1,6 +1,6 @@
 // The query window's log-linear latency histogram: bucket bounds and their
 // error, nearest-rank quantiles, and merging.
-#include "agent/latency_histogram.h"
+#include "agent/query/latency_histogram.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/latency_histogram.h"
+#include "agent/query/latency_histogram.h"
 
 namespace podtap {
 namespace {

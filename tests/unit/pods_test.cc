@@ -1,10 +1,10 @@
 // Pods file parsing, its errors, label building and the socket -> pod index.
-#include "agent/pods.h"
+#include "agent/metadata/pods.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "agent/pod_labels.h"
+#include "agent/metrics/pod_labels.h"
 
 namespace podtap {
 namespace {

@@ -1,6 +1,6 @@
 // Which builds of the socket data programs the loader tries, from the
-// kernel features it probed (agent/probes.cc, bpf/compat.h).
-#include "agent/probes.h"
+// kernel features it probed (agent/kernel/probes.cc, bpf/compat.h).
+#include "agent/kernel/probes.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Pods from /proc: kubelet cgroup paths, a fake /proc tree, and the merge
 // that names them from the Kubernetes API.
-#include "agent/proc_pods.h"
+#include "agent/metadata/proc_pods.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/kube_objects.h"
-#include "agent/pod_labels.h"
+#include "agent/metadata/kube_objects.h"
+#include "agent/metrics/pod_labels.h"
 
 namespace podtap {
 namespace {

@@ -1,5 +1,5 @@
 // Route definitions: parsing, errors, first-match order and the default.
-#include "agent/routes.h"
+#include "agent/protocols/routes.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "agent/snapshot.h"
+#include "agent/metrics/snapshot.h"
 
 namespace podtap::testing {
 

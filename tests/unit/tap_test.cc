@@ -1,10 +1,10 @@
 // Live taps: filters, the per-stream rate limit, bounded queues, the cap on
 // concurrent taps, and what a recorder publishes.
-#include "agent/tap.h"
+#include "agent/query/tap.h"
 
 #include <gtest/gtest.h>
 
-#include "agent/query_recorder.h"
+#include "agent/query/query_recorder.h"
 
 namespace podtap {
 namespace {
@@ -126,7 +126,7 @@ TEST(TapHub, ASlowReaderLosesRecordsNotTheEventLoop) {
 TEST(QueryRecorder, PublishesOnlyWhenSomeoneTapsAndNeverAQueryString) {
   TapHub hub;
   QueryRecorder rec(&hub);
-  const auto held = rec.Endpoints(nullptr, nullptr);
+  const auto held = rec.EndpointsOf(nullptr, nullptr);
   Exchange x;
   x.endpoints = held.id();
   x.method = "GET";
@@ -153,7 +153,7 @@ TEST(QueryRecorder, TapsAndTopKeepValidUtf8OfBoundedLength) {
   std::string long_path = "/" + std::string(5000, 'a');
   std::string bad_authority = "api\xff\xfe";
   Exchange x;
-  const auto held = rec.Endpoints(nullptr, nullptr);
+  const auto held = rec.EndpointsOf(nullptr, nullptr);
   x.endpoints = held.id();
   x.method = "GET";
   x.authority = bad_authority;

@@ -1,5 +1,5 @@
 // Attribution and exact accounting from decoded events to the aggregator.
-#include "agent/tcp_pipeline.h"
+#include "agent/conn/tcp_pipeline.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

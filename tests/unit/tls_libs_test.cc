@@ -1,7 +1,7 @@
 // Finding the files that carry the OpenSSL API among those processes map, with real ELF files
 // (a shared libssl, a program with OpenSSL linked in, Node.js, a library that only imports
 // SSL_read) through a /proc laid out by the test.
-#include "agent/tls_libs.h"
+#include "agent/kernel/tls_libs.h"
 
 #include <elf.h>
 #include <gtest/gtest.h>

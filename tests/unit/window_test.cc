@@ -1,11 +1,11 @@
 // The query service's time window: buckets, expiry, quantiles, Top's bound,
 // endpoint naming, and the pipeline feeding it.
-#include "agent/window.h"
+#include "agent/query/window.h"
 
 #include <gtest/gtest.h>
 
-#include "agent/query_recorder.h"
-#include "agent/tcp_pipeline.h"
+#include "agent/conn/tcp_pipeline.h"
+#include "agent/query/query_recorder.h"
 
 namespace podtap {
 namespace {
@@ -256,7 +256,7 @@ TEST(QueryRecorderFeed, PipelineReportsEndpointsExchangesAndBytes) {
   TapHub taps;
   QueryRecorder rec(&taps);
   TcpPipeline pipe(&agg, 100, {}, true);
-  pipe.SetRecorder(&rec);
+  pipe.SetObserver(&rec);
   auto api = Pod("api-0", "StatefulSet", "api");
   api->netns_ino = 100;
   api->ips = {V4(2)};
@@ -284,8 +284,8 @@ TEST(QueryRecorderFeed, PipelineReportsEndpointsExchangesAndBytes) {
   int conns = 0;
   pipe.conns().ForEach([&](const Conn& c) {
     conns++;
-    EXPECT_EQ(rec.endpoints().Get(c.endpoints).local.pod, "api-0");
-    EXPECT_EQ(rec.endpoints().Get(c.endpoints).remote.pod, "web-0");
+    EXPECT_EQ(rec.endpoints().Get(c.endpoints.id()).local.pod, "api-0");
+    EXPECT_EQ(rec.endpoints().Get(c.endpoints.id()).remote.pod, "web-0");
     EXPECT_EQ(c.remote_port, 40000);
   });
   EXPECT_EQ(conns, 1);

@@ -17,7 +17,6 @@
 #include "exporter/influx_format.h"
 #include "exporter/json_format.h"
 #include "exporter/negotiation.h"
-#include "exporter/process_metrics.h"
 #include "exporter/selector.h"
 #include "exporter/text_format.h"
 
@@ -88,7 +87,6 @@ void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
   snapshot->families.push_back(std::move(size));
   snapshot->families.push_back(std::move(open));
   snapshot->families.push_back(std::move(dropped));
-  for (MetricFamily& f : ProcessMetrics()) snapshot->families.push_back(std::move(f));
 }
 
 std::string HttpServer::Answer(const HttpRequest& request) const {
@@ -130,7 +128,6 @@ std::string HttpServer::ServeMetrics(const HttpRequest& request, size_t endpoint
   const char* content_type = kTextContentType;
   {
     Snapshot snapshot = snapshot_();
-    AppendSelfMetrics(&snapshot);
     if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
     switch (endpoint) {
       case 0:

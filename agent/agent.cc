@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <ctime>
+#include <iterator>
 #include <set>
 #include <span>
 #include <tuple>
@@ -34,6 +35,16 @@ Agent::Agent(AgentOptions opts)
   pipeline_.SetRoutes(opts_.routes);
   pipeline_.SetClusterDomain(opts_.cluster_domain);
   pipeline_.SetObserver(&recorder_);
+  // Each takes the event loop's lock for its own copy, as short as it can be.
+  sources_.Register([this](Snapshot* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Snapshot own = agg_.Collect();
+    std::move(own.families.begin(), own.families.end(), std::back_inserter(out->families));
+  });
+  sources_.Register([this](Snapshot* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    AppendQueryMetrics(recorder_, taps_, out);
+  });
   if (opts_.cri_socket) {
     pods_ = std::make_unique<CriPodSource>(*opts_.cri_socket);
     pods_source_name_ = "cri";
@@ -346,9 +357,8 @@ void Agent::ReloadRoutes(std::optional<RouteTable> routes) {
 }
 
 Snapshot Agent::Collect() {
-  std::lock_guard<std::mutex> lock(mu_);
-  Snapshot s = agg_.Collect();
-  AppendQueryMetrics(recorder_, taps_, &s);
+  Snapshot s;
+  sources_.AppendTo(&s);
   return s;
 }
 

@@ -26,6 +26,7 @@
 #include "agent/metadata/kube_source.h"
 #include "agent/metadata/pods.h"
 #include "agent/metrics/aggregator.h"
+#include "agent/metrics/metric_sources.h"
 #include "agent/overload_guard.h"
 #include "agent/query/query_recorder.h"
 #include "agent/query/tap.h"
@@ -76,7 +77,12 @@ class Agent {
   // podtap_config_reloads_total either way.
   void ReloadRoutes(std::optional<RouteTable> routes);
 
+  // Every registered source's families: the aggregator's and the query service's (registered
+  // here), then those registered through metric_sources().
   Snapshot Collect();
+  // Where the components wired around the agent (the metrics server, the process metrics)
+  // register their families.
+  MetricSources& metric_sources() { return sources_; }
   // Empty when ready, otherwise why not.
   std::string NotReadyReason() const;
   // The metadata sources' state, for /readyz.
@@ -147,6 +153,9 @@ class Agent {
   // For /readyz: connections shed so far, and the CPU use (in millicores) that shed the last.
   std::atomic<uint64_t> shed_total_{0};
   std::atomic<uint64_t> shed_at_millicores_{0};
+
+  // Collect()'s sources; the aggregator's and the query recorder's take mu_.
+  MetricSources sources_;
 
   Mailbox mail_{8};
   std::thread control_;

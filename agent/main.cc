@@ -27,6 +27,7 @@
 #include "agent/overload_guard.h"
 #include "agent/query_service.h"
 #include "exporter/http_server.h"
+#include "exporter/process_metrics.h"
 #include "exporter/statsd.h"
 
 namespace {
@@ -426,6 +427,12 @@ int main(int argc, char** argv) {
   podtap::HttpServer http(
       listen, [&agent] { return agent.Collect(); }, [&agent] { return agent.NotReadyReason(); },
       [&agent] { return agent.ReadyDetail(); });
+  // After the agent's own families, in every snapshot (statsd's too). The server outlives
+  // every Collect(): statsd, the other caller, stops and is destroyed before it.
+  agent.metric_sources().Register([&http](podtap::Snapshot* s) { http.AppendSelfMetrics(s); });
+  agent.metric_sources().Register([](podtap::Snapshot* s) {
+    for (podtap::MetricFamily& f : podtap::ProcessMetrics()) s->families.push_back(std::move(f));
+  });
   if (std::string err = http.Start(); !err.empty()) {
     spdlog::critical("{}", err);
     return 1;

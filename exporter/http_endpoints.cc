@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/metrics/metric_families.h"
 #include "exporter/gzip.h"
 #include "exporter/http_request.h"
 #include "exporter/http_response.h"
@@ -17,7 +18,6 @@
 #include "exporter/influx_format.h"
 #include "exporter/json_format.h"
 #include "exporter/negotiation.h"
-#include "exporter/process_metrics.h"
 #include "exporter/selector.h"
 #include "exporter/text_format.h"
 
@@ -44,27 +44,15 @@ constexpr std::array<std::string_view, kScrapeEndpointCount> kEndpoints = {
 }  // namespace
 
 void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
-  auto scrapes = NewFamily("podtap_scrapes_total", "Requests answered, by metrics endpoint.",
-                           MetricType::kCounter, "");
-  auto duration = NewFamily("podtap_scrape_duration_seconds",
-                            "Time the previous request of each metrics endpoint took to build "
-                            "its body (snapshot, serialisation and compression).",
-                            MetricType::kGauge, "seconds");
-  auto size = NewFamily("podtap_scrape_size_bytes",
-                        "Body size of the previous response of each metrics endpoint, as sent "
-                        "(after compression).",
-                        MetricType::kGauge, "bytes");
-  auto open = NewFamily("podtap_http_connections",
-                        "Connections to the metrics server open now, in every state.",
-                        MetricType::kGauge, "");
-  auto dropped = NewFamily("podtap_http_connections_dropped_total",
-                           "Connections to the metrics server closed or refused without an "
-                           "answer to their request, or answered 400/431, by reason.",
-                           MetricType::kCounter, "");
+  auto scrapes = NewFamily(self_metrics::kScrapesTotal);
+  auto duration = NewFamily(self_metrics::kScrapeDurationSeconds);
+  auto size = NewFamily(self_metrics::kScrapeSizeBytes);
+  auto open = NewFamily(self_metrics::kHttpConnections);
+  auto dropped = NewFamily(self_metrics::kHttpConnectionsDroppedTotal);
   {
     std::lock_guard lock(stats_mutex_);
     for (size_t i = 0; i < kScrapeEndpointCount; i++) {
-      const Labels labels = {{"endpoint", std::string(kEndpoints[i])}};
+      const Labels labels = {{kLabelEndpoint, std::string(kEndpoints[i])}};
       Sample s;
       s.labels = labels;
       s.value = static_cast<double>(stats_[i].count);
@@ -78,7 +66,7 @@ void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
     s.value = static_cast<double>(open_connections_);
     open.samples.push_back(s);
     for (size_t i = 0; i < kHttpDropCount; i++) {
-      s.labels = {{"reason", kDropReasons[i]}};
+      s.labels = {{kLabelReason, kDropReasons[i]}};
       s.value = static_cast<double>(drops_[i]);
       dropped.samples.push_back(s);
     }
@@ -88,7 +76,6 @@ void HttpServer::AppendSelfMetrics(Snapshot* snapshot) const {
   snapshot->families.push_back(std::move(size));
   snapshot->families.push_back(std::move(open));
   snapshot->families.push_back(std::move(dropped));
-  for (MetricFamily& f : ProcessMetrics()) snapshot->families.push_back(std::move(f));
 }
 
 std::string HttpServer::Answer(const HttpRequest& request) const {
@@ -130,7 +117,6 @@ std::string HttpServer::ServeMetrics(const HttpRequest& request, size_t endpoint
   const char* content_type = kTextContentType;
   {
     Snapshot snapshot = snapshot_();
-    AppendSelfMetrics(&snapshot);
     if (!selectors.empty()) snapshot = SelectSeries(snapshot, selectors);
     switch (endpoint) {
       case 0:

@@ -86,6 +86,9 @@ class HttpServer {
   void Stop();
   // The bound port (useful with port 0); 0 when not started.
   int port() const { return port_; }
+  // podtap_scrape* and podtap_http_connections*: the snapshot provider's MetricSources
+  // registers it with the other components' families. Thread-safe.
+  void AppendSelfMetrics(Snapshot* snapshot) const;
 
  private:
   struct Runtime;
@@ -103,8 +106,6 @@ class HttpServer {
   void WorkerLoop();
   std::string Answer(const HttpRequest& request) const;
   std::string ServeMetrics(const HttpRequest& request, size_t endpoint) const;
-  // podtap_scrape*, podtap_http_connections* and the process_* metrics.
-  void AppendSelfMetrics(Snapshot* snapshot) const;
 
   const std::string listen_address_;
   const SnapshotProvider snapshot_;

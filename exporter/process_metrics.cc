@@ -9,12 +9,14 @@
 #include <iterator>
 #include <sstream>
 
+#include "agent/metrics/metric_families.h"
+
 namespace podtap {
 namespace {
 
-MetricFamily Gauge(const char* name, const char* help, const char* unit, double value,
-                   MetricType type = MetricType::kGauge) {
-  MetricFamily f = NewFamily(name, help, type, unit);
+// A family of one unlabelled sample.
+MetricFamily Single(const FamilyDef& def, double value) {
+  MetricFamily f = NewFamily(def);
   Sample s;
   s.value = value;
   f.samples.push_back(std::move(s));
@@ -55,18 +57,12 @@ std::vector<MetricFamily> ProcessMetrics(const std::string& proc_self) {
       const double start = std::stod(f[22 - 3]);
       const double vsize = std::stod(f[23 - 3]);
       const double rss = std::stod(f[24 - 3]);
-      out.push_back(Gauge("process_cpu_seconds_total",
-                          "Total user and system CPU time spent in seconds.", "seconds",
-                          (utime + stime) / ticks, MetricType::kCounter));
-      out.push_back(Gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
-                          "bytes", rss * page));
-      out.push_back(
-          Gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", "bytes", vsize));
+      out.push_back(Single(process_metrics::kCpuSecondsTotal, (utime + stime) / ticks));
+      out.push_back(Single(process_metrics::kResidentMemoryBytes, rss * page));
+      out.push_back(Single(process_metrics::kVirtualMemoryBytes, vsize));
       const double boot = BootTimeSeconds(std::filesystem::path(proc_self).parent_path() / "stat");
       if (boot > 0) {
-        out.push_back(Gauge("process_start_time_seconds",
-                            "Start time of the process since unix epoch in seconds.", "seconds",
-                            boot + start / ticks));
+        out.push_back(Single(process_metrics::kStartTimeSeconds, boot + start / ticks));
       }
     }
   }
@@ -77,7 +73,7 @@ std::vector<MetricFamily> ProcessMetrics(const std::string& proc_self) {
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     fds++;
   }
-  if (!ec) out.push_back(Gauge("process_open_fds", "Number of open file descriptors.", "", fds));
+  if (!ec) out.push_back(Single(process_metrics::kOpenFds, static_cast<double>(fds)));
 
   std::ifstream limits(proc_self + "/limits");
   std::string line;
@@ -87,8 +83,7 @@ std::vector<MetricFamily> ProcessMetrics(const std::string& proc_self) {
     std::string soft;
     words >> soft;
     if (soft != "unlimited" && !soft.empty()) {
-      out.push_back(Gauge("process_max_fds", "Maximum number of open file descriptors.", "",
-                          std::stod(soft)));
+      out.push_back(Single(process_metrics::kMaxFds, std::stod(soft)));
     }
   }
   return out;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "agent/metrics/metric_families.h"
 #include "agent/metrics/pod_labels.h"
 
 namespace podtap {
@@ -57,7 +58,7 @@ TcpPipeline::ConnLabels TcpPipeline::LabelsFor(uint64_t cgroup_id, uint32_t netn
     ids.http = agg_->Intern(labels);
     ids.tcp = ids.http;
     if (to_service) {
-      labels.emplace_back("authority", ServiceAuthority(peer, remote_port, cluster_domain_));
+      labels.emplace_back(kLabelAuthority, ServiceAuthority(peer, remote_port, cluster_domain_));
       ids.tcp = agg_->Intern(labels);
     }
     it = label_cache_.emplace(key, ids).first;

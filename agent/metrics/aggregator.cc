@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "agent/metrics/metric_families.h"
+
 namespace podtap {
 
 void Histogram::Observe(double v) {
@@ -92,7 +94,7 @@ uint64_t Activity(const HttpSeries& s) {
 }  // namespace
 
 Aggregator::Aggregator(AggregatorOptions opts)
-    : opts_(opts), overflow_(Intern({{"podtap_overflow", "true"}})), overflow_id_(overflow_.id()) {}
+    : opts_(opts), overflow_(Intern({{kLabelOverflow, "true"}})), overflow_id_(overflow_.id()) {}
 
 Aggregator::LabelRef Aggregator::Intern(const Labels& labels) {
   Labels clean;
@@ -261,15 +263,15 @@ void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
   for (const auto& [rkey, n] : s.responses) {
     const auto& [status, grpc_status, failed] = rkey;
     Labels l = labels;
-    l.emplace_back("status_code", status_label(status));
-    l.emplace_back("classification", failed ? "failure" : "success");
-    if (grpc_status >= 0) l.emplace_back("grpc_status_code", std::to_string(grpc_status));
+    l.emplace_back(kLabelStatusCode, status_label(status));
+    l.emplace_back(kLabelClassification, failed ? "failure" : "success");
+    if (grpc_status >= 0) l.emplace_back(kLabelGrpcStatusCode, std::to_string(grpc_status));
     AddValue(responses, l, static_cast<double>(n));
   }
   for (const auto& [status, h] : s.latency_ms) {
     Sample sample;
     sample.labels = labels;
-    sample.labels.emplace_back("status_code", status_label(status));
+    sample.labels.emplace_back(kLabelStatusCode, status_label(status));
     sample.histogram = h.ToData();
     latency->samples.push_back(std::move(sample));
   }
@@ -278,44 +280,31 @@ void AddHttp(const HttpSeries& s, const Labels& labels, MetricFamily* requests,
 }  // namespace
 
 Snapshot Aggregator::Collect() const {
-  auto open_total =
-      NewFamily("tcp_open_total", "Total count of opened connections.", MetricType::kCounter);
-  auto close_total =
-      NewFamily("tcp_close_total", "Total count of closed connections.", MetricType::kCounter);
-  auto open_now = NewFamily("tcp_open_connections", "Number of currently-open connections.",
-                            MetricType::kGauge);
-  auto read_bytes = NewFamily("tcp_read_bytes_total",
-                              "Total count of payload bytes read from peers (live and closed "
-                              "connections).",
-                              MetricType::kCounter, "bytes");
-  auto write_bytes = NewFamily("tcp_write_bytes_total",
-                               "Total count of payload bytes written to peers (live and closed "
-                               "connections).",
-                               MetricType::kCounter, "bytes");
-  auto duration = NewFamily("tcp_connection_duration_ms", "Connection lifetimes in milliseconds.",
-                            MetricType::kHistogram, "ms");
-  std::array<MetricFamily, kDirectionCount> errors = {
-      NewFamily("outbound_tcp_errors_total", "Total count of outbound TCP connection failures.",
-                MetricType::kCounter),
-      NewFamily("inbound_tcp_errors_total", "Total count of inbound TCP connection failures.",
-                MetricType::kCounter)};
+  auto open_total = NewFamily(linkerd::kTcpOpenTotal);
+  auto close_total = NewFamily(linkerd::kTcpCloseTotal);
+  auto open_now = NewFamily(linkerd::kTcpOpenConnections);
+  auto read_bytes = NewFamily(linkerd::kTcpReadBytesTotal);
+  auto write_bytes = NewFamily(linkerd::kTcpWriteBytesTotal);
+  auto duration = NewFamily(linkerd::kTcpConnectionDurationMs);
+  std::array<MetricFamily, kDirectionCount> errors = {NewFamily(linkerd::kOutboundTcpErrorsTotal),
+                                                      NewFamily(linkerd::kInboundTcpErrorsTotal)};
 
   for (const auto& [tkey, entry] : transport_) {
     const auto& [key, tls] = tkey;
     const TransportSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
     const Labels& base = label_sets_.Get(key.id);
-    Labels dir = {{"direction", DirectionName(key.direction)},
-                  {"peer", PeerName(key.direction)},
-                  {"tls", tls ? "true" : "false"}};
+    Labels dir = {{kLabelDirection, DirectionName(key.direction)},
+                  {kLabelPeer, PeerName(key.direction)},
+                  {kLabelTls, tls ? "true" : "false"}};
     Labels with_peer = With(dir, base);
     AddValue(&open_total, with_peer, static_cast<double>(s->open_total));
     AddValue(&open_now, with_peer, static_cast<double>(s->open_now));
     AddValue(&read_bytes, with_peer, static_cast<double>(s->read_bytes));
     AddValue(&write_bytes, with_peer, static_cast<double>(s->write_bytes));
     for (const CloseClass& c : s->closes) {
-      Labels l = With(with_peer, {{"classification", ClassificationName(c.classification)},
-                                  {"errno", ErrnoName(c.err)}});
+      Labels l = With(with_peer, {{kLabelClassification, ClassificationName(c.classification)},
+                                  {kLabelErrno, ErrnoName(c.err)}});
       AddValue(&close_total, l, static_cast<double>(c.total));
       Sample h;
       h.labels = std::move(l);
@@ -325,287 +314,203 @@ Snapshot Aggregator::Collect() const {
     for (size_t e = 0; e < kTcpErrorCount; e++) {
       if (s->errors[e] == 0) continue;
       Labels l = With(
-          {{"direction", DirectionName(key.direction)}, {"tls", tls ? "true" : "false"}}, base);
-      l.emplace_back("error", TcpErrorName(static_cast<TcpError>(e)));
+          {{kLabelDirection, DirectionName(key.direction)}, {kLabelTls, tls ? "true" : "false"}},
+          base);
+      l.emplace_back(kLabelError, TcpErrorName(static_cast<TcpError>(e)));
       AddValue(&errors[static_cast<size_t>(key.direction)], l, static_cast<double>(s->errors[e]));
     }
   }
 
-  auto requests = NewFamily("request_total", "Total count of HTTP requests.", MetricType::kCounter);
-  auto responses =
-      NewFamily("response_total", "Total count of HTTP responses.", MetricType::kCounter);
-  auto latency = NewFamily("response_latency_ms",
-                           "Elapsed times between a request's headers and the first byte of its "
-                           "response, in milliseconds.",
-                           MetricType::kHistogram, "ms");
+  auto requests = NewFamily(linkerd::kRequestTotal);
+  auto responses = NewFamily(linkerd::kResponseTotal);
+  auto latency = NewFamily(linkerd::kResponseLatencyMs);
   for (const auto& [key, entry] : http_) {
     const auto& [tkey, authority, tls] = key;
     const HttpSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
-    Labels head = {{"direction", DirectionName(tkey.direction)},
-                   {"authority", authority},
-                   {"tls", tls ? "true" : "false"}};
+    Labels head = {{kLabelDirection, DirectionName(tkey.direction)},
+                   {kLabelAuthority, authority},
+                   {kLabelTls, tls ? "true" : "false"}};
     AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &requests, &responses, &latency);
   }
-  auto route_requests = NewFamily("route_request_total", "Total count of HTTP requests, per route.",
-                                  MetricType::kCounter);
-  auto route_responses = NewFamily(
-      "route_response_total", "Total count of HTTP responses, per route.", MetricType::kCounter);
-  auto route_latency = NewFamily("route_response_latency_ms",
-                                 "Elapsed times between a request's headers and the first byte of "
-                                 "its response, in milliseconds, per route.",
-                                 MetricType::kHistogram, "ms");
+  auto route_requests = NewFamily(linkerd::kRouteRequestTotal);
+  auto route_responses = NewFamily(linkerd::kRouteResponseTotal);
+  auto route_latency = NewFamily(linkerd::kRouteResponseLatencyMs);
   for (const auto& [key, entry] : routes_) {
     const auto& [tkey, dst, route] = key;
     const HttpSeries* s = &entry.series;
     entry.idle.activity_at_collect = Activity(*s);
-    Labels head = {{"direction", DirectionName(tkey.direction)}, {"dst", dst}, {"rt_route", route}};
+    Labels head = {
+        {kLabelDirection, DirectionName(tkey.direction)}, {kLabelDst, dst}, {kLabelRoute, route}};
     AddHttp(*s, With(head, label_sets_.Get(tkey.id)), &route_requests, &route_responses,
             &route_latency);
   }
 
   Snapshot snap;
-  auto series =
-      NewFamily("podtap_series", "Series held per exposed metric family.", MetricType::kGauge);
+  auto series = NewFamily(self_metrics::kSeries);
   for (auto* f : {&requests, &responses, &latency, &route_requests, &route_responses,
                   &route_latency, &open_total, &close_total, &open_now, &read_bytes, &write_bytes,
                   &duration, &errors[0], &errors[1]}) {
-    AddValue(&series, {{"family", f->name}}, static_cast<double>(f->samples.size()));
+    AddValue(&series, {{kLabelFamily, f->name}}, static_cast<double>(f->samples.size()));
     snap.families.push_back(std::move(*f));
   }
   snap.families.push_back(std::move(series));
 
-  auto label_sets = NewFamily("podtap_label_sets",
-                              "Label sets interned now (pod and peer labels of series and open "
-                              "connections); those of pods that are gone are freed with their last "
-                              "series and connection.",
-                              MetricType::kGauge);
+  auto label_sets = NewFamily(self_metrics::kLabelSets);
   AddValue(&label_sets, {}, static_cast<double>(label_sets_.size()));
   snap.families.push_back(std::move(label_sets));
 
-  auto dropped =
-      NewFamily("podtap_series_dropped_total",
-                "Lookups of a new label set that found its series group at the "
-                "--max-series-per-family cap and were counted in the group's overflow "
-                "series (podtap_overflow=\"true\") instead, by group (tcp, http, route).",
-                MetricType::kCounter);
+  auto dropped = NewFamily(self_metrics::kSeriesDroppedTotal);
   for (size_t g = 0; g < kSeriesGroupCount; g++) {
-    AddValue(&dropped, {{"family", SeriesGroupName(static_cast<SeriesGroup>(g))}},
+    AddValue(&dropped, {{kLabelFamily, SeriesGroupName(static_cast<SeriesGroup>(g))}},
              static_cast<double>(dropped_[g]));
   }
   snap.families.push_back(std::move(dropped));
 
-  auto lost =
-      NewFamily("podtap_events_lost_total",
-                "Events the kernel could not hand to the agent, by reason.", MetricType::kCounter);
-  AddValue(&lost, {{"reason", "ringbuf_full"}}, static_cast<double>(self_.events_lost_ringbuf));
-  AddValue(&lost, {{"reason", "decode_error"}}, static_cast<double>(self_.decode_errors));
-  AddValue(&lost, {{"reason", "payload_ringbuf_full"}},
+  auto lost = NewFamily(self_metrics::kEventsLostTotal);
+  AddValue(&lost, {{kLabelReason, "ringbuf_full"}}, static_cast<double>(self_.events_lost_ringbuf));
+  AddValue(&lost, {{kLabelReason, "decode_error"}}, static_cast<double>(self_.decode_errors));
+  AddValue(&lost, {{kLabelReason, "payload_ringbuf_full"}},
            static_cast<double>(self_.payload_lost_ringbuf));
-  AddValue(&lost, {{"reason", "syscall_map_full"}}, static_cast<double>(self_.payload_lost_args));
-  AddValue(&lost, {{"reason", "h2_capture_full"}}, static_cast<double>(self_.h2_capture_full));
-  AddValue(&lost, {{"reason", "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
-  AddValue(&lost, {{"reason", "h2_walk_out_of_order"}},
+  AddValue(&lost, {{kLabelReason, "syscall_map_full"}},
+           static_cast<double>(self_.payload_lost_args));
+  AddValue(&lost, {{kLabelReason, "h2_capture_full"}}, static_cast<double>(self_.h2_capture_full));
+  AddValue(&lost, {{kLabelReason, "h2_walk_lost"}}, static_cast<double>(self_.h2_walk_lost));
+  AddValue(&lost, {{kLabelReason, "h2_walk_out_of_order"}},
            static_cast<double>(self_.h2_walk_out_of_order));
-  AddValue(&lost, {{"reason", "tls_unmapped"}}, static_cast<double>(self_.tls_unmapped));
-  AddValue(&lost, {{"reason", "payload_unmatched"}}, static_cast<double>(self_.payload_unmatched));
-  AddValue(&lost, {{"reason", "close_map_full"}}, static_cast<double>(self_.close_map_full));
+  AddValue(&lost, {{kLabelReason, "tls_unmapped"}}, static_cast<double>(self_.tls_unmapped));
+  AddValue(&lost, {{kLabelReason, "payload_unmatched"}},
+           static_cast<double>(self_.payload_unmatched));
+  AddValue(&lost, {{kLabelReason, "close_map_full"}}, static_cast<double>(self_.close_map_full));
   snap.families.push_back(std::move(lost));
 
-  auto recovered =
-      NewFamily("podtap_events_recovered_total",
-                "Lifecycle events the ring buffer had no room for (counted in "
-                "podtap_events_lost_total{reason=\"ringbuf_full\"}) that were applied "
-                "anyway, by kind: opens rebuilt at close from the kernel's socket map, "
-                "closes and failed connects from its pending closes map.",
-                MetricType::kCounter);
-  AddValue(&recovered, {{"kind", "open"}}, static_cast<double>(self_.opens_recovered));
-  AddValue(&recovered, {{"kind", "close"}}, static_cast<double>(self_.closes_recovered));
-  AddValue(&recovered, {{"kind", "connect_fail"}},
+  auto recovered = NewFamily(self_metrics::kEventsRecoveredTotal);
+  AddValue(&recovered, {{kLabelKind, "open"}}, static_cast<double>(self_.opens_recovered));
+  AddValue(&recovered, {{kLabelKind, "close"}}, static_cast<double>(self_.closes_recovered));
+  AddValue(&recovered, {{kLabelKind, "connect_fail"}},
            static_cast<double>(self_.connect_fails_recovered));
   snap.families.push_back(std::move(recovered));
 
-  auto payload =
-      NewFamily("podtap_payload_events_total",
-                "Socket data records applied to the protocol parsers.", MetricType::kCounter);
+  auto payload = NewFamily(self_metrics::kPayloadEventsTotal);
   AddValue(&payload, {}, static_cast<double>(self_.payload_events));
   snap.families.push_back(std::move(payload));
 
-  auto parse_errors = NewFamily("podtap_parse_errors_total",
-                                "Protocol parse problems, by protocol and kind (resyncs included).",
-                                MetricType::kCounter);
+  auto parse_errors = NewFamily(self_metrics::kParseErrorsTotal);
   for (const auto& [key, n] : self_.parse_errors) {
-    AddValue(&parse_errors, {{"protocol", key.first}, {"error", key.second}},
+    AddValue(&parse_errors, {{kLabelProtocol, key.first}, {kLabelError, key.second}},
              static_cast<double>(n));
   }
   snap.families.push_back(std::move(parse_errors));
 
-  auto given_up = NewFamily("podtap_connections_given_up_total",
-                            "Connections whose payload is no longer parsed (not the protocol, "
-                            "upgraded, or lost), by protocol.",
-                            MetricType::kCounter);
+  auto given_up = NewFamily(self_metrics::kConnectionsGivenUpTotal);
   for (const char* protocol : {"http1", "http2"}) {
     auto it = self_.given_up.find(protocol);
-    AddValue(&given_up, {{"protocol", protocol}},
+    AddValue(&given_up, {{kLabelProtocol, protocol}},
              static_cast<double>(it == self_.given_up.end() ? 0 : it->second));
   }
   snap.families.push_back(std::move(given_up));
 
-  auto unanswered = NewFamily("podtap_http_requests_unanswered_total",
-                              "Requests counted in request_total whose response will never be "
-                              "counted: the parser gave up on their connection, or the agent shed "
-                              "it (podtap_http_shed_connections_total), while they waited.",
-                              MetricType::kCounter);
-  AddValue(&unanswered, {{"protocol", "http1"}}, static_cast<double>(self_.http1_unanswered));
-  AddValue(&unanswered, {{"protocol", "http2"}}, static_cast<double>(self_.http2_unanswered));
+  auto unanswered = NewFamily(self_metrics::kHttpRequestsUnansweredTotal);
+  AddValue(&unanswered, {{kLabelProtocol, "http1"}}, static_cast<double>(self_.http1_unanswered));
+  AddValue(&unanswered, {{kLabelProtocol, "http2"}}, static_cast<double>(self_.http2_unanswered));
   snap.families.push_back(std::move(unanswered));
 
-  auto budget =
-      NewFamily("podtap_cpu_budget_cores",
-                "The agent's CPU budget (--max-cpu) in cores; 0: no budget.", MetricType::kGauge);
+  auto budget = NewFamily(self_metrics::kCpuBudgetCores);
   AddValue(&budget, {}, self_.cpu_budget_cores);
   snap.families.push_back(std::move(budget));
-  auto shed =
-      NewFamily("podtap_http_shed_connections_total",
-                "Connections whose HTTP capture the agent stopped to stay within its CPU "
-                "budget (their TCP series stay exact; their later exchanges are not counted).",
-                MetricType::kCounter);
+  auto shed = NewFamily(self_metrics::kHttpShedConnectionsTotal);
   AddValue(&shed, {}, static_cast<double>(self_.shed_connections));
   snap.families.push_back(std::move(shed));
-  auto shed_records =
-      NewFamily("podtap_http_shed_records_total",
-                "Socket data records of shed connections that were already on their "
-                "way from the kernel, dropped unparsed.",
-                MetricType::kCounter);
+  auto shed_records = NewFamily(self_metrics::kHttpShedRecordsTotal);
   AddValue(&shed_records, {}, static_cast<double>(self_.shed_records));
   snap.families.push_back(std::move(shed_records));
 
-  auto untracked = NewFamily("podtap_connections_untracked_total",
-                             "Connections not counted, by reason: the connection table was full, "
-                             "or the socket was opened before the probes were attached.",
-                             MetricType::kCounter);
-  AddValue(&untracked, {{"reason", "table_full"}}, static_cast<double>(self_.conn_table_full));
-  AddValue(&untracked, {{"reason", "opened_before_start"}},
+  auto untracked = NewFamily(self_metrics::kConnectionsUntrackedTotal);
+  AddValue(&untracked, {{kLabelReason, "table_full"}}, static_cast<double>(self_.conn_table_full));
+  AddValue(&untracked, {{kLabelReason, "opened_before_start"}},
            static_cast<double>(self_.closes_without_open));
   snap.families.push_back(std::move(untracked));
 
-  auto adopted = NewFamily("podtap_connections_adopted_total",
-                           "Connections already open when the agent started, found through the "
-                           "kernel's socket diagnostics and tracked from then on.",
-                           MetricType::kCounter);
+  auto adopted = NewFamily(self_metrics::kConnectionsAdoptedTotal);
   AddValue(&adopted, {}, static_cast<double>(self_.connections_adopted));
   snap.families.push_back(std::move(adopted));
 
-  auto sockmap = NewFamily("podtap_kernel_socket_map_full_total",
-                           "Opens the kernel could not remember because its socket map was full "
-                           "(the agent's own table still counts them if their open event arrived).",
-                           MetricType::kCounter);
+  auto sockmap = NewFamily(self_metrics::kKernelSocketMapFullTotal);
   AddValue(&sockmap, {}, static_cast<double>(self_.kernel_sockmap_full));
   snap.families.push_back(std::move(sockmap));
 
-  auto tls_libs = NewFamily("podtap_tls_libraries",
-                            "Executable files (libraries and programs) the node's processes map: "
-                            "those with the OpenSSL API by whether the TLS plaintext probes are "
-                            "attached to them, Go programs with crypto/tls the Go TLS probes are "
-                            "attached to (go), the other files, of those the Go programs with "
-                            "crypto/tls not covered (not decrypted), and failed tries to read one.",
-                            MetricType::kGauge);
-  AddValue(&tls_libs, {{"state", "attached"}}, static_cast<double>(self_.tls_libraries));
-  AddValue(&tls_libs, {{"state", "failed"}}, static_cast<double>(self_.tls_attach_errors));
-  AddValue(&tls_libs, {{"state", "without_openssl"}},
+  auto tls_libs = NewFamily(self_metrics::kTlsLibraries);
+  AddValue(&tls_libs, {{kLabelState, "attached"}}, static_cast<double>(self_.tls_libraries));
+  AddValue(&tls_libs, {{kLabelState, "failed"}}, static_cast<double>(self_.tls_attach_errors));
+  AddValue(&tls_libs, {{kLabelState, "without_openssl"}},
            static_cast<double>(self_.tls_without_openssl));
-  AddValue(&tls_libs, {{"state", "go"}}, static_cast<double>(self_.tls_go_attached));
-  AddValue(&tls_libs, {{"state", "go_not_covered"}}, static_cast<double>(self_.tls_go_not_covered));
-  AddValue(&tls_libs, {{"state", "unreadable"}}, static_cast<double>(self_.tls_unreadable));
+  AddValue(&tls_libs, {{kLabelState, "go"}}, static_cast<double>(self_.tls_go_attached));
+  AddValue(&tls_libs, {{kLabelState, "go_not_covered"}},
+           static_cast<double>(self_.tls_go_not_covered));
+  AddValue(&tls_libs, {{kLabelState, "unreadable"}}, static_cast<double>(self_.tls_unreadable));
   snap.families.push_back(std::move(tls_libs));
 
-  auto tracked = NewFamily("podtap_connections_tracked", "Open connections the agent tracks now.",
-                           MetricType::kGauge);
+  auto tracked = NewFamily(self_metrics::kConnectionsTracked);
   AddValue(&tracked, {}, static_cast<double>(self_.connections_tracked));
   snap.families.push_back(std::move(tracked));
 
-  auto max_tracked =
-      NewFamily("podtap_connections_max",
-                "The most connections the agent tracks at once (--max-connections, or "
-                "sized from --memory-limit); past it they are refused and counted.",
-                MetricType::kGauge);
+  auto max_tracked = NewFamily(self_metrics::kConnectionsMax);
   AddValue(&max_tracked, {}, static_cast<double>(self_.connections_max));
   snap.families.push_back(std::move(max_tracked));
 
-  auto pods =
-      NewFamily("podtap_metadata_pods", "Pods known to the metadata source.", MetricType::kGauge);
+  auto pods = NewFamily(self_metrics::kMetadataPods);
   AddValue(&pods, {}, static_cast<double>(self_.pods_known));
   snap.families.push_back(std::move(pods));
 
-  auto md_up = NewFamily("podtap_metadata_source_up",
-                         "1 when the metadata source's last read succeeded (kubernetes: every "
-                         "resource listed and its watch running), by source.",
-                         MetricType::kGauge);
-  auto md_errors =
-      NewFamily("podtap_metadata_errors_total",
-                "Failed reads of a pod metadata source, by source and reason (the last "
-                "good data is kept).",
-                MetricType::kCounter);
-  auto md_relists = NewFamily("podtap_metadata_relists_total",
-                              "Lists of a Kubernetes resource after its first (410 Gone, decode "
-                              "errors), by source and resource.",
-                              MetricType::kCounter);
-  auto md_restarts = NewFamily("podtap_metadata_watch_restarts_total",
-                               "Watches resumed from their last resourceVersion (the stream ended "
-                               "or broke), by source and resource.",
-                               MetricType::kCounter);
-  auto md_objects =
-      NewFamily("podtap_metadata_objects",
-                "Objects held from a metadata source, by source and resource.", MetricType::kGauge);
+  auto md_up = NewFamily(self_metrics::kMetadataSourceUp);
+  auto md_errors = NewFamily(self_metrics::kMetadataErrorsTotal);
+  auto md_relists = NewFamily(self_metrics::kMetadataRelistsTotal);
+  auto md_restarts = NewFamily(self_metrics::kMetadataWatchRestartsTotal);
+  auto md_objects = NewFamily(self_metrics::kMetadataObjects);
   for (const auto& [source, st] : self_.metadata_sources) {
-    AddValue(&md_up, {{"source", source}}, st.up ? 1 : 0);
+    AddValue(&md_up, {{kLabelSource, source}}, st.up ? 1 : 0);
     for (const auto& [reason, n] : st.errors) {
-      AddValue(&md_errors, {{"source", source}, {"reason", reason}}, static_cast<double>(n));
+      AddValue(&md_errors, {{kLabelSource, source}, {kLabelReason, reason}},
+               static_cast<double>(n));
     }
     for (const auto& [resource, n] : st.relists) {
-      AddValue(&md_relists, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+      AddValue(&md_relists, {{kLabelSource, source}, {kLabelResource, resource}},
+               static_cast<double>(n));
     }
     for (const auto& [resource, n] : st.watch_restarts) {
-      AddValue(&md_restarts, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+      AddValue(&md_restarts, {{kLabelSource, source}, {kLabelResource, resource}},
+               static_cast<double>(n));
     }
     for (const auto& [resource, n] : st.objects) {
-      AddValue(&md_objects, {{"source", source}, {"resource", resource}}, static_cast<double>(n));
+      AddValue(&md_objects, {{kLabelSource, source}, {kLabelResource, resource}},
+               static_cast<double>(n));
     }
   }
   for (auto* f : {&md_up, &md_errors, &md_relists, &md_restarts, &md_objects}) {
     snap.families.push_back(std::move(*f));
   }
 
-  auto md_time = NewFamily("podtap_metadata_last_success_timestamp_seconds",
-                           "Unix time of the last successful read of the pod metadata source.",
-                           MetricType::kGauge, "seconds");
+  auto md_time = NewFamily(self_metrics::kMetadataLastSuccessTimestampSeconds);
   AddValue(&md_time, {}, self_.metadata_last_success_unix);
   snap.families.push_back(std::move(md_time));
 
-  auto reloads = NewFamily("podtap_config_reloads_total",
-                           "SIGHUP re-reads of --config, by result (error: the previous config "
-                           "stays).",
-                           MetricType::kCounter);
-  AddValue(&reloads, {{"result", "ok"}}, static_cast<double>(self_.config_reloads_ok));
-  AddValue(&reloads, {{"result", "error"}}, static_cast<double>(self_.config_reloads_error));
+  auto reloads = NewFamily(self_metrics::kConfigReloadsTotal);
+  AddValue(&reloads, {{kLabelResult, "ok"}}, static_cast<double>(self_.config_reloads_ok));
+  AddValue(&reloads, {{kLabelResult, "error"}}, static_cast<double>(self_.config_reloads_error));
   snap.families.push_back(std::move(reloads));
 
-  auto build = NewFamily("podtap_build_info", "podtap version and the probe set attached.",
-                         MetricType::kGauge);
+  auto build = NewFamily(self_metrics::kBuildInfo);
   AddValue(&build,
-           {{"version", PODTAP_VERSION},
-            {"probe_mode", self_.probe_mode},
-            {"payload_probes", self_.payload_probes}},
+           {{kLabelVersion, PODTAP_VERSION},
+            {kLabelProbeMode, self_.probe_mode},
+            {kLabelPayloadProbes, self_.payload_probes}},
            1);
   snap.families.push_back(std::move(build));
 
-  auto features = NewFamily("podtap_kernel_feature",
-                            "Kernel features the probe loader checked at start (1 per feature, "
-                            "state available or missing); podtap_build_info names the builds they "
-                            "chose.",
-                            MetricType::kGauge);
+  auto features = NewFamily(self_metrics::kKernelFeature);
   for (const auto& [name, available] : self_.kernel_features) {
-    AddValue(&features, {{"feature", name}, {"state", available ? "available" : "missing"}}, 1);
+    AddValue(&features, {{kLabelFeature, name}, {kLabelState, available ? "available" : "missing"}},
+             1);
   }
   snap.families.push_back(std::move(features));
   return snap;

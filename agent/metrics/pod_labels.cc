@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "agent/metrics/metric_families.h"
+
 namespace podtap {
 namespace {
 
@@ -12,13 +14,14 @@ constexpr const char* kTemplateHashLabel = "pod-template-hash";
 // rather than allowed to shadow it.
 const std::set<std::string>& ReservedNames() {
   static const std::set<std::string> names = {
-      "direction", "peer", "classification", "error", "namespace", "pod", "pod_template_hash",
-      "deployment", "replicaset", "statefulset", "daemonset", "k8s_job", "replicationcontroller",
-      "host_process", "authority", "tls", "status_code", "grpc_status_code", "le",
+      kLabelDirection, kLabelPeer, kLabelClassification, kLabelError, "namespace", "pod",
+      "pod_template_hash", "deployment", "replicaset", "statefulset", "daemonset", "k8s_job",
+      "replicationcontroller", "host_process", kLabelAuthority, kLabelTls, kLabelStatusCode,
+      kLabelGrpcStatusCode, "le",
       // route_* series and the overflow series
-      "dst", "rt_route", "podtap_overflow",
+      kLabelDst, kLabelRoute, kLabelOverflow,
       // tcp_close_total of a failed connection
-      "errno"};
+      kLabelErrno};
   return names;
 }
 

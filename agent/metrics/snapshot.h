@@ -43,6 +43,7 @@ struct Sample {
   HistogramData histogram;  // histograms only
 };
 
+// Built by NewFamily() from the family's declaration (metric_families.h).
 struct MetricFamily {
   std::string name;  // full name as exposed, e.g. "tcp_open_total"
   std::string help;
@@ -56,18 +57,6 @@ struct MetricFamily {
 struct Snapshot {
   std::vector<MetricFamily> families;
 };
-
-// A family with no samples yet: every component that exposes series (the aggregator, the query
-// recorder, the metrics server, the process metrics) declares its families through it.
-inline MetricFamily NewFamily(std::string name, std::string help, MetricType type,
-                              std::string unit = "") {
-  MetricFamily f;
-  f.name = std::move(name);
-  f.help = std::move(help);
-  f.type = type;
-  f.unit = std::move(unit);
-  return f;
-}
 
 // Appends `in` with every byte sequence that is not valid UTF-8 replaced by
 // U+FFFD, so a label value a client controls (an HTTP Host header) can never

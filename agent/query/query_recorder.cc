@@ -2,6 +2,7 @@
 #include "agent/query/query_recorder.h"
 
 #include "agent/metrics/aggregator.h"
+#include "agent/metrics/metric_families.h"
 
 namespace podtap {
 
@@ -38,26 +39,14 @@ void Add(MetricFamily* f, Labels labels, uint64_t value) {
 }  // namespace
 
 void AppendQueryMetrics(const QueryRecorder& recorder, const TapHub& taps, Snapshot* out) {
-  MetricFamily dropped = NewFamily("podtap_tap_events_dropped_total",
-                                   "Requests a live tap matched but did not send, by reason: "
-                                   "rate_limited (past the tap's rate), queue_full (its client "
-                                   "read too slowly).",
-                                   MetricType::kCounter);
-  Add(&dropped, {{"reason", "rate_limited"}}, taps.dropped_rate_limited());
-  Add(&dropped, {{"reason", "queue_full"}}, taps.dropped_queue_full());
-  MetricFamily streams = NewFamily("podtap_tap_streams", "Live taps open now.", MetricType::kGauge);
+  MetricFamily dropped = NewFamily(self_metrics::kTapEventsDroppedTotal);
+  Add(&dropped, {{kLabelReason, "rate_limited"}}, taps.dropped_rate_limited());
+  Add(&dropped, {{kLabelReason, "queue_full"}}, taps.dropped_queue_full());
+  MetricFamily streams = NewFamily(self_metrics::kTapStreams);
   Add(&streams, {}, taps.streams());
-  MetricFamily top = NewFamily("podtap_query_top_dropped_total",
-                               "Requests left out of the query service's Top because a 5 s bucket "
-                               "already held its most distinct request kinds (Stat still counts "
-                               "them).",
-                               MetricType::kCounter);
+  MetricFamily top = NewFamily(self_metrics::kQueryTopDroppedTotal);
   Add(&top, {}, recorder.window().top_dropped());
-  MetricFamily pairs = NewFamily("podtap_query_endpoint_pairs",
-                                 "(local, remote) endpoint pairs the query service holds now for "
-                                 "open connections and the traffic in its window (up to 12 minutes "
-                                 "back).",
-                                 MetricType::kGauge);
+  MetricFamily pairs = NewFamily(self_metrics::kQueryEndpointPairs);
   Add(&pairs, {}, recorder.endpoints().size());
   out->families.push_back(std::move(dropped));
   out->families.push_back(std::move(streams));

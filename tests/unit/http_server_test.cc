@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/metrics/metric_sources.h"
 #include "exporter/text_format.h"
 
 namespace podtap {
@@ -161,9 +163,8 @@ TEST_F(HttpServerTest, MetricsServesTextFormat) {
   const Response r = Request(port(), "GET", "/metrics");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("content-type"), kTextContentType);
-  // The snapshot first, then the server's own podtap_scrape* and process_* families.
-  const std::string snapshot_text = WriteTextFormat(TestSnapshot());
-  EXPECT_EQ(r.body.substr(0, snapshot_text.size()), snapshot_text);
+  // The snapshot as the provider gave it: the server adds nothing of its own.
+  EXPECT_EQ(r.body, WriteTextFormat(TestSnapshot()));
   EXPECT_EQ(r.Header("content-length"), std::to_string(r.body.size()));
 }
 
@@ -340,12 +341,25 @@ double Dropped(int port, const std::string& reason) {
   return SelfMetric(port, "podtap_http_connections_dropped_total{reason=\"" + reason + "\"}");
 }
 
+// A snapshot provider as the agent's: `snapshot`, then the registered sources' families (the
+// server's own, registered once it exists).
+HttpServer::SnapshotProvider WithSources(const MetricSources& sources,
+                                         std::function<Snapshot()> snapshot) {
+  return [&sources, snapshot = std::move(snapshot)] {
+    Snapshot s = snapshot();
+    sources.AppendTo(&s);
+    return s;
+  };
+}
+
 // A request head over max_head_bytes (16 KiB) or with more than
 // max_header_lines (64) header lines is answered 431 and counted; the server
 // keeps serving.
 TEST(HttpServerLimitsTest, OversizedRequestHeadIsRefused) {
-  HttpServer server(
-      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
+  MetricSources sources;
+  HttpServer server("127.0.0.1:0", WithSources(sources, TestSnapshot),
+                    [] { return std::string(); });
+  sources.Register([&server](Snapshot* s) { server.AppendSelfMetrics(s); });
   ASSERT_EQ(server.Start(), "");
   const std::string big =
       "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
@@ -361,8 +375,10 @@ TEST(HttpServerLimitsTest, OversizedRequestHeadIsRefused) {
 }
 
 TEST(HttpServerLimitsTest, MalformedRequestHeadIs400) {
-  HttpServer server(
-      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); });
+  MetricSources sources;
+  HttpServer server("127.0.0.1:0", WithSources(sources, TestSnapshot),
+                    [] { return std::string(); });
+  sources.Register([&server](Snapshot* s) { server.AppendSelfMetrics(s); });
   ASSERT_EQ(server.Start(), "");
   for (const char* head : {"GET /metrics\r\n\r\n", "GET /metrics HTTP/2.0\r\n\r\n",
                            "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
@@ -409,8 +425,11 @@ TEST(HttpServerLimitsTest, SlowlorisClientsCannotStallScrapes) {
   HttpLimits limits;
   limits.max_connections = 32;
   limits.head_timeout = std::chrono::milliseconds(2000);
+  MetricSources sources;
   HttpServer server(
-      "127.0.0.1:0", [] { return TestSnapshot(); }, [] { return std::string(); }, nullptr, limits);
+      "127.0.0.1:0", WithSources(sources, TestSnapshot), [] { return std::string(); }, nullptr,
+      limits);
+  sources.Register([&server](Snapshot* s) { server.AppendSelfMetrics(s); });
   ASSERT_EQ(server.Start(), "");
   std::vector<int> slow;
   for (int i = 0; i < 64; i++) slow.push_back(StalledClient(server.port()));
@@ -448,16 +467,19 @@ TEST(HttpServerLimitsTest, NewcomersAreRefusedWhileEverySlotIsAnswered) {
   HttpLimits limits;
   limits.max_connections = 2;
   limits.workers = 2;
+  MetricSources sources;
   HttpServer server(
       "127.0.0.1:0",
-      [&] {
-        std::unique_lock lock(mutex);
-        inside++;
-        cv.notify_all();
-        cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
-        return TestSnapshot();
-      },
+      WithSources(sources,
+                  [&] {
+                    std::unique_lock lock(mutex);
+                    inside++;
+                    cv.notify_all();
+                    cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+                    return TestSnapshot();
+                  }),
       [] { return std::string(); }, nullptr, limits);
+  sources.Register([&server](Snapshot* s) { server.AppendSelfMetrics(s); });
   ASSERT_EQ(server.Start(), "");
   std::vector<int> statuses(2);
   std::vector<std::thread> scrapers;
@@ -486,15 +508,18 @@ TEST(HttpServerLimitsTest, ClientThatDoesNotReadIsClosedAtTheWriteDeadline) {
   std::atomic<bool> first{true};
   HttpLimits limits;
   limits.write_timeout = std::chrono::milliseconds(500);
+  MetricSources sources;
   HttpServer server(
       "127.0.0.1:0",
-      [&] {
-        Snapshot s = TestSnapshot();
-        // Far more than the socket buffers hold, for the first scrape only.
-        if (first.exchange(false)) s.families[0].help = std::string(24 << 20, 'h');
-        return s;
-      },
+      WithSources(sources,
+                  [&] {
+                    Snapshot s = TestSnapshot();
+                    // Far more than the socket buffers hold, for the first scrape only.
+                    if (first.exchange(false)) s.families[0].help = std::string(24 << 20, 'h');
+                    return s;
+                  }),
       [] { return std::string(); }, nullptr, limits);
+  sources.Register([&server](Snapshot* s) { server.AppendSelfMetrics(s); });
   ASSERT_EQ(server.Start(), "");
   const int fd = StalledClient(server.port());
   send(fd, "\r\n", 2, MSG_NOSIGNAL);  // the head is complete; nothing is ever read

@@ -14,9 +14,11 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "agent/metrics/metric_sources.h"
 #include "exporter/http_server.h"
 #include "exporter/influx_format.h"
 #include "exporter/json_format.h"
+#include "exporter/process_metrics.h"
 #include "exporter/selector.h"
 #include "exporter/text_format.h"
 #include "tests/unit/gunzip.h"
@@ -75,12 +77,28 @@ using testing::Gunzip;
 class MetricsEndpointsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // Wired as the agent's: the snapshot, then the server's and the process' own families.
+    sources_ = std::make_unique<MetricSources>();
     server_ = std::make_unique<HttpServer>(
-        "127.0.0.1:0", [] { return testing::HostileSnapshot(); }, [] { return std::string(); });
+        "127.0.0.1:0",
+        [] {
+          Snapshot s = testing::HostileSnapshot();
+          sources_->AppendTo(&s);
+          return s;
+        },
+        [] { return std::string(); });
+    sources_->Register([](Snapshot* s) { server_->AppendSelfMetrics(s); });
+    sources_->Register([](Snapshot* s) {
+      for (MetricFamily& f : ProcessMetrics()) s->families.push_back(std::move(f));
+    });
     ASSERT_EQ(server_->Start(), "");
   }
-  static void TearDownTestSuite() { server_.reset(); }
+  static void TearDownTestSuite() {
+    server_.reset();
+    sources_.reset();
+  }
   static int port() { return server_->port(); }
+  static inline std::unique_ptr<MetricSources> sources_;
   static inline std::unique_ptr<HttpServer> server_;
 };
 

@@ -76,10 +76,12 @@ std::string QueryServer::BindUnixSocket() {
   if (path.size() >= sizeof(addr.sun_path)) return "query socket path too long: " + path;
   fs::path dir = fs::path(path).parent_path();
   std::error_code ec;
-  if (!dir.empty()) {
+  if (!dir.empty() && !fs::exists(dir, ec)) {
     fs::create_directories(dir, ec);
     if (ec) return "cannot create " + dir.string() + ": " + ec.message();
-    // Only root may even reach the socket.
+    // Only root may even reach the socket. A directory that was there keeps its mode: the
+    // socket's own 0600 and the peer check keep others out, and a shared directory named
+    // here (/run, /tmp) must not be closed to the rest of the node.
     if (chmod(dir.c_str(), 0700) != 0) {
       return "cannot chmod 0700 " + dir.string() + ": " + std::strerror(errno);
     }

@@ -600,6 +600,7 @@ class Agent:
         # Each test agent serves its own query socket, never the node's default
         # (in a short folder of its own: a socket path has at most 107 bytes).
         self.query_dir = tempfile.mkdtemp(prefix="ptE2e-q-")
+        os.chmod(self.query_dir, 0o755)  # an open directory the agent must leave open
         self.query_socket = os.path.join(self.query_dir, "q", "podtap.sock")
         self.args += ["--query-socket", self.query_socket]
         self.args += pods_source

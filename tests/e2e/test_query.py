@@ -380,6 +380,9 @@ class QueryTest(harness.PodPairTest):
         sock = self.agent.query_socket
         self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
         self.assertEqual(os.stat(os.path.dirname(sock)).st_mode & 0o777, 0o700)
+        # The directory the agent created is closed; the one it found open stays so (a
+        # --query-socket in /tmp or /run must not close those to the node).
+        self.assertEqual(os.stat(os.path.dirname(os.path.dirname(sock))).st_mode & 0o777, 0o755)
         # As installed: the socket's modes keep others out.
         p = self.podtap("stat", check=False, user=65534)
         self.assertEqual(p.returncode, 1)

@@ -88,6 +88,7 @@ std::string Agent::Start() {
     SelfStats& self = agg_.self();
     self.probe_mode = probes_->mode();
     self.payload_probes = probes_->payload_variant();
+    self.syscall_hook = probes_->syscall_hook();
     const KernelFeatures& f = probes_->features();
     self.kernel_features = {{"ringbuf", f.ringbuf},
                             {"task_storage", f.task_storage},

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   double diag_interval_s = 5;
   std::string probe_mode = "auto";
   std::string payload_probes = "auto";
+  std::string syscall_hook = "auto";
   // The rings by the CPUs that write into them (memory_budget.h).
   const podtap::MemoryPlan node_defaults =
       podtap::DefaultPlan(static_cast<unsigned>(std::max(sysconf(_SC_NPROCESSORS_ONLN), 1L)));
@@ -120,6 +121,13 @@ int main(int argc, char** argv) {
                  "error")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "btf_cast", "probe_read", "compat"}));
+  app.add_option("--syscall-hook", syscall_hook,
+                 "How the socket data programs see the syscalls: auto (sys_exit where it loads, "
+                 "else pairs), sys_exit (one program at tp_btf/sys_exit, with the btf_cast or "
+                 "probe_read build) or pairs (entry and exit programs on each syscall's "
+                 "tracepoints); a named hook that does not load is an error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "sys_exit", "pairs"}));
   auto* ringbuf_opt =
       app.add_option("--ringbuf-size", ringbuf_bytes,
                      "Kernel-to-agent ring buffer size in bytes (a power of two, >= 4096); "
@@ -331,6 +339,9 @@ int main(int argc, char** argv) {
                                     ? podtap::PayloadVariant::kProbeRead
                                 : payload_probes == "compat" ? podtap::PayloadVariant::kCompat
                                                              : podtap::PayloadVariant::kAuto;
+  opts.probes.syscall_hook = syscall_hook == "sys_exit" ? podtap::SyscallHook::kSysExit
+                             : syscall_hook == "pairs"  ? podtap::SyscallHook::kPairs
+                                                        : podtap::SyscallHook::kAuto;
   {
     uint64_t limit = 0;
     std::string source = "--memory-limit";

@@ -11,11 +11,12 @@ baseline run; a mode's ratio is its throughput over the mean of the round's
 two baselines, so drift of the machine hits every mode alike. The modes:
 empty BPF programs on each hook podtap could use (the hook's floor: what it
 costs before any work is done in it; bpf/floor.bpf.c through
-podtap-hook-floor), then podtap with HTTP parsing and with TCP metrics only.
+podtap-hook-floor), then podtap with HTTP parsing on each of its syscall
+hooks (one program at tp_btf/sys_exit; entry and exit programs on each
+syscall's tracepoints, --syscall-hook pairs) and with TCP metrics only.
 Reports the median ratio per client and mode, the added p99 latency wrk
-measured (h2load reports no percentiles), and podtap's distance from the
-floor of its own hook (today the per-syscall tracepoints). Root only; traffic
-stays on the test's veth.
+measured (h2load reports no percentiles), and each parsing mode's distance
+from the floor of its own hook. Root only; traffic stays on the test's veth.
 
   /usr/bin/python3 bench/http_overhead.py --hook-floor build/podtap-hook-floor \
       [--pairs 5] [--seconds 4] [--bpf-stats] [--client-cpu 0] [--server-cpu 1]
@@ -176,9 +177,13 @@ class AgentMode:
         self.agent.stop()
 
 
-# The floor under podtap's own hook (its socket data programs are on the
-# per-syscall tracepoints today).
-PODTAP_HOOK_FLOOR = "floor: syscall tracepoints"
+# Each podtap mode with HTTP parsing, and the floor of the hook its socket data programs are on:
+# one program at tp_btf/sys_exit (the default where it loads), or entry and exit programs on
+# each syscall's tracepoints (--syscall-hook pairs).
+PARSING_FLOORS = {
+    "podtap: HTTP parsing (sys_exit)": "floor: tp_btf/sys_exit",
+    "podtap: HTTP parsing (syscall pairs)": "floor: syscall tracepoints",
+}
 
 
 def print_summary(results):
@@ -194,17 +199,15 @@ def print_summary(results):
             added = "%+.2f" % statistics.median(m[1] - b[1] for b, m in rounds)
         print("| %s | %s | %.3f | %s | %d |" % (client, mode, ratio, added, len(rounds)))
     print()
-    print("| client | podtap mode | median distance from the floor of its hook (%s) |"
-          % PODTAP_HOOK_FLOOR)
-    print("|---|---|---|")
+    print("| client | podtap mode | its hook's floor | median distance from that floor |")
+    print("|---|---|---|---|")
     for client in CLIENTS:
-        floor = results[(client, PODTAP_HOOK_FLOOR)]
         # TCP only has no program on the syscall hooks: only parsing is measured against them.
-        mode = "podtap: HTTP parsing"
-        rounds = results[(client, mode)]
-        dist = statistics.median(f[1][0] / f[0][0] - m[1][0] / m[0][0]
-                                 for f, m in zip(floor, rounds))
-        print("| %s | %s | %.3f |" % (client, mode, dist))
+        for mode, floor_mode in PARSING_FLOORS.items():
+            floor, rounds = results[(client, floor_mode)], results[(client, mode)]
+            dist = statistics.median(f[1][0] / f[0][0] - m[1][0] / m[0][0]
+                                     for f, m in zip(floor, rounds))
+            print("| %s | %s | %s | %.3f |" % (client, mode, floor_mode, dist))
 
 
 def main():
@@ -235,8 +238,11 @@ def main():
         modes = {
             "floor: tp_btf/sys_exit": lambda: HookFloor(args.hook_floor, "tp_btf"),
             "floor: raw_tp/sys_exit": lambda: HookFloor(args.hook_floor, "raw_tp"),
-            PODTAP_HOOK_FLOOR: lambda: HookFloor(args.hook_floor, "tracepoints"),
-            "podtap: HTTP parsing": lambda: AgentMode(workdir, pods, []),
+            "floor: syscall tracepoints": lambda: HookFloor(args.hook_floor, "tracepoints"),
+            "podtap: HTTP parsing (sys_exit)": lambda: AgentMode(
+                workdir, pods, ["--syscall-hook", "sys_exit"]),
+            "podtap: HTTP parsing (syscall pairs)": lambda: AgentMode(
+                workdir, pods, ["--syscall-hook", "pairs"]),
             "podtap: TCP only": lambda: AgentMode(workdir, pods,
                                                   ["--capture-payload", "false"]),
         }

@@ -248,28 +248,29 @@ static __always_inline __u64 tracked_conn_id(struct sock *sk, struct podtap_sock
 	return *closed;
 }
 
-/* Entry does the socket lookup, so that the common case, a read or write on
- * something that is not a tracked TCP socket, costs no map update at all. */
-static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
+/* The syscall's arguments in *a when its fd is a TCP socket the lifecycle
+ * program tracks and its bytes are not TLS records whose plaintext the SSL
+ * probes capture; false for anything else. */
+static __always_inline bool syscall_args(struct io_args *a, __s32 fd, __u64 buf, __u64 iovcnt,
+					 __u8 kind, __u8 dir)
 {
 	struct podtap_sock_info *info;
 	__u64 key, conn_id;
 	struct ssl_call *call;
-	struct io_args *a;
 	struct sock *sk;
 	__u32 tgid;
 	__u8 first = 0;
 
 	tgid = current_tgid();
 	if (tgid == self_tgid || fd < 0)
-		return 0;
+		return false;
 	sk = sock_of_fd(fd);
 	if (!sk)
-		return 0;
+		return false;
 	key = (__u64)sk;
 	conn_id = tracked_conn_id(sk, &info);
 	if (!conn_id)
-		return 0;
+		return false;
 	if (info)
 		first = !(info->data_seen & dir);
 	call = THREAD_STATE(ssl_calls, struct ssl_call, false);
@@ -277,12 +278,7 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	 * return probe captures. */
 	if (call && (call->active || call->learn) &&
 	    ssl_socket_syscall(call, tgid, conn_id, buf, iovcnt, kind, dir, first) && call->dir)
-		return 0;
-	a = THREAD_STATE(inflight, struct io_args, true);
-	if (!a) {
-		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
-		return 0;
-	}
+		return false;
 	a->conn_id = conn_id;
 	a->buf = buf;
 	a->iovcnt = iovcnt;
@@ -290,6 +286,23 @@ static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind
 	a->kind = kind;
 	a->dir = dir;
 	a->first = first;
+	return true;
+}
+
+/* Entry does the socket lookup, so that the common case, a read or write on
+ * something that is not a tracked TCP socket, costs no map update at all. */
+static __always_inline int on_enter(__s32 fd, __u64 buf, __u64 iovcnt, __u8 kind, __u8 dir)
+{
+	struct io_args args = {}, *a;
+
+	if (!syscall_args(&args, fd, buf, iovcnt, kind, dir))
+		return 0;
+	a = THREAD_STATE(inflight, struct io_args, true);
+	if (!a) {
+		count_drop(PODTAP_DROP_SYSCALL_MAP_FULL);
+		return 0;
+	}
+	*a = args;
 	return 0;
 }
 
@@ -872,9 +885,25 @@ static __always_inline void emit_payload(void *ctx, void *tail, struct io_args *
 	send_record(scr, n);
 }
 
-static __always_inline int on_exit(void *ctx, long ret)
+/* A syscall on a tracked socket returned: its bytes, if it moved any. */
+static __always_inline void bytes_moved(void *ctx, void *tail, struct io_args *a, long ret)
 {
 	struct podtap_sock_info *info;
+
+	if (ret <= 0)
+		return;
+	/* Marked at exit, not entry: a first read that fails (EAGAIN) moved
+	 * nothing. */
+	if (a->first) {
+		info = bpf_map_lookup_elem(&socks, &a->sk);
+		if (info && info->conn_id == a->conn_id)
+			info->data_seen |= a->dir;
+	}
+	emit_payload(ctx, tail, a, ret);
+}
+
+static __always_inline int on_exit(void *ctx, long ret)
+{
 	struct io_args *a;
 
 	a = THREAD_STATE(inflight, struct io_args, false);
@@ -890,16 +919,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 	a->conn_id = 0;
 	a = &args;
 #endif
-	if (ret > 0) {
-		/* Marked at exit, not entry: a first read that fails (EAGAIN)
-		 * moved nothing. */
-		if (a->first) {
-			info = bpf_map_lookup_elem(&socks, &a->sk);
-			if (info && info->conn_id == a->conn_id)
-				info->data_seen |= a->dir;
-		}
-		emit_payload(ctx, H2_TAIL_TP, a, ret);
-	}
+	bytes_moved(ctx, H2_TAIL_TP, a, ret);
 	a->conn_id = 0;
 	return 0;
 }
@@ -941,6 +961,105 @@ ENTER(sendmsg, BUF_MSGHDR, PODTAP_DATA_SEND, -1)
 /* sendfile(out_fd, in_fd, ...): the socket is the first argument; the bytes
  * come from a file, so there is nothing to capture but their number. */
 ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
+
+#if PODTAP_BPF_LOOP
+/* The same syscalls seen from one program at sys_exit (--syscall-hook
+ * sys_exit, the default where it loads): the arguments are still in the
+ * task's saved registers there, so there is no entry program, no entry->exit
+ * state, and the syscall's work is done in one run. It runs for every
+ * syscall of the node and returns at the number check for all others. Only
+ * in the bpf_loop builds: their HTTP/2 walk makes no tail call, which a
+ * tracing program could not make into the tracepoint programs' array. */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile64 40
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#elif defined(__TARGET_ARCH_arm64)
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#define NR_readv 65
+#define NR_writev 66
+#define NR_read 63
+#define NR_write 64
+#define NR_sendfile64 71
+#define NR_sendto 206
+#define NR_recvfrom 207
+#define NR_sendmsg 211
+#define NR_recvmsg 212
+#else
+#error "syscall numbers of this architecture are not known"
+#endif
+
+/* The syscall's arguments for the one run, in a map value rather than on the
+ * stack: the payload path then has the shape the pairs' exit program has,
+ * which the verifier walks in a fraction of the states. A program at
+ * sys_exit does not nest on its CPU (it runs with migration off, and the
+ * next syscall on that CPU starts after this one ends). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct io_args);
+} exit_args SEC(".maps");
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(podtap_raw_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u32 zero = 0;
+	struct io_args *a;
+	__u8 kind, dir;
+	__u64 flags = 0;
+
+	switch (SYSCALL_NR(regs)) {
+	case NR_read:
+		kind = BUF_PLAIN, dir = PODTAP_DATA_RECV;
+		break;
+	case NR_write:
+		kind = BUF_PLAIN, dir = PODTAP_DATA_SEND;
+		break;
+	case NR_readv:
+		kind = BUF_IOVEC, dir = PODTAP_DATA_RECV;
+		break;
+	case NR_writev:
+		kind = BUF_IOVEC, dir = PODTAP_DATA_SEND;
+		break;
+	case NR_recvfrom:
+		kind = BUF_PLAIN, dir = PODTAP_DATA_RECV;
+		flags = PT_REGS_PARM4_CORE_SYSCALL(regs);
+		break;
+	case NR_sendto:
+		kind = BUF_PLAIN, dir = PODTAP_DATA_SEND;
+		break;
+	case NR_recvmsg:
+		kind = BUF_MSGHDR, dir = PODTAP_DATA_RECV;
+		flags = PT_REGS_PARM3_CORE_SYSCALL(regs);
+		break;
+	case NR_sendmsg:
+		kind = BUF_MSGHDR, dir = PODTAP_DATA_SEND;
+		break;
+	case NR_sendfile64:
+		kind = BUF_NONE, dir = PODTAP_DATA_SEND;
+		break;
+	default:
+		return 0;
+	}
+	if (flags & MSG_PEEK)
+		return 0;
+	a = bpf_map_lookup_elem(&exit_args, &zero);
+	if (!a || !syscall_args(a, (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs),
+				PT_REGS_PARM2_CORE_SYSCALL(regs), PT_REGS_PARM3_CORE_SYSCALL(regs),
+				kind, dir))
+		return 0;
+	bytes_moved(ctx, NULL, a, ret);
+	return 0;
+}
+#endif
 
 /* TLS plaintext: OpenSSL's SSL_read/SSL_write and their _ex forms, attached
  * by the agent to each file with the OpenSSL API the node's processes map

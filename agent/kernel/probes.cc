@@ -20,6 +20,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -107,6 +109,18 @@ const char* PayloadVariantName(PayloadVariant v) {
       return "probe_read";
     case PayloadVariant::kCompat:
       return "compat";
+  }
+  return "?";
+}
+
+const char* SyscallHookName(SyscallHook h) {
+  switch (h) {
+    case SyscallHook::kAuto:
+      return "auto";
+    case SyscallHook::kSysExit:
+      return "sys_exit";
+    case SyscallHook::kPairs:
+      return "pairs";
   }
   return "?";
 }
@@ -227,14 +241,29 @@ struct SkelFns {
 };
 
 template <typename Skel>
-std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_bpf* tcp,
-                              TcpProbes::PayloadObject* out) {
+std::string LoadPayloadObject(SkelFns<Skel> fns, SyscallHook hook, const ProbeOptions& opts,
+                              tcp_bpf* tcp, TcpProbes::PayloadObject* out) {
   Skel* s = fns.open();
   if (s == nullptr) return std::string("cannot open the BPF object: ") + std::strerror(errno);
   auto fail = [&](std::string msg) {
     fns.destroy(s);
     return msg;
   };
+  // One hook's programs load: the sys_exit program (only in the bpf_loop builds), or the pairs.
+  bpf_object* obj = *s->skeleton->obj;
+  bpf_program* raw_exit = bpf_object__find_program_by_name(obj, "podtap_raw_sys_exit");
+  if (hook == SyscallHook::kSysExit) {
+    if (raw_exit == nullptr) return fail("this build has no sys_exit program");
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, obj) {
+      if (std::string_view(bpf_program__section_name(prog)).starts_with("tracepoint/syscalls/")) {
+        bpf_program__set_autoload(prog, false);
+      }
+    }
+    bpf_program__set_autoload(s->progs.podtap_sys_exit, false);
+  } else if (raw_exit != nullptr) {
+    bpf_program__set_autoload(raw_exit, false);
+  }
   s->rodata->prefix_len = opts.prefix_len;
   s->rodata->self_tgid = static_cast<uint32_t>(getpid());
   s->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
@@ -253,8 +282,8 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_b
   if (int err = fns.load(s); err != 0) {
     return fail(std::string("load: ") + std::strerror(-err) + " — " + LastLibbpfWarning());
   }
-  // The sys_enter_* programs attach by their section names; the exit and
-  // uprobe programs have none and are attached by the caller.
+  // The sys_enter_* programs and the sys_exit one attach by their section names; the exit
+  // program of the pairs and the uprobe programs have none and are attached by the caller.
   if (int err = fns.attach(s); err != 0) {
     return fail(std::string("attach: ") + std::strerror(-err) + " — " + LastLibbpfWarning());
   }
@@ -277,32 +306,36 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, const ProbeOptions& opts, tcp_b
 
 }  // namespace
 
-std::string TcpProbes::AttachPayloadVariant(PayloadVariant v, const ProbeOptions& opts) {
+std::string TcpProbes::AttachPayloadVariant(PayloadVariant v, SyscallHook hook,
+                                            const ProbeOptions& opts) {
   std::string err;
   PayloadObject obj;
   switch (v) {
     case PayloadVariant::kBtfCast:
       err = LoadPayloadObject<sockdata_bpf>(
           {sockdata_bpf__open, sockdata_bpf__load, sockdata_bpf__attach, sockdata_bpf__destroy},
-          opts, skel_, &obj);
+          hook, opts, skel_, &obj);
       break;
     case PayloadVariant::kProbeRead:
       err = LoadPayloadObject<sockdata_probe_read_bpf>(
           {sockdata_probe_read_bpf__open, sockdata_probe_read_bpf__load,
            sockdata_probe_read_bpf__attach, sockdata_probe_read_bpf__destroy},
-          opts, skel_, &obj);
+          hook, opts, skel_, &obj);
       break;
     case PayloadVariant::kCompat:
     case PayloadVariant::kAuto:
       err = LoadPayloadObject<sockdata_compat_bpf>(
           {sockdata_compat_bpf__open, sockdata_compat_bpf__load, sockdata_compat_bpf__attach,
            sockdata_compat_bpf__destroy},
-          opts, skel_, &obj);
+          hook, opts, skel_, &obj);
       break;
   }
   if (!err.empty()) return err;
   payload_ = std::move(obj);
-  for (const char* name : kTracedSyscalls) {
+  // The pairs' exit program, on each syscall's exit tracepoint (the sys_exit one is attached).
+  for (const char* name : hook == SyscallHook::kPairs
+                              ? std::span<const char* const>(kTracedSyscalls)
+                              : std::span<const char* const>()) {
     const std::string tp = std::string("sys_exit_") + name;
     bpf_link* link = bpf_program__attach_tracepoint(payload_.sys_exit, "syscalls", tp.c_str());
     if (link == nullptr) {
@@ -328,28 +361,46 @@ std::string TcpProbes::AttachPayload(const ProbeOptions& opts) {
   std::vector<PayloadVariant> candidates = opts.payload_variant == PayloadVariant::kAuto
                                                ? PayloadCandidates(features_)
                                                : std::vector{opts.payload_variant};
-  std::string last;
+  // Each build with each hook the options allow, the sys_exit hook first where it may load: it
+  // needs tp_btf and a bpf_loop build (the compat build has none).
+  std::vector<std::pair<PayloadVariant, SyscallHook>> tries;
   for (PayloadVariant v : candidates) {
+    const bool has_sys_exit = v == PayloadVariant::kBtfCast || v == PayloadVariant::kProbeRead;
+    if (opts.syscall_hook != SyscallHook::kPairs && (has_sys_exit && features_.tp_btf)) {
+      tries.emplace_back(v, SyscallHook::kSysExit);
+    } else if (opts.syscall_hook == SyscallHook::kSysExit) {
+      tries.emplace_back(v, SyscallHook::kSysExit);  // fails, and says why
+    }
+    if (opts.syscall_hook != SyscallHook::kSysExit) tries.emplace_back(v, SyscallHook::kPairs);
+  }
+  const bool named =
+      opts.payload_variant != PayloadVariant::kAuto || opts.syscall_hook != SyscallHook::kAuto;
+  std::string last;
+  for (auto [v, hook] : tries) {
     auto started = std::chrono::steady_clock::now();
-    std::string err = AttachPayloadVariant(v, opts);
+    std::string err = AttachPayloadVariant(v, hook, opts);
     if (err.empty()) {
       payload_variant_ = PayloadVariantName(v);
+      syscall_hook_ = SyscallHookName(hook);
       spdlog::info(
-          "attached socket data probes, {} build, on read, write, readv, writev, recvfrom, "
+          "attached socket data probes, {} build, {}, on read, write, readv, writev, recvfrom, "
           "sendto, recvmsg, sendmsg, sendfile (prefix {} bytes, ring buffer {} bytes; loaded in "
           "{} ms)",
-          payload_variant_, opts.prefix_len, opts.payload_ringbuf_bytes,
+          payload_variant_,
+          hook == SyscallHook::kSysExit ? "one program at tp_btf/sys_exit"
+                                        : "entry and exit programs on each syscall's tracepoints",
+          opts.prefix_len, opts.payload_ringbuf_bytes,
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                 started)
               .count());
       return "";
     }
-    last = std::string(PayloadVariantName(v)) + " build: " + err;
-    if (opts.payload_variant != PayloadVariant::kAuto) {
-      return "cannot load the socket data programs (" + last + ")";
-    }
-    spdlog::warn("socket data programs, {}; trying the next build", last);
+    last =
+        std::string(PayloadVariantName(v)) + " build, " + SyscallHookName(hook) + " hook: " + err;
+    spdlog::warn("socket data programs, {}; trying the next", last);
   }
+  // A named build or hook that does not load is an error.
+  if (named) return "cannot load the socket data programs (" + last + ")";
   spdlog::warn(
       "HTTP metrics off: no build of the socket data programs loads on this kernel (last: {}); "
       "TCP metrics stay exact",

@@ -36,6 +36,13 @@ enum class PayloadVariant { kAuto, kBtfCast, kProbeRead, kCompat };
 // "btf_cast", "probe_read", "compat" (or "auto").
 const char* PayloadVariantName(PayloadVariant v);
 
+// How the socket data programs see the syscalls: kSysExit, one program at tp_btf/sys_exit that
+// reads the arguments from the task's saved registers (bpf_loop builds, where tp_btf loads);
+// kPairs, an entry and an exit program on each syscall's own tracepoints, the entry's arguments
+// kept for the exit by thread. kAuto tries kSysExit first.
+enum class SyscallHook { kAuto, kSysExit, kPairs };
+const char* SyscallHookName(SyscallHook h);  // "auto", "sys_exit", "pairs"
+
 // What the running kernel offers the programs, probed before loading.
 struct KernelFeatures {
   bool ringbuf = false;       // BPF ring buffer (5.8): required
@@ -65,6 +72,7 @@ struct ProbeOptions {
   uint32_t prefix_len = 256;  // bytes captured per syscall, at most PODTAP_PAYLOAD_MAX
   uint32_t payload_ringbuf_bytes = 8u << 20;
   PayloadVariant payload_variant = PayloadVariant::kAuto;
+  SyscallHook syscall_hook = SyscallHook::kAuto;
 };
 
 // Checks that must pass before loading: root, kernel BTF, tracefs and bpffs
@@ -137,6 +145,8 @@ class TcpProbes {
   // The socket data build attached ("btf_cast", "probe_read", "compat"), or
   // "off" (payload capture off, or no build loads on this kernel).
   const std::string& payload_variant() const { return payload_variant_; }
+  // "sys_exit" or "pairs" (SyscallHook), "off" without socket data programs.
+  const std::string& syscall_hook() const { return syscall_hook_; }
   bool payload_attached() const { return payload_.skeleton != nullptr; }
   const KernelFeatures& features() const { return features_; }
 
@@ -164,7 +174,7 @@ class TcpProbes {
   static std::variant<std::unique_ptr<TcpProbes>, std::string> TryAttach(const ProbeOptions& opts,
                                                                          bool btf, EventFn fn);
   // Loads and attaches one build; an error says why it did not.
-  std::string AttachPayloadVariant(PayloadVariant v, const ProbeOptions& opts);
+  std::string AttachPayloadVariant(PayloadVariant v, SyscallHook hook, const ProbeOptions& opts);
   // The best build that loads; an error only when an explicitly chosen one fails.
   std::string AttachPayload(const ProbeOptions& opts);
   static int OnSample(void* ctx, void* data, size_t size);
@@ -182,6 +192,7 @@ class TcpProbes {
   EventFn on_event_;
   std::string mode_;
   std::string payload_variant_ = "off";
+  std::string syscall_hook_ = "off";
   KernelFeatures features_;
   Recovered recovered_;
   uint64_t full_at_drain_ = 0;  // the ring-full count at the last drain

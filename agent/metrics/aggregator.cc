@@ -503,7 +503,8 @@ Snapshot Aggregator::Collect() const {
   AddValue(&build,
            {{kLabelVersion, PODTAP_VERSION},
             {kLabelProbeMode, self_.probe_mode},
-            {kLabelPayloadProbes, self_.payload_probes}},
+            {kLabelPayloadProbes, self_.payload_probes},
+            {kLabelSyscallHook, self_.syscall_hook}},
            1);
   snap.families.push_back(std::move(build));
 

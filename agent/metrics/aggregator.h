@@ -129,6 +129,7 @@ struct SelfStats {
   double metadata_last_success_unix = 0;
   std::string probe_mode;      // the lifecycle hook: "tp_btf" or "tracepoint"
   std::string payload_probes;  // the socket data build, or "off"
+  std::string syscall_hook;    // how it sees the syscalls: "sys_exit", "pairs" or "off"
   // Kernel features the loader probed, by name: available or missing.
   std::vector<std::pair<std::string, bool>> kernel_features;
   uint64_t config_reloads_ok = 0;  // SIGHUP re-reads of --config

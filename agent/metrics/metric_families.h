@@ -39,6 +39,7 @@ inline constexpr char kLabelResult[] = "result";
 inline constexpr char kLabelVersion[] = "version";
 inline constexpr char kLabelProbeMode[] = "probe_mode";
 inline constexpr char kLabelPayloadProbes[] = "payload_probes";
+inline constexpr char kLabelSyscallHook[] = "syscall_hook";
 inline constexpr char kLabelFeature[] = "feature";
 inline constexpr char kLabelEndpoint[] = "endpoint";
 
@@ -88,7 +89,7 @@ inline constexpr std::string_view kSourceReason[] = {kLabelSource, kLabelReason}
 inline constexpr std::string_view kSourceResource[] = {kLabelSource, kLabelResource};
 inline constexpr std::string_view kResult[] = {kLabelResult};
 inline constexpr std::string_view kBuildInfo[] = {kLabelVersion, kLabelProbeMode,
-                                                  kLabelPayloadProbes};
+                                                  kLabelPayloadProbes, kLabelSyscallHook};
 inline constexpr std::string_view kFeatureState[] = {kLabelFeature, kLabelState};
 inline constexpr std::string_view kEndpoint[] = {kLabelEndpoint};
 

@@ -970,8 +970,14 @@ ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
  * syscall of the node and returns at the number check for all others. Only
  * in the bpf_loop builds: their HTTP/2 walk makes no tail call, which a
  * tracing program could not make into the tracepoint programs' array. */
+/* The saved registers are a typed argument of tp_btf: plain loads (CO-RE
+ * relocated), no probe read, since the number is read on every syscall. */
 #if defined(__TARGET_ARCH_x86)
-#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#define SYSCALL_ARG1(regs) ((regs)->di)
+#define SYSCALL_ARG2(regs) ((regs)->si)
+#define SYSCALL_ARG3(regs) ((regs)->dx)
+#define SYSCALL_ARG4(regs) ((regs)->r10)
 #define NR_read 0
 #define NR_write 1
 #define NR_readv 19
@@ -982,7 +988,12 @@ ENTER(sendfile64, BUF_NONE, PODTAP_DATA_SEND, -1)
 #define NR_sendmsg 46
 #define NR_recvmsg 47
 #elif defined(__TARGET_ARCH_arm64)
-#define SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+/* x0 holds the return value at exit; the first argument is kept in orig_x0. */
+#define SYSCALL_ARG1(regs) ((regs)->orig_x0)
+#define SYSCALL_ARG2(regs) ((regs)->regs[1])
+#define SYSCALL_ARG3(regs) ((regs)->regs[2])
+#define SYSCALL_ARG4(regs) ((regs)->regs[3])
 #define NR_readv 65
 #define NR_writev 66
 #define NR_read 63
@@ -1031,14 +1042,14 @@ int BPF_PROG(podtap_raw_sys_exit, struct pt_regs *regs, long ret)
 		break;
 	case NR_recvfrom:
 		kind = BUF_PLAIN, dir = PODTAP_DATA_RECV;
-		flags = PT_REGS_PARM4_CORE_SYSCALL(regs);
+		flags = SYSCALL_ARG4(regs);
 		break;
 	case NR_sendto:
 		kind = BUF_PLAIN, dir = PODTAP_DATA_SEND;
 		break;
 	case NR_recvmsg:
 		kind = BUF_MSGHDR, dir = PODTAP_DATA_RECV;
-		flags = PT_REGS_PARM3_CORE_SYSCALL(regs);
+		flags = SYSCALL_ARG3(regs);
 		break;
 	case NR_sendmsg:
 		kind = BUF_MSGHDR, dir = PODTAP_DATA_SEND;
@@ -1052,9 +1063,8 @@ int BPF_PROG(podtap_raw_sys_exit, struct pt_regs *regs, long ret)
 	if (flags & MSG_PEEK)
 		return 0;
 	a = bpf_map_lookup_elem(&exit_args, &zero);
-	if (!a || !syscall_args(a, (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs),
-				PT_REGS_PARM2_CORE_SYSCALL(regs), PT_REGS_PARM3_CORE_SYSCALL(regs),
-				kind, dir))
+	if (!a || !syscall_args(a, (__s32)SYSCALL_ARG1(regs), SYSCALL_ARG2(regs),
+				SYSCALL_ARG3(regs), kind, dir))
 		return 0;
 	bytes_moved(ctx, NULL, a, ret);
 	return 0;

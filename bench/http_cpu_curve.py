@@ -13,7 +13,9 @@ request i at t0 + i/rate, one at a time, for a fixed time; a run that kept less 
 rate fails. Each request's latency is from its send to the last byte of its response; a run
 reports their p50 and p99. HTTP/2 needs a client of its own here, h2load cannot pace: one
 stream per request, the next only once the previous ended. Each round runs, at each rate and
-for each protocol: no agent, podtap with HTTP parsing, podtap with TCP only, no agent again.
+for each protocol: no agent, podtap with HTTP parsing on each syscall hook (one program at
+tp_btf/sys_exit; entry and exit programs on each syscall's tracepoints), podtap with TCP only,
+no agent again.
 With HTTP parsing the agent must have counted every response on both sides
 (response_total{authority="bench"}), or the run fails. Medians of the rounds; the added
 latency of a round is the mode's p50 (p99) minus the mean of its two runs without an agent.
@@ -271,8 +273,10 @@ def measure(topo, nginx_worker, proto, rate, seconds, agent=None, parsing=False)
     return out
 
 
-PARSING = "podtap: HTTP parsing"
-MODES = {PARSING: [], "podtap: TCP only": ["--capture-payload", "false"]}
+# HTTP parsing on each syscall hook of the socket data programs (--syscall-hook), and TCP only.
+PARSING = ("podtap: HTTP parsing, sys_exit", "podtap: HTTP parsing, syscall pairs")
+MODES = {PARSING[0]: ["--syscall-hook", "sys_exit"], PARSING[1]: ["--syscall-hook", "pairs"],
+         "podtap: TCP only": ["--capture-payload", "false"]}
 
 
 def plot(curve, protos, rates, path):
@@ -284,7 +288,7 @@ def plot(curve, protos, rates, path):
     lines = ["'%s' using 1:%d with linespoints title '%s, %s'"
              % (data, col, PROTOCOLS[p][0], m.split(": ")[1])
              for col, (p, m) in enumerate(curves, start=2)]
-    script = ("set terminal pngcairo size 800,480; set output '%s';"
+    script = ("set terminal pngcairo size 800,480 noenhanced; set output '%s';"
               "set title 'podtap CPU (kernel programs + agent) per request per observed side';"
               "set xlabel 'requests per second (one connection, one request at a time)';"
               "set ylabel 'microseconds of CPU';"
@@ -350,7 +354,7 @@ def main():
                             # Its start-up work (TLS library scans, adoption) is not per request.
                             time.sleep(SETTLE_S)
                             runs[mode] = measure(topo, worker, proto, rate, args.seconds,
-                                                 held.agent, mode == PARSING)
+                                                 held.agent, mode in PARSING)
                         finally:
                             held.stop()
                     after = measure(topo, worker, proto, rate, args.seconds)

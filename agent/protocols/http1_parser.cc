@@ -41,6 +41,32 @@ bool IStartsWith(std::string_view a, std::string_view b) {
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
+// s == lit, comparing a constant number of bytes, which the compiler does inline.
+template <size_t N>
+bool Is(std::string_view s, const char (&lit)[N]) {
+  return s.size() == N - 1 && std::memcmp(s.data(), lit, N - 1) == 0;
+}
+
+// s.find_first_of(set), whose library version calls memchr once per byte of s.
+template <size_t N>
+size_t FindAny(std::string_view s, const char (&set)[N]) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    for (size_t k = 0; k + 1 < N; ++k) {
+      if (s[i] == set[k]) return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+constexpr std::string_view kVersion = "HTTP/1.";
+
+// Whether v and "HTTP/1." agree on their common length.
+bool VersionPrefix(std::string_view v) {
+  size_t n = std::min(v.size(), kVersion.size());
+  if (n == kVersion.size()) return std::memcmp(v.data(), kVersion.data(), kVersion.size()) == 0;
+  return v == kVersion.substr(0, n);
+}
+
 // RFC 9110 tchar, as a table: every byte of every header name goes through it.
 constexpr auto kTchar = [] {
   std::array<bool, 256> t{};
@@ -90,7 +116,7 @@ Verdict RequestStart(std::string_view v) {
   Verdict verdict = Verdict::kNo;
   if (target[0] == '/' || target[0] == '*') {
     verdict = Verdict::kYes;
-  } else if (method == "CONNECT") {
+  } else if (Is(method, "CONNECT")) {
     verdict = IsAuthorityChar(target[0]) ? Verdict::kYes : Verdict::kNo;
   } else {
     for (std::string_view scheme : {"http://", "https://"}) {
@@ -102,31 +128,25 @@ Verdict RequestStart(std::string_view v) {
   }
   if (verdict == Verdict::kNo) return verdict;
   // Text that merely starts like a request ("GET / is ...") fails at the version.
-  size_t end = target.find_first_of(" \r\n");
+  size_t end = FindAny(target, " \r\n");
   if (end == std::string_view::npos) return verdict;
   if (target[end] != ' ') return Verdict::kNo;
   std::string_view version = target.substr(end + 1, 8);
-  constexpr std::string_view kVersion = "HTTP/1.";
-  size_t n = std::min(version.size(), kVersion.size());
-  if (version.substr(0, n) != kVersion.substr(0, n)) return Verdict::kNo;
+  if (!VersionPrefix(version)) return Verdict::kNo;
   if (version.size() == 8 && !IsDigit(version[7])) return Verdict::kNo;
   return verdict;
 }
 
 Verdict ResponseStart(std::string_view v) {
-  constexpr std::string_view kVersion = "HTTP/1.";
-  size_t n = std::min(v.size(), kVersion.size());
-  if (v.substr(0, n) != kVersion.substr(0, n)) return Verdict::kNo;
-  return n == kVersion.size() ? Verdict::kYes : Verdict::kMaybe;
+  if (!VersionPrefix(v)) return Verdict::kNo;
+  return v.size() >= kVersion.size() ? Verdict::kYes : Verdict::kMaybe;
 }
 
 Verdict StartVerdict(HttpStream which, std::string_view v) {
   return which == HttpStream::kRequest ? RequestStart(v) : ResponseStart(v);
 }
 
-bool IsVersion(std::string_view v) {
-  return v.size() == 8 && v.substr(0, 7) == "HTTP/1." && IsDigit(v[7]);
-}
+bool IsVersion(std::string_view v) { return v.size() == 8 && VersionPrefix(v) && IsDigit(v[7]); }
 
 }  // namespace
 
@@ -247,21 +267,21 @@ Http1Request MakeRequest(const Http1Head& h, uint64_t ts) {
   r.headers_end_ns = ts;
   std::string_view target = h.target;
   std::string_view authority;
-  if (h.method == "CONNECT") {
+  if (Is(h.method, "CONNECT")) {
     authority = target;
     target = {};
   } else {
     for (std::string_view scheme : {"http://", "https://"}) {
       if (!IStartsWith(target, scheme)) continue;
       target.remove_prefix(scheme.size());
-      size_t end = std::min(target.find_first_of("/?#"), target.size());
+      size_t end = std::min(FindAny(target, "/?#"), target.size());
       authority = target.substr(0, end);
       target.remove_prefix(end);
       if (target.empty() || target[0] != '/') target = "/";
       break;
     }
   }
-  r.path = Bounded(target.substr(0, target.find_first_of("?#")));
+  r.path = Bounded(target.substr(0, FindAny(target, "?#")));
   r.authority = Bounded(h.has_host ? h.host : authority);
   return r;
 }
@@ -615,7 +635,7 @@ void Http1Parser::RequestHead(Stream& s, const Http1Head& h, bool cut, uint64_t 
   Http1Request r = MakeRequest(h, ts);
   sink_->OnRequest(r);
   queue_.push_back(std::move(r));
-  if (h.method == "CONNECT") {
+  if (Is(h.method, "CONNECT")) {
     s.phase = Phase::kTunnel;
   } else if (cut) {
     if (h.has_te) sink_->OnError(Http1Error::kLostSync);
@@ -650,9 +670,9 @@ void Http1Parser::ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t
   }
   r.status = h.status;
   const std::string& method = r.request.method;
-  bool connect = method == "CONNECT";
+  bool connect = Is(method, "CONNECT");
   bool switched = h.status == 101 || (connect && h.status < 300);
-  bool no_body = method == "HEAD" || h.status == 204 || h.status == 304;
+  bool no_body = Is(method, "HEAD") || h.status == 204 || h.status == 304;
   // A head cut off by the prefix hides where its body starts: the status line's Feed stands in.
   if (cut && !no_body && !(h.has_length && h.length == 0)) r.first_byte_ns = s.msg_start_ns;
   slots.current = std::move(r);

@@ -79,8 +79,6 @@ constexpr auto kTchar = [] {
 
 bool IsTchar(char c) { return kTchar[static_cast<uint8_t>(c)]; }
 
-bool IsToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), IsTchar); }
-
 bool IsMethodChar(char c, size_t i) {
   return (c >= 'A' && c <= 'Z') || (i > 0 && (c == '-' || c == '_'));
 }
@@ -150,6 +148,8 @@ bool IsVersion(std::string_view v) { return v.size() == 8 && VersionPrefix(v) &&
 
 }  // namespace
 
+enum class Http1HeadResult : uint8_t { kOk, kNoStartLine, kBadStartLine, kMalformed, kBadLength };
+
 struct Http1Head {
   std::string_view method, target;
   int status = 0;
@@ -159,11 +159,15 @@ struct Http1Head {
   uint64_t length = 0;
   bool has_te = false;
   bool chunked = false;
+  // Where the reading stopped, when it succeeded: one past the blank line that ends the block
+  // (npos when the block does not hold it), and one past the last line read.
+  size_t end = std::string_view::npos;
+  size_t lines_end = 0;
 };
 
 namespace {
 
-enum class HeadResult : uint8_t { kOk, kNoStartLine, kBadStartLine, kMalformed, kBadLength };
+using HeadResult = Http1HeadResult;
 
 bool ParseRequestLine(std::string_view line, Http1Head* h) {
   if (RequestStart(line) != Verdict::kYes) return false;
@@ -212,6 +216,8 @@ bool AddContentLength(std::string_view value, uint64_t max, Http1Head* h) {
 }
 
 // Only header lines complete in `block` are read: past a cut, the last line may be partial.
+// Reading stops at the blank line, so a block that arrived whole is parsed and its end found in
+// one pass.
 HeadResult ParseHead(HttpStream which, std::string_view block, uint64_t max_length, Http1Head* h) {
   size_t nl = block.find('\n');
   std::string_view start = StripCr(block.substr(0, nl));
@@ -229,31 +235,51 @@ HeadResult ParseHead(HttpStream which, std::string_view block, uint64_t max_leng
     h->target = h->target.substr(0, h->target.find(' '));
   }
   if (nl == std::string_view::npos) return HeadResult::kOk;
-  std::string_view rest = block.substr(nl + 1);
-  for (size_t e; (e = rest.find('\n')) != std::string_view::npos;) {
-    std::string_view line = StripCr(rest.substr(0, e));
-    rest.remove_prefix(e + 1);
-    if (line.empty()) break;
+  h->lines_end = nl + 1;
+  while (const void* found =
+             std::memchr(block.data() + h->lines_end, '\n', block.size() - h->lines_end)) {
+    size_t e = static_cast<size_t>(static_cast<const char*>(found) - block.data());
+    std::string_view line = StripCr(block.substr(h->lines_end, e - h->lines_end));
+    h->lines_end = e + 1;
+    if (line.empty()) {
+      h->end = h->lines_end;
+      break;
+    }
     // obs-fold continues the previous value; no framing header is worth reading that way.
     if (line[0] == ' ' || line[0] == '\t') continue;
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos || !IsToken(line.substr(0, colon))) {
-      return HeadResult::kMalformed;
-    }
+    // The name's bytes are checked and its colon found in one pass; a byte that is not a tchar
+    // ends the name, and it has to be the colon.
+    size_t colon = 0;
+    while (colon < line.size() && IsTchar(line[colon])) ++colon;
+    if (colon == 0 || colon == line.size() || line[colon] != ':') return HeadResult::kMalformed;
     std::string_view name = line.substr(0, colon);
-    std::string_view value = Trim(line.substr(colon + 1));
-    if (IEquals(name, "host")) {
-      if (!h->has_host) h->host = value;
-      h->has_host = true;
-    } else if (IEquals(name, "content-length")) {
-      if (!AddContentLength(value, max_length, h)) return HeadResult::kBadLength;
-    } else if (IEquals(name, "transfer-encoding")) {
-      // The last coding applied decides the framing, even across repeated headers.
-      size_t comma = value.rfind(',');
-      std::string_view last =
-          Trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
-      h->has_te = true;
-      h->chunked = IEquals(last, "chunked");
+    std::string_view value = line.substr(colon + 1);
+    // Only three names matter; most lines are told apart by their length.
+    switch (name.size()) {
+      case 4:
+        if (IEquals(name, "host")) {
+          if (!h->has_host) h->host = Trim(value);
+          h->has_host = true;
+        }
+        break;
+      case 14:
+        if (IEquals(name, "content-length") && !AddContentLength(Trim(value), max_length, h)) {
+          return HeadResult::kBadLength;
+        }
+        break;
+      case 17:
+        if (IEquals(name, "transfer-encoding")) {
+          // The last coding applied decides the framing, even across repeated headers.
+          value = Trim(value);
+          size_t comma = value.rfind(',');
+          std::string_view last =
+              Trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+          h->has_te = true;
+          h->chunked = IEquals(last, "chunked");
+        }
+        break;
+      default:
+        break;
     }
   }
   return HeadResult::kOk;
@@ -531,23 +557,41 @@ uint64_t Http1Parser::ConsumeHead(Stream& s, HttpStream which, std::span<const u
     s.buf.append(fresh.substr(0, limits_.max_header_bytes - old));
     block = s.buf;
   }
+  // A block that starts in this Feed (nothing scanned yet) is parsed at once, which also finds
+  // its end. A parse error is only acted on below, once the scan has shown whether the block
+  // ends here: running out of room or a cut may come first.
+  Http1Head h;
+  bool parsed =
+      in_place && ParseHead(which, block, limits_.max_content_length, &h) == HeadResult::kOk;
+  if (parsed && h.end != std::string_view::npos) {
+    CompleteHead(s, which, HeadResult::kOk, h, false, 0, ts);
+    Release(&s.buf);
+    return pos + h.end;
+  }
   size_t end = std::string_view::npos;
-  for (size_t i = s.scan; i < block.size(); ++i) {
-    const void* nl = std::memchr(block.data() + i, '\n', block.size() - i);
-    if (!nl) break;
-    i = static_cast<size_t>(static_cast<const char*>(nl) - block.data());
-    size_t len = i - s.line_start;
-    bool blank = len == 0 || (len == 1 && block[s.line_start] == '\r');
-    s.line_start = i + 1;
-    if (blank) {
-      end = i + 1;
-      break;
+  if (parsed) {
+    // Every line was read and none was blank: the scan would find what the parse did.
+    s.line_start = h.lines_end;
+  } else {
+    for (size_t i = s.scan; i < block.size(); ++i) {
+      const void* nl = std::memchr(block.data() + i, '\n', block.size() - i);
+      if (!nl) break;
+      i = static_cast<size_t>(static_cast<const char*>(nl) - block.data());
+      size_t len = i - s.line_start;
+      bool blank = len == 0 || (len == 1 && block[s.line_start] == '\r');
+      s.line_start = i + 1;
+      if (blank) {
+        end = i + 1;
+        break;
+      }
     }
   }
   s.scan = end == std::string_view::npos ? block.size() : end;
   if (!s.start_line_done && !CheckStartLine(s, which, block.substr(0, s.scan))) return total;
   if (end != std::string_view::npos) {
-    CompleteHead(s, which, block.substr(0, end), false, 0, ts);
+    h = {};
+    CompleteHead(s, which, ParseHead(which, block.substr(0, end), limits_.max_content_length, &h),
+                 h, false, 0, ts);
     Release(&s.buf);
     return pos + (end - old);
   }
@@ -557,7 +601,13 @@ uint64_t Http1Parser::ConsumeHead(Stream& s, HttpStream which, std::span<const u
     return total;
   }
   if (pos < total) {
-    CompleteHead(s, which, block, true, total - pos, ts);
+    // A block parsed above was the same bytes as this one.
+    HeadResult result = HeadResult::kOk;
+    if (!parsed) {
+      h = {};
+      result = ParseHead(which, block, limits_.max_content_length, &h);
+    }
+    CompleteHead(s, which, result, h, true, total - pos, ts);
     Release(&s.buf);
     return total;
   }
@@ -585,10 +635,9 @@ bool Http1Parser::CheckStartLine(Stream& s, HttpStream which, std::string_view b
   return false;
 }
 
-void Http1Parser::CompleteHead(Stream& s, HttpStream which, std::string_view block, bool cut,
-                               uint64_t unseen, uint64_t ts) {
-  Http1Head h;
-  switch (ParseHead(which, block, limits_.max_content_length, &h)) {
+void Http1Parser::CompleteHead(Stream& s, HttpStream which, HeadResult result, const Http1Head& h,
+                               bool cut, uint64_t unseen, uint64_t ts) {
+  switch (result) {
     case HeadResult::kOk:
       break;
     case HeadResult::kNoStartLine:

@@ -58,7 +58,8 @@ class Http1Sink {
   virtual void OnUnanswered(size_t n) = 0;
 };
 
-struct Http1Head;  // a parsed header block, private to http1_parser.cc
+struct Http1Head;                      // a parsed header block, private to http1_parser.cc
+enum class Http1HeadResult : uint8_t;  // how parsing one went, private to http1_parser.cc
 
 // Outside the parser class so that it can be a defaulted constructor argument.
 struct Http1Limits {
@@ -185,8 +186,8 @@ class Http1Parser {
   uint64_t ConsumeHead(Stream& s, HttpStream which, std::span<const uint8_t> cap, uint64_t pos,
                        uint64_t total, uint64_t ts);
   bool CheckStartLine(Stream& s, HttpStream which, std::string_view block);
-  void CompleteHead(Stream& s, HttpStream which, std::string_view block, bool cut, uint64_t unseen,
-                    uint64_t ts);
+  void CompleteHead(Stream& s, HttpStream which, Http1HeadResult result, const Http1Head& h,
+                    bool cut, uint64_t unseen, uint64_t ts);
   void RequestHead(Stream& s, const Http1Head& h, bool cut, uint64_t unseen, uint64_t ts);
   void ResponseHead(Stream& s, const Http1Head& h, bool cut, uint64_t unseen, uint64_t ts);
   uint64_t ConsumeChunkLine(Stream& s, std::span<const uint8_t> cap, uint64_t pos, uint64_t total,

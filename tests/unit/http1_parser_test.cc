@@ -790,6 +790,122 @@ TEST(Http1Parser, MalformedHeaderLineGivesUp) {
   EXPECT_EQ(rec.requests.size(), 1u);
 }
 
+TEST(Http1Parser, OnlyATokenAndAColonMakeAHeaderName) {
+  for (std::string line : {"Host h", "Bad Name: x", ": x", "Host :x", "Ho\x01st: x", "Host\r: x"}) {
+    for (HttpStream stream : {kReq, kResp}) {
+      Recorder rec;
+      Http1Parser p(&rec);
+      if (stream == kResp) Feed(p, kReq, Get("/"), 1);
+      Feed(p, stream,
+           (stream == kReq ? "GET / HTTP/1.1\r\n" : "HTTP/1.1 200 OK\r\n") + line + "\r\n\r\n", 2);
+      EXPECT_EQ(p.state(), State::kGaveUp) << line;
+      EXPECT_EQ(rec.errors, std::vector<Http1Error>{Http1Error::kMalformed}) << line;
+    }
+  }
+}
+
+// A bad line counts only in a head that ends (or is cut) within the limit: past it, the head
+// is too large whatever its lines.
+TEST(Http1Parser, AHeadPastTheLimitIsTooLargeBeforeItsLinesAreJudged) {
+  Http1Limits limits;
+  limits.max_header_bytes = 64;
+  const std::string head = "GET / HTTP/1.1\r\nBad Name: x\r\n" + Filler(60) + "\r\n";
+  Recorder rec;
+  Http1Parser p(&rec, limits);
+  Feed(p, kReq, head, 1);
+  EXPECT_EQ(rec.errors, std::vector<Http1Error>{Http1Error::kHeadersTooLarge});
+  Recorder cut_rec;
+  Http1Parser cut(&cut_rec, limits);
+  Feed(cut, kReq, head, 1, 40);
+  EXPECT_EQ(cut_rec.errors, std::vector<Http1Error>{Http1Error::kMalformed});
+}
+
+TEST_F(Http1ParserTest, FramingHeadersAreKnownByTheirWholeNameInAnyCase) {
+  Feed(p_, kReq,
+       "GET / HTTP/1.1\r\nDate: x\r\nHosts: no\r\nX-Host: no\r\nHOST: a\r\nhost: b\r\n"
+       "Content-Lengths: 9\r\nTransfer-Encodings: gzip\r\n\r\n",
+       1);
+  ASSERT_EQ(rec_.requests.size(), 1u);
+  EXPECT_EQ(rec_.requests[0].authority, "a");
+  Feed(p_, kResp,
+       "HTTP/1.1 200 OK\r\nX-Content-Length: 9\r\nCONTENT-LENGTH: 3\r\nContent-Lengthx: 9\r\n"
+       "\r\nabc",
+       2);
+  ASSERT_EQ(rec_.responses.size(), 1u);
+  EXPECT_EQ(rec_.responses[0].end_ns, 2u);
+  Feed(p_, kReq, Get("/"), 3);
+  Feed(p_, kResp, "HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: gzip , Chunked \r\n\r\n1\r\nx\r\n", 4);
+  EXPECT_EQ(rec_.responses.size(), 1u);
+  Feed(p_, kResp, "0\r\n\r\n", 5);
+  ASSERT_EQ(rec_.responses.size(), 2u);
+  EXPECT_EQ(rec_.responses[1].end_ns, 5u);
+  EXPECT_TRUE(rec_.errors.empty());
+  EXPECT_EQ(p_.state(), State::kHttp);
+}
+
+// All that a parser told its sink, and where it ended, in one comparable string.
+std::string Outcome(const Recorder& rec, const Http1Parser& p) {
+  std::string out;
+  auto request = [&](const Http1Request& r) {
+    out += r.method + " " + r.authority + " " + r.path + " " + std::to_string(r.headers_end_ns);
+  };
+  for (const Http1Request& r : rec.requests) {
+    out += "request ";
+    request(r);
+    out += "\n";
+  }
+  for (const Http1Response& r : rec.responses) {
+    out += "response " + std::to_string(r.status) + " " + std::to_string(r.first_byte_ns) + " " +
+           std::to_string(r.end_ns) + (r.cut_off ? " cut off " : " ");
+    request(r.request);
+    out += "\n";
+  }
+  for (Http1Error e : rec.errors) out += std::string("error ") + Http1ErrorName(e) + "\n";
+  out += "unanswered " + std::to_string(rec.unanswered) + " state " +
+         std::to_string(static_cast<int>(p.state()));
+  return out;
+}
+
+// A head that arrives whole, in its first Feed, is parsed where it lies in one pass; one that
+// is split is buffered and scanned as it grows. Both must come to the same, also when the
+// prefix cuts the head, and when a header line is bad.
+TEST(Http1Parser, AHeadInOneFeedEndsAsABufferedOne) {
+  const std::vector<std::pair<HttpStream, std::string>> messages = {
+      {kReq,
+       "POST /a?b HTTP/1.1\r\nHost: h:1\r\nX-Fold: a\r\n b\r\nContent-Length: 5\r\n\r\nabcde"},
+      {kReq, "GET http://abs.example/p HTTP/1.1\nAccept: */*\n\n"},
+      {kReq, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"},
+      {kReq, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"},
+      {kReq, "GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\nAccept: */*\r\n\r\n"},
+      {kReq, "GET / HTTP/1.1\r\nContent-Length: 1, 2\r\nHost: h\r\n\r\n"},
+      {kResp, "HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 4\r\n\r\nabcd"},
+      {kResp, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"},
+      {kResp, "HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n"},
+      {kResp, "HTTP/1.1 200 OK\r\nServer: s\r\nNoColon\r\nContent-Length: 4\r\n\r\nabcd"},
+  };
+  for (const auto& [stream, msg] : messages) {
+    // Every prefix the kernel may have captured of the one syscall, then every earlier split.
+    for (size_t cut = 1; cut <= msg.size(); ++cut) {
+      Recorder whole_rec;
+      Http1Parser whole(&whole_rec);
+      if (stream == kResp) Feed(whole, kReq, Get("/"), 1);
+      FeedBlind(whole, stream, std::string_view(msg).substr(0, cut), msg.size(), 2);
+      whole.OnClose(3);
+      const std::string want = Outcome(whole_rec, whole);
+      for (size_t split = 1; split < cut; ++split) {
+        Recorder rec;
+        Http1Parser p(&rec);
+        if (stream == kResp) Feed(p, kReq, Get("/"), 1);
+        Feed(p, stream, std::string_view(msg).substr(0, split), 2);
+        FeedBlind(p, stream, std::string_view(msg).substr(split, cut - split), msg.size() - split,
+                  2);
+        p.OnClose(3);
+        ASSERT_EQ(Outcome(rec, p), want) << msg << "\ncaptured " << cut << ", split at " << split;
+      }
+    }
+  }
+}
+
 TEST_F(Http1ParserTest, GarbageWhereAMessageShouldStartLosesSyncThenResyncs) {
   Feed(p_, kReq, Get("/a"), 1);
   Feed(p_, kResp, Ok("ab") + "garbage", 2);

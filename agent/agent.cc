@@ -182,7 +182,7 @@ uint64_t Timestamp(const DecodedEvent& ev) {
 }  // namespace
 
 void Agent::ApplyBatch() {
-  TcpProbes::Drops drops = probes_->ReadDrops();
+  const TcpProbes::Drops& drops = probes_->drops();  // as the Poll before this read them
   // Lifecycle and payload records come from two ring buffers; in time order
   // an open precedes its connection's data and a close follows it.
   for (auto& item : retry_) {

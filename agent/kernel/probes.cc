@@ -576,7 +576,8 @@ int TcpProbes::Poll(int timeout_ms) {
   // its connection, so its open is in this batch or an earlier one. The
   // map's buckets are scanned only when the kernel parked something (it
   // counts a full ring after parking), and once a second regardless.
-  uint64_t full = SumDrop(PODTAP_DROP_RINGBUF_FULL);
+  ReadDrops();
+  const uint64_t full = drops_.ringbuf_full;
   auto now = std::chrono::steady_clock::now();
   if (full == full_at_drain_ && now < next_drain_) return n + more;
   full_at_drain_ = full;
@@ -626,18 +627,42 @@ uint64_t TcpProbes::SumDrop(uint32_t reason) const {
   return total;
 }
 
-TcpProbes::Drops TcpProbes::ReadDrops() const {
-  Drops d;
-  d.ringbuf_full = SumDrop(PODTAP_DROP_RINGBUF_FULL);
-  d.sockmap_full = SumDrop(PODTAP_DROP_SOCKMAP_FULL);
-  d.payload_ringbuf_full = SumDrop(PODTAP_DROP_PAYLOAD_RINGBUF_FULL);
-  d.syscall_map_full = SumDrop(PODTAP_DROP_SYSCALL_MAP_FULL);
-  d.h2_capture_full = SumDrop(PODTAP_DROP_H2_CAPTURE_FULL);
-  d.h2_walk_lost = SumDrop(PODTAP_DROP_H2_WALK_LOST);
-  d.h2_walk_order = SumDrop(PODTAP_DROP_H2_WALK_ORDER);
-  d.tls_unmapped = SumDrop(PODTAP_DROP_TLS_UNMAPPED);
-  d.close_map_full = SumDrop(PODTAP_DROP_CLOSE_MAP_FULL);
-  return d;
+void TcpProbes::ReadDrops() {
+  std::array<uint64_t, PODTAP_DROP__COUNT> sum{};
+  bool read = false;
+  if (drop_batch_) {
+    const size_t ncpu = static_cast<size_t>(std::max(libbpf_num_possible_cpus(), 1));
+    drop_keys_.resize(PODTAP_DROP__COUNT);
+    drop_values_.resize(PODTAP_DROP__COUNT * ncpu);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    uint32_t out_batch = 0, count = PODTAP_DROP__COUNT;
+    int err = bpf_map_lookup_batch(bpf_map__fd(skel_->maps.drops), nullptr, &out_batch,
+                                   drop_keys_.data(), drop_values_.data(), &count, &opts);
+    // ENOENT: the batch reached the array's end, which it does here.
+    if ((err == 0 || err == -ENOENT) && count == PODTAP_DROP__COUNT) {
+      for (uint32_t i = 0; i < count; i++) {
+        if (drop_keys_[i] >= PODTAP_DROP__COUNT) continue;
+        for (size_t cpu = 0; cpu < ncpu; cpu++) sum[drop_keys_[i]] += drop_values_[i * ncpu + cpu];
+      }
+      read = true;
+    } else {
+      drop_batch_ = false;
+      spdlog::info("drop counters: the kernel refused a batch lookup ({}); one lookup each",
+                   err < 0 ? std::strerror(-err) : "short read");
+    }
+  }
+  if (!read) {
+    for (uint32_t r = 0; r < PODTAP_DROP__COUNT; r++) sum[r] = SumDrop(r);
+  }
+  drops_.ringbuf_full = sum[PODTAP_DROP_RINGBUF_FULL];
+  drops_.sockmap_full = sum[PODTAP_DROP_SOCKMAP_FULL];
+  drops_.payload_ringbuf_full = sum[PODTAP_DROP_PAYLOAD_RINGBUF_FULL];
+  drops_.syscall_map_full = sum[PODTAP_DROP_SYSCALL_MAP_FULL];
+  drops_.h2_capture_full = sum[PODTAP_DROP_H2_CAPTURE_FULL];
+  drops_.h2_walk_lost = sum[PODTAP_DROP_H2_WALK_LOST];
+  drops_.h2_walk_order = sum[PODTAP_DROP_H2_WALK_ORDER];
+  drops_.tls_unmapped = sum[PODTAP_DROP_TLS_UNMAPPED];
+  drops_.close_map_full = sum[PODTAP_DROP_CLOSE_MAP_FULL];
 }
 
 }  // namespace podtap

@@ -94,7 +94,8 @@ class TcpProbes {
   // Waits up to timeout_ms for lifecycle events (or a payload backlog),
   // then drains every ring and then the pending closes map (closes the
   // lifecycle ring had no room for), handing each record to the callback.
-  // Returns the number consumed, or a negative errno.
+  // Returns the number consumed, or a negative errno. After the rings it
+  // reads the kernel's drop counters (drops()).
   int Poll(int timeout_ms);
 
   struct Drops {
@@ -108,7 +109,9 @@ class TcpProbes {
     uint64_t tls_unmapped = 0;
     uint64_t close_map_full = 0;
   };
-  Drops ReadDrops() const;
+  // The kernel's drop counters as the last Poll read them, each summed over
+  // CPUs.
+  const Drops& drops() const { return drops_; }
 
   // Events taken from the pending closes map since the start, by kind.
   struct Recovered {
@@ -180,6 +183,11 @@ class TcpProbes {
   static int OnSample(void* ctx, void* data, size_t size);
   // Takes every event out of the pending closes map; the count or a negative errno.
   int DrainPendingCloses();
+  // Reads every drop counter into drops_: one batch lookup for all of
+  // them, since this runs on every turn of the event loop (a lookup per
+  // counter was most of an idle agent's event loop). A kernel that refuses
+  // the batch gets a lookup per counter from then on.
+  void ReadDrops();
   // One per-CPU drop counter (enum podtap_drop), summed over CPUs.
   uint64_t SumDrop(uint32_t reason) const;
 
@@ -196,6 +204,10 @@ class TcpProbes {
   KernelFeatures features_;
   Recovered recovered_;
   uint64_t full_at_drain_ = 0;  // the ring-full count at the last drain
+  Drops drops_;
+  bool drop_batch_ = true;             // batch lookups of the drop counters work
+  std::vector<uint32_t> drop_keys_;    // for the batch lookup: a counter's index
+  std::vector<uint64_t> drop_values_;  // for the batch lookup: each counter's value on each CPU
   std::chrono::steady_clock::time_point next_drain_{};
 };
 

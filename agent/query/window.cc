@@ -61,6 +61,7 @@ Window::Bucket* Window::At(std::vector<Bucket>& ring, uint64_t width, uint64_t t
 
 void Window::Empty(Bucket* b, uint64_t index) {
   b->index = index;
+  b->gen = ++generations_;
   b->top.clear();
   b->traffic.clear();  // after Top: its cells hold the pairs Top's kinds name
   b->top_dropped = 0;
@@ -84,17 +85,32 @@ Window::Traffic& Window::TrafficOf(Bucket* b, EndpointTable::Id endpoints, Direc
 }
 
 void Window::OnExchange(const Exchange& x) {
-  Bucket* fine = At(ring_, kBucketNs, x.ts_ns);
-  if (fine != nullptr && !Add(fine, x)) top_dropped_++;
+  Counts fine;
+  if (Bucket* b = At(ring_, kBucketNs, x.ts_ns); b != nullptr) {
+    fine = CountsOf(b, x);
+    if (fine.top == nullptr) top_dropped_++;
+    Count(fine, x);
+  }
   Bucket* coarse = At(coarse_, kCoarseNs, x.ts_ns);
-  if (coarse != nullptr) Add(coarse, x);
+  if (coarse == nullptr) return;
+  // A 5 s bucket lies within one minute: its kind's twin is in `coarse`
+  // unless that bucket was emptied since.
+  TopCell* cell = fine.top;
+  if (cell != nullptr && cell->twin.top != nullptr && cell->twin_gen == coarse->gen) {
+    Count(cell->twin, x);
+    return;
+  }
+  Counts c = CountsOf(coarse, x);
+  if (cell != nullptr && c.top != nullptr) {
+    cell->twin = c;
+    cell->twin_gen = coarse->gen;
+  }
+  Count(c, x);
 }
 
-bool Window::Add(Bucket* b, const Exchange& x) {
-  Traffic& t = TrafficOf(b, x.endpoints, x.direction);
-  t.requests++;
-  if (!x.failed) t.successes++;
-  t.latency.ObserveMs(x.latency_ms);
+Window::Counts Window::CountsOf(Bucket* b, const Exchange& x) {
+  Counts c;
+  c.traffic = &TrafficOf(b, x.endpoints, x.direction);
   TopKeyView view{x.endpoints, x.direction, x.method, x.authority, x.path};
   auto it = b->top.find(view);
   if (it == b->top.end()) {
@@ -107,16 +123,25 @@ bool Window::Add(Bucket* b, const Exchange& x) {
     if (it == b->top.end()) {
       if (b->top.size() >= max_top_keys_) {
         b->top_dropped++;
-        return false;
+        return c;
       }
-      it = b->top.emplace(std::move(key), TopCounts{}).first;
-      it->second.route = x.route;
+      it = b->top.emplace(std::move(key), TopCell{}).first;
+      it->second.counts.route = x.route;
     }
   }
-  it->second.requests++;
-  if (x.failed) it->second.failures++;
-  it->second.latency.ObserveMs(x.latency_ms);
-  return true;
+  c.top = &it->second;
+  return c;
+}
+
+void Window::Count(const Counts& c, const Exchange& x) {
+  c.traffic->requests++;
+  if (!x.failed) c.traffic->successes++;
+  c.traffic->latency.ObserveMs(x.latency_ms);
+  if (c.top == nullptr) return;
+  TopCounts& top = c.top->counts;
+  top.requests++;
+  if (x.failed) top.failures++;
+  top.latency.ObserveMs(x.latency_ms);
 }
 
 void Window::OnBytes(EndpointTable::Id endpoints, Direction dir, uint64_t read, uint64_t written,
@@ -178,7 +203,8 @@ std::map<Window::TopKey, Window::TopCounts> Window::SumTop(uint64_t now_ns,
                                                            uint64_t window_ns) const {
   std::map<TopKey, TopCounts> out;
   ForWindow(now_ns, window_ns, [&](const Bucket& b) {
-    for (const auto& [key, c] : b.top) {
+    for (const auto& [key, cell] : b.top) {
+      const TopCounts& c = cell.counts;
       TopCounts& o = out[key];
       o.requests += c.requests;
       o.failures += c.failures;

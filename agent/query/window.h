@@ -211,20 +211,38 @@ class Window {
     Traffic traffic;
     EndpointTable::Ref endpoints;
   };
+  // A bucket's counts of one exchange's kind: its traffic cell and its Top
+  // kind (null: Top had no room for it).
+  struct TopCell;
+  struct Counts {
+    Traffic* traffic = nullptr;
+    TopCell* top = nullptr;
+  };
+  // A Top kind of a bucket. In a 5 s bucket, `twin` is the same kind's
+  // counts in the 1 min bucket of the same minute, valid while that bucket's
+  // generation is `twin_gen`: an exchange of a kind already counted is
+  // looked up once, not once in each ring.
+  struct TopCell {
+    TopCounts counts;
+    Counts twin;
+    uint64_t twin_gen = 0;
+  };
   struct Bucket {
     uint64_t index = UINT64_MAX;  // ts / kBucketNs of what it holds
+    uint64_t gen = 0;             // changes whenever the bucket is emptied
     std::unordered_map<TrafficKey, Cell, TrafficHash> traffic;
-    std::unordered_map<TopKey, TopCounts, TopHash, TopEq> top;
+    std::unordered_map<TopKey, TopCell, TopHash, TopEq> top;
     uint64_t top_dropped = 0;
   };
   // The bucket of `ring` (of `width` ns buckets) for `ts_ns`, emptied first
   // when it held an older one; null for times older than the ring.
-  static Bucket* At(std::vector<Bucket>& ring, uint64_t width, uint64_t ts_ns);
-  static void Empty(Bucket* b, uint64_t index);
+  Bucket* At(std::vector<Bucket>& ring, uint64_t width, uint64_t ts_ns);
+  void Empty(Bucket* b, uint64_t index);
   // The bucket's traffic of a key, held from its first count.
   Traffic& TrafficOf(Bucket* b, EndpointTable::Id endpoints, Direction dir);
-  // Adds an exchange to one bucket; false when Top had no room for its kind.
-  bool Add(Bucket* b, const Exchange& x);
+  // The bucket's counts of the exchange's kind, made when new.
+  Counts CountsOf(Bucket* b, const Exchange& x);
+  static void Count(const Counts& c, const Exchange& x);
   // Calls f(bucket) for every bucket overlapping [now - window, now].
   template <typename F>
   void ForWindow(uint64_t now_ns, uint64_t window_ns, F&& f) const;
@@ -235,6 +253,7 @@ class Window {
   std::vector<Bucket> ring_;    // kBuckets of kBucketNs
   std::vector<Bucket> coarse_;  // kCoarseBuckets of kCoarseNs
   uint64_t top_dropped_ = 0;
+  uint64_t generations_ = 0;  // buckets emptied, ever
 };
 
 }  // namespace podtap

@@ -143,6 +143,49 @@ TEST(Window, TopKeepsKindsUpToItsBoundAndCountsTheRest) {
   EXPECT_EQ(w.Sum(kT0 + kSec, 60 * kSec).at({0, Direction::kInbound}).requests, 4u);
 }
 
+// A kind counted again in the same 5 s bucket reaches its 1 min counts
+// through the 5 s kind (no second lookup): the minute's sums must equal the
+// 5 s buckets', for kinds made in either order, after the minute's bucket is
+// emptied and made anew, and for a kind only the minute had room for.
+TEST(Window, TheMinuteCountsWhatItsFiveSecondBucketsCount) {
+  OnePair p;
+  Window w(&p.table, 2);
+  const uint64_t base = 100 * Window::kCoarseNs;  // a minute boundary
+  // Past the 2-minute ring, so the long window sums the 1 min buckets only.
+  const uint64_t later = base + 5 * Window::kCoarseNs;
+  const Window::TopKey a{0, Direction::kInbound, "GET", "api", "/a"};
+  const Window::TopKey b{0, Direction::kInbound, "GET", "api", "/b"};
+  for (int i = 0; i < 3; i++) w.OnExchange(X(base + kSec, i == 1, 5, "/a"));
+  w.OnExchange(X(base + 2 * kSec, false, 5, "/b"));
+  w.OnExchange(X(base + 3 * kSec, true, 5, "/a"));
+  w.OnExchange(X(base + 7 * kSec, false, 5, "/b"));  // the next 5 s bucket
+  w.OnExchange(X(base + 8 * kSec, false, 5, "/b"));
+  auto fine = w.SumTop(base + 9 * kSec, 60 * kSec);
+  auto coarse = w.SumTop(later, Window::kMaxWindowNs);
+  for (const auto* top : {&fine, &coarse}) {
+    ASSERT_EQ(top->size(), 2u);
+    EXPECT_EQ(top->at(a).requests, 4u);
+    EXPECT_EQ(top->at(a).failures, 2u);
+    EXPECT_EQ(top->at(a).latency.count(), 4u);
+    EXPECT_EQ(top->at(b).requests, 3u);
+  }
+  EXPECT_EQ(w.Sum(later, Window::kMaxWindowNs).at({0, Direction::kInbound}).requests, 7u);
+  // Everything aged out, then the same minute counted again: the 5 s kinds
+  // are new and find the minute's new bucket, not the emptied one.
+  w.Age(base + 20 * Window::kCoarseNs);
+  w.OnExchange(X(base + kSec, false, 5, "/a"));
+  w.OnExchange(X(base + kSec, false, 5, "/a"));
+  EXPECT_EQ(w.SumTop(base + 20 * Window::kCoarseNs, Window::kMaxWindowNs).size(), 0u);
+  auto again = w.SumTop(later, Window::kMaxWindowNs);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again.at(a).requests, 2u);
+  // A third kind has no room in the 5 s bucket (2 kinds) nor the minute's.
+  w.OnExchange(X(base + 2 * kSec, false, 5, "/b"));
+  w.OnExchange(X(base + 2 * kSec, false, 5, "/c"));
+  EXPECT_EQ(w.SumTop(later, Window::kMaxWindowNs).size(), 2u);
+  EXPECT_EQ(w.Sum(later, Window::kMaxWindowNs).at({0, Direction::kInbound}).requests, 4u);
+}
+
 std::shared_ptr<PodMeta> Pod(std::string name, std::string owner_kind, std::string owner) {
   auto p = std::make_shared<PodMeta>();
   p->ns = "shop";

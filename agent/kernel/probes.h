@@ -185,8 +185,9 @@ class TcpProbes {
   int DrainPendingCloses();
   // Reads every drop counter into drops_: one batch lookup for all of
   // them, since this runs on every turn of the event loop (a lookup per
-  // counter was most of an idle agent's event loop). A kernel that refuses
-  // the batch gets a lookup per counter from then on.
+  // counter, ten bpf syscalls a turn, was a sixth of an idle agent's event
+  // thread). A kernel that refuses the batch gets a lookup per counter from
+  // then on.
   void ReadDrops();
   // One per-CPU drop counter (enum podtap_drop), summed over CPUs.
   uint64_t SumDrop(uint32_t reason) const;

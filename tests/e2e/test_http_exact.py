@@ -57,6 +57,8 @@ TOOLS = {NGINX: "nginx", CURL: "curl", AB: "apache2-utils", WRK: "wrk", OPENSSL:
 HTTP_PORT = 8080
 TLS_PORT = 8443
 RAW_PORT = 18090  # peer.py's binary protocol (case h)
+GATED_HTTP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gated_http.py")
+SHED_AFTER = 2000  # requests case o makes once HTTP capture is off on its connection
 SETTLE = 2.0  # seconds the values must stay equal once reached
 TIMEOUT = 15.0  # seconds for the agent's numbers to reach the ground truth
 CLIENT_TIMEOUT = 60  # bound on any one client command
@@ -787,57 +789,75 @@ s.close()
 
     def test_o_cpu_budget_sheds_http_tcp_exact(self):
         # A CPU budget far below what the agent uses even idle (0.001 cores): the guard decides
-        # every two seconds and sheds every connection that sent socket data since its last
-        # look. Batches of keep-alive requests run, one curl connection each, until it has shed
-        # some (a batch takes a fraction of a second; at most 20 s of them).
+        # every two seconds and sheds the connections that sent most of the socket data since its
+        # last look. One keep-alive connection runs requests back to back until HTTP capture is
+        # off on both its sockets (shed, and neither side's request_total moves while requests
+        # go on), then exactly SHED_AFTER requests more, which no side may count.
         self.start_agent(extra_args=["--max-cpu", "0.001"])
         since = self.nginx.offset()
-        transfers = []
-        shed = 0
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            transfers += self.curl([self.url("/status/200")] * 1500)
-            shed = (self.agent.scrape().sum("podtap_http_shed_connections_total", {})
-                    - self.baseline.sum("podtap_http_shed_connections_total", {}))
-            if shed > 0:
+        client = harness.PeerProcess(self.topo.client_ns,
+                                     [self.topo.SERVER_IP4, HTTP_PORT, "/status/200", SHED_AFTER],
+                                     "gated http", script=GATED_HTTP)
+        self.addCleanup(client.stop)
+        client.wait_event("running", timeout=30)
+        delta = lambda scrape, name, labels: (scrape.sum(name, labels)
+                                              - self.baseline.sum(name, labels))
+        counted = lambda scrape: tuple(delta(scrape, "request_total", self.side(d))
+                                       for d in ("inbound", "outbound"))
+        deadline = time.monotonic() + 30
+        last = None
+        while True:
+            scrape = self.agent.scrape()
+            shed = delta(scrape, "podtap_http_shed_connections_total", {})
+            if shed > 0 and last is not None and counted(scrape) == counted(last):
                 break
-        self.assertGreater(shed, 0, "no connection shed at --max-cpu 0.001")
-        entries = self.nginx.entries(since, len(transfers))
-        conns = self.check_against_curl(since, entries, transfers)
+            self.assertLess(time.monotonic(), deadline,
+                            "HTTP capture not off on both sockets at --max-cpu 0.001 (%d shed)"
+                            % shed)
+            last = scrape
+            time.sleep(0.5)
+        client.signal(signal.SIGUSR1)
+        done = client.wait_event("done", timeout=60)[0]
+        self.assertEqual(client.wait(30), 0, client.stderr())
+        n = done["before"] + done["after"]
+        entries = self.nginx.entries(since, n)
+        self.assertEqual({e["status"] for e in entries}, {"200"})
+        self.assertEqual(len({e["conn"] for e in entries}), 1)
+        self.assertEqual(self.nginx.accepted(since, entries), 1)
         # TCP stays exact: opens, closes and bytes against nginx's log.
         read = sum(int(e["request_length"]) for e in entries)
         written = sum(int(e["bytes_sent"]) for e in entries)
         expects = []
         for d, w, r in (("inbound", written, read), ("outbound", read, written)):
             base = self.side(d)
-            expects += [Expect("tcp_open_total", dict(base, tls="false"), conns),
-                        Expect("tcp_close_total", dict(base, classification="success"), conns),
+            expects += [Expect("tcp_open_total", dict(base, tls="false"), 1),
+                        Expect("tcp_close_total", dict(base, classification="success"), 1),
                         Expect("tcp_write_bytes_total", base, w),
                         Expect("tcp_read_bytes_total", base, r)]
         ex = self.wait_equal(expects + self.clean_expects())
-        # HTTP: never more than was made, and each request counted either answered or
-        # unanswered (a shed connection's request in flight), never as a failure.
-        delta = lambda name, labels: ex.sum(name, labels) - self.baseline.sum(name, labels)
-        n = len(entries)
+        # HTTP: the requests after the shed are counted on neither side, and each request
+        # counted is either answered or unanswered (in flight at the shed), never a failure.
         requests = responses = 0
         for d in ("inbound", "outbound"):
             base = self.side(d)
-            got = delta("request_total", base)
-            answered = delta("response_total", base)
+            got = delta(ex, "request_total", base)
+            answered = delta(ex, "response_total", base)
             self.assertLessEqual(answered, got, d)
-            self.assertLess(got, n, "%s: the shed connections' later requests are not counted" % d)
-            self.assertEqual(delta("response_total", dict(base, classification="failure")), 0, d)
+            self.assertLessEqual(got, n - SHED_AFTER,
+                                 "%s: requests after the shed must not be counted" % d)
+            self.assertEqual(delta(ex, "response_total", dict(base, classification="failure")),
+                             0, d)
             requests += got
             responses += answered
         self.assertEqual(requests - responses,
-                         delta("podtap_http_requests_unanswered_total", {}),
+                         delta(ex, "podtap_http_requests_unanswered_total", {}),
                          "requests counted and not answered must be the unanswered ones")
         self.assertEqual(ex.sum("podtap_cpu_budget_cores", {}), 0.001)
         status, _, body = self.agent.get("/readyz")
         self.assertEqual(status, 200, body)
         self.assertIn("overload: HTTP capture shed on", body)
-        harness.log("case o: %d requests on %d connections, %d shed; counted %d requests, "
-                    "%d responses" % (n, conns, shed, requests, responses))
+        harness.log("case o: %d requests on one connection, %d after the shed; %d shed; counted "
+                    "%d requests, %d responses" % (n, SHED_AFTER, shed, requests, responses))
 
     def test_i_exposition_valid(self):
         agent = self.start_agent(routes=ROUTES)

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
   app.add_option("--tls-rescan-interval", tls_rescan_s,
                  "Seconds between reads of every process's memory maps for the TLS probes "
                  "(libraries loaded later with dlopen; files no process maps any more are "
-                 "detached); new processes are read every second")
+                 "detached); processes that called exec are read every second")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 3600.0));
   app.add_option("--log-level", log_level, "debug, info, warn or error")

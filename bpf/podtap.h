@@ -48,7 +48,10 @@ enum podtap_drop {
 	 * or bytes moved where the probes do not see: io_uring, splice); the
 	 * walk of that direction stops */
 	PODTAP_DROP_H2_WALK_ORDER = 8,
-	PODTAP_DROP__COUNT = 9,
+	/* exec not remembered: the map of processes that exec'd since the agent
+	 * last looked was full (the agent then walks /proc) */
+	PODTAP_DROP_EXEC_MAP_FULL = 9,
+	PODTAP_DROP__COUNT = 10,
 };
 
 /* Entries of the pending_closes map: close and failed-connect events the

@@ -1295,4 +1295,27 @@ int podtap_go_tls_read_ret(struct pt_regs *ctx)
 }
 #endif
 
+/* Processes that called exec since the agent last looked, by tgid (as the
+ * initial pid namespace numbers it). The agent reads just their mappings for
+ * TLS libraries each second, instead of walking every process in /proc, and
+ * deletes what it read. A full map is counted (PODTAP_DROP_EXEC_MAP_FULL),
+ * and the agent then walks /proc once, so no process is missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} execs SEC(".maps");
+
+SEC("tracepoint/sched/sched_process_exec")
+int podtap_exec(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 one = 1;
+
+	if (bpf_map_update_elem(&execs, &tgid, &one, BPF_ANY) != 0)
+		count_drop(PODTAP_DROP_EXEC_MAP_FULL);
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -301,6 +301,7 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, SyscallHook hook, const ProbeOp
   out->go_write = s->progs.podtap_go_tls_write;
   out->go_conn_types = s->maps.go_conn_types;
   out->go_tls_calls = s->maps.go_tls_calls;
+  out->execs = s->maps.execs;
   return "";
 }
 
@@ -663,6 +664,33 @@ void TcpProbes::ReadDrops() {
   drops_.h2_walk_order = sum[PODTAP_DROP_H2_WALK_ORDER];
   drops_.tls_unmapped = sum[PODTAP_DROP_TLS_UNMAPPED];
   drops_.close_map_full = sum[PODTAP_DROP_CLOSE_MAP_FULL];
+  drops_.exec_map_full = sum[PODTAP_DROP_EXEC_MAP_FULL];
+}
+
+std::optional<std::vector<pid_t>> TcpProbes::TakeExecs() {
+  if (payload_.execs == nullptr) return std::nullopt;
+  // Read before the map: an exec refused after this read shows at the next call, whose walk of
+  // /proc then covers it.
+  const uint64_t full = SumDrop(PODTAP_DROP_EXEC_MAP_FULL);
+  const int fd = bpf_map__fd(payload_.execs);
+  const size_t cap = bpf_map__max_entries(payload_.execs);
+  std::vector<pid_t> pids;
+  uint32_t key = 0;
+  uint32_t next = 0;
+  // Keys first, then their deletion: an exec after a key is read and before it is deleted is
+  // covered all the same, since the caller reads the process's maps after this returns.
+  while (pids.size() < cap && bpf_map_get_next_key(fd, pids.empty() ? nullptr : &key, &next) == 0) {
+    pids.push_back(static_cast<pid_t>(next));
+    key = next;
+  }
+  for (pid_t pid : pids) {
+    const uint32_t k = static_cast<uint32_t>(pid);
+    bpf_map_delete_elem(fd, &k);
+  }
+  const bool complete = full == exec_full_seen_;
+  exec_full_seen_ = full;
+  if (!complete) return std::nullopt;
+  return pids;
 }
 
 }  // namespace podtap

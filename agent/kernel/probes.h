@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -108,6 +109,7 @@ class TcpProbes {
     uint64_t h2_walk_order = 0;
     uint64_t tls_unmapped = 0;
     uint64_t close_map_full = 0;
+    uint64_t exec_map_full = 0;
   };
   // The kernel's drop counters as the last Poll read them, each summed over
   // CPUs.
@@ -151,6 +153,11 @@ class TcpProbes {
   // "sys_exit" or "pairs" (SyscallHook), "off" without socket data programs.
   const std::string& syscall_hook() const { return syscall_hook_; }
   bool payload_attached() const { return payload_.skeleton != nullptr; }
+  // The processes (by pid in the initial pid namespace) that called exec since the last call,
+  // taken out of the kernel's map of them; std::nullopt when that may not be all of them (no
+  // socket data object, or the map was full since the last call: counted in
+  // drops().exec_map_full), and then the caller walks /proc. Control thread only.
+  std::optional<std::vector<pid_t>> TakeExecs();
   const KernelFeatures& features() const { return features_; }
 
   // The socket data object that loaded, whichever build.
@@ -170,6 +177,7 @@ class TcpProbes {
     bpf_program* go_write = nullptr;
     bpf_map* go_conn_types = nullptr;
     bpf_map* go_tls_calls = nullptr;
+    bpf_map* execs = nullptr;
   };
 
  private:
@@ -194,6 +202,7 @@ class TcpProbes {
 
   tcp_bpf* skel_ = nullptr;
   PayloadObject payload_;
+  uint64_t exec_full_seen_ = 0;  // the exec map's full count at the last TakeExecs
   ring_buffer* rb_ = nullptr;
   // The exit program's link on each sys_exit_* tracepoint, and the TLS uprobes by file.
   std::vector<bpf_link*> exit_links_;

@@ -421,6 +421,86 @@ std::string ExecutablePathInMapsLine(const std::string& line) {
   return path;
 }
 
+bool InitialPidNamespace(const std::string& proc) {
+  // Ours is the initial one (PROC_PID_INIT_INO, include/linux/proc_ns.h, since Linux 3.8), and
+  // `proc` is a mount of ours: its "self" is our pid. Pid 1's link would say it in one read, but
+  // reading it takes ptrace access to pid 1, which a sandbox may refuse.
+  char link[64];
+  ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link));
+  if (n <= 0 || std::string_view(link, static_cast<size_t>(n)) != "pid:[4026531836]") return false;
+  n = readlink((proc + "/self").c_str(), link, sizeof(link));
+  return n > 0 && std::string_view(link, static_cast<size_t>(n)) == std::to_string(getpid());
+}
+
+std::string TlsLibraryFinder::ExeOf(const std::string& base) const {
+  char exe[4096];
+  const ssize_t n = readlink((base + "/exe").c_str(), exe, sizeof(exe));
+  return std::string(exe, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
+void TlsLibraryFinder::ReadProcess(const std::string& base, std::vector<OpenSslFile>* found) {
+  std::ifstream maps(base + "/maps");
+  std::string line;
+  std::set<std::string> paths;
+  while (std::getline(maps, line)) {
+    std::string p = ExecutablePathInMapsLine(line);
+    if (!p.empty()) paths.insert(std::move(p));
+  }
+  for (const std::string& p : paths) {
+    const std::string path = base + "/root" + p;
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    const FileId id{st.st_dev, st.st_ino};
+    if (auto f = files_.find(id); f != files_.end()) {
+      f->second.scan = scan_;
+      continue;
+    }
+    if (auto g = go_files_.find(id); g != go_files_.end()) {
+      g->second.scan = scan_;
+      continue;
+    }
+    const int64_t mtime_ns =
+        static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    auto known = without_.find(id);
+    if (known != without_.end() && known->second.mtime_ns == mtime_ns &&
+        known->second.size == st.st_size) {
+      known->second.scan = scan_;
+      continue;
+    }
+    const std::optional<uint32_t> functions = OpenSslFunctionsIn(path);
+    files_read_++;
+    if (!functions) {
+      unreadable_++;
+      continue;
+    }
+    if (HasOpenSslApi(*functions)) {
+      if (known != without_.end()) without_.erase(known);
+      files_[id] = {path, scan_};
+      found->push_back({path, id});
+      continue;
+    }
+    Stamp stamp{mtime_ns, st.st_size, scan_, GoTlsVersionIn(path).value_or("")};
+    if (!stamp.go_tls.empty()) new_go_.push_back({path, stamp.go_tls, id});
+    if (known != without_.end()) {
+      known->second = std::move(stamp);
+    } else if (without_.size() < kMaxRemembered) {
+      without_.emplace(id, std::move(stamp));
+    }
+  }
+}
+
+std::vector<TlsLibraryFinder::OpenSslFile> TlsLibraryFinder::FindIn(std::span<const pid_t> pids) {
+  std::vector<OpenSslFile> found;
+  new_go_.clear();
+  gone_.clear();
+  for (pid_t pid : pids) {
+    const std::string base = proc_ + "/" + std::to_string(pid);
+    scanned_[pid] = ExeOf(base);
+    ReadProcess(base, &found);  // one that exited already maps nothing
+  }
+  return found;
+}
+
 std::vector<TlsLibraryFinder::OpenSslFile> TlsLibraryFinder::FindNew(bool all) {
   std::vector<OpenSslFile> found;
   new_go_.clear();
@@ -436,60 +516,11 @@ std::vector<TlsLibraryFinder::OpenSslFile> TlsLibraryFinder::FindNew(bool all) {
     const std::string base = proc_ + "/" + d->d_name;
     // A process read between fork and exec showed its parent's mappings: read it again once its
     // executable changes.
-    char exe[4096];
-    const ssize_t n = readlink((base + "/exe").c_str(), exe, sizeof(exe));
     std::string& seen = alive[static_cast<pid_t>(pid)];
-    seen.assign(exe, n > 0 ? static_cast<size_t>(n) : 0);
+    seen = ExeOf(base);
     auto prev = scanned_.find(static_cast<pid_t>(pid));
     if (!all && prev != scanned_.end() && prev->second == seen) continue;
-    std::ifstream maps(base + "/maps");
-    std::string line;
-    std::set<std::string> paths;
-    while (std::getline(maps, line)) {
-      std::string p = ExecutablePathInMapsLine(line);
-      if (!p.empty()) paths.insert(std::move(p));
-    }
-    for (const std::string& p : paths) {
-      const std::string path = base + "/root" + p;
-      struct stat st {};
-      if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      const FileId id{st.st_dev, st.st_ino};
-      if (auto f = files_.find(id); f != files_.end()) {
-        f->second.scan = scan_;
-        continue;
-      }
-      if (auto g = go_files_.find(id); g != go_files_.end()) {
-        g->second.scan = scan_;
-        continue;
-      }
-      const int64_t mtime_ns =
-          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      auto known = without_.find(id);
-      if (known != without_.end() && known->second.mtime_ns == mtime_ns &&
-          known->second.size == st.st_size) {
-        known->second.scan = scan_;
-        continue;
-      }
-      const std::optional<uint32_t> functions = OpenSslFunctionsIn(path);
-      files_read_++;
-      if (!functions) {
-        unreadable_++;
-        continue;
-      }
-      if (HasOpenSslApi(*functions)) {
-        if (known != without_.end()) without_.erase(known);
-        files_[id] = {path, scan_};
-        found.push_back({path, id});
-        continue;
-      }
-      Stamp stamp{mtime_ns, st.st_size, scan_, GoTlsVersionIn(path).value_or("")};
-      if (!stamp.go_tls.empty()) new_go_.push_back({path, stamp.go_tls, id});
-      if (known != without_.end()) {
-        known->second = std::move(stamp);
-      } else if (without_.size() < kMaxRemembered) {
-        without_.emplace(id, std::move(stamp));
-      }
-    }
+    ReadProcess(base, &found);
   }
   closedir(dir);
   // Forget processes that exited, so that a reused pid is read again; and, after reading every

@@ -94,6 +94,10 @@ inline bool HasOpenSslApi(uint32_t functions) {
 // something else (data, anonymous memory, a deleted file).
 std::string ExecutablePathInMapsLine(const std::string& line);
 
+// Whether `proc` (a procfs mount) numbers processes as the initial pid namespace does, as the
+// kernel's BPF helpers do: the agent is in that namespace, and `proc` is a mount of it.
+bool InitialPidNamespace(const std::string& proc);
+
 class TlsLibraryFinder {
  public:
   // At most this many files without the OpenSSL API are remembered; beyond it a file is read
@@ -117,6 +121,10 @@ class TlsLibraryFinder {
   // files returned before and the Go programs marked attached, whose probes are to be detached,
   // and a file met again later is read again.
   std::vector<OpenSslFile> FindNew(bool all = false);
+  // As FindNew without `all`, but reads the maps of these processes only: those the kernel
+  // reported as having called exec since the last look (the agent's exec events), in place of a
+  // walk of every process. A pid that is gone is skipped. Forgets nothing: gone() is empty after.
+  std::vector<OpenSslFile> FindIn(std::span<const pid_t> pids);
   // A file returned by FindNew, or a Go program marked attached, that the last FindNew with
   // `all` forgot; `path` is where it was found.
   struct GoneFile {
@@ -155,6 +163,12 @@ class TlsLibraryFinder {
     uint64_t scan = 0;   // the last scan that met the file
     std::string go_tls;  // the Go version of a Go program with crypto/tls; "" otherwise
   };
+  // The executable of the process at `base` (/proc/PID), "" when it cannot be read.
+  std::string ExeOf(const std::string& base) const;
+  // Reads one process's executable mappings: files with the OpenSSL API not returned before go
+  // to `found`, Go programs with crypto/tls met for the first time to new_go_.
+  void ReadProcess(const std::string& base, std::vector<OpenSslFile>* found);
+
   std::string proc_;
   // A file returned (the OpenSSL API is in it), or a Go program the Go TLS probes are attached
   // to: where it was found, and the last scan that met it.

@@ -382,6 +382,7 @@ Snapshot Aggregator::Collect() const {
   AddValue(&lost, {{kLabelReason, "payload_unmatched"}},
            static_cast<double>(self_.payload_unmatched));
   AddValue(&lost, {{kLabelReason, "close_map_full"}}, static_cast<double>(self_.close_map_full));
+  AddValue(&lost, {{kLabelReason, "exec_map_full"}}, static_cast<double>(self_.exec_map_full));
   snap.families.push_back(std::move(lost));
 
   auto recovered = NewFamily(self_metrics::kEventsRecoveredTotal);

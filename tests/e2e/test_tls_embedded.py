@@ -95,9 +95,11 @@ class TlsEmbeddedTest(harness.PodPairTest):
     # ---- helpers -----------------------------------------------------------
 
     def start_agent(self):
+        # No full scan of /proc within a case: the programs each case starts are found by the
+        # kernel's exec events alone (the agent runs in the host's pid namespace here).
         return harness.start_test_agent(
             self, os.path.join(ARTIFACTS, self.id().rsplit(".", 1)[-1]),
-            [self.client_pod, self.server_pod])
+            [self.client_pod, self.server_pod], extra_args=["--tls-rescan-interval", "3600"])
 
     def spawn(self, ns, args, stdin=subprocess.DEVNULL):
         """A long-running program (in namespace `ns`, or the host's when None),
@@ -130,6 +132,8 @@ class TlsEmbeddedTest(harness.PodPairTest):
             if time.monotonic() > deadline:
                 self.fail("the agent did not attach to %s:\n%s" % (path, self.agent.log_tail()))
             time.sleep(0.1)
+        self.assertIn("TLS libraries: new programs from the kernel's exec events",
+                      self.agent.log_text())
         ex = self.agent.scrape()
         self.assertEqual(ex.sum("podtap_tls_libraries", {"state": "failed"}), 0,
                          self.agent.log_tail())

@@ -340,6 +340,36 @@ TEST_F(TlsLibraryFinderTest, EachFileOnceAndNewProcessesOnly) {
   EXPECT_TRUE(finder.gone().empty());
 }
 
+TEST_F(TlsLibraryFinderTest, ExecedProcessesAloneAreReadBetweenWalks) {
+  TlsLibraryFinder finder((dir_ / "proc").string());
+  Process(60, "rootA", "/bin/sh", Map("/app/libcurl.so.4"));
+  EXPECT_TRUE(finder.FindNew().empty());  // the first walk
+  EXPECT_EQ(finder.files_read(), 1u);
+  // A process the kernel did not report is not read; one it reported is, and a reported pid
+  // that is gone already is skipped.
+  Process(61, "rootA", "/app/server", Map("/app/server"));
+  EXPECT_TRUE(finder.FindIn({}).empty());
+  EXPECT_EQ(finder.files_read(), 1u);
+  const std::vector<pid_t> execs = {99, 61};
+  const auto found = finder.FindIn(execs);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].path, (dir_ / "proc/61/root/app/server").string());
+  EXPECT_EQ(finder.files_read(), 2u);
+  EXPECT_TRUE(finder.gone().empty());
+  // A later walk knows pid 61 as read with its executable: nothing is read again.
+  EXPECT_TRUE(finder.FindNew().empty());
+  EXPECT_EQ(finder.files_read(), 2u);
+  // Reported again (it exec'd the same program): its files are known, none is read.
+  EXPECT_TRUE(finder.FindIn(execs).empty());
+  EXPECT_EQ(finder.files_read(), 2u);
+}
+
+TEST_F(TlsLibraryFinderTest, ProcWithoutTheInitialPidNamespace) {
+  // A procfs whose pid 1 is not in the initial pid namespace (here: not a procfs at all)
+  // cannot be named by the kernel's pids.
+  EXPECT_FALSE(InitialPidNamespace((dir_ / "proc").string()));
+}
+
 TEST_F(TlsLibraryFinderTest, FileNoProcessMapsIsGoneAndFoundAgainLater) {
   TlsLibraryFinder finder((dir_ / "proc").string());
   Process(50, "rootA", "/app/server", Map("/app/server"));

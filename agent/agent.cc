@@ -130,6 +130,10 @@ void Agent::Run(const std::atomic<bool>& stop) {
       next_guard = now + std::chrono::seconds(1);
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    control_wake_.notify_all();
+  }
   control_.join();
 }
 

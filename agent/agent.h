@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -163,6 +164,10 @@ class Agent {
 
   Mailbox mail_{8};
   std::thread control_;
+  // The control thread sleeps until its next schedule is due; the event thread wakes it when the
+  // agent stops.
+  std::mutex control_mu_;
+  std::condition_variable control_wake_;
 
   std::atomic<bool> attached_{false};
   std::atomic<bool> pods_loaded_{false};

@@ -4,12 +4,14 @@
 // mailbox the event thread applies between batches (agent/agent.cc).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -43,7 +45,11 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
       PollLiveCounters(stop);
       next_diag = Clock::now() + opts_.diag_interval;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Asleep until the next schedule is due (once a second at most), or the agent stops.
+    auto due = std::min(next_tls, pods_ ? next_pods : next_tls);
+    if (opts_.diag_interval.count() > 0) due = std::min(due, next_diag);
+    std::unique_lock<std::mutex> lock(control_mu_);
+    control_wake_.wait_until(lock, due, [&stop] { return stop.load(); });
   }
 }
 

@@ -77,7 +77,12 @@ std::string Agent::Start() {
   } else {
     spdlog::info("no pod metadata source: every connection counts as a host process");
   }
-  auto r = TcpProbes::Attach(opts_.probes, [this](const void* data, size_t size) {
+  // The kernel names exec'd processes by their pids in the initial pid namespace: they are
+  // /proc's only when /proc is that namespace's (the DaemonSet's hostPID).
+  tls_exec_events_ = opts_.tls_probes && InitialPidNamespace("/proc");
+  ProbeOptions probe_opts = opts_.probes;
+  probe_opts.exec_events = tls_exec_events_;
+  auto r = TcpProbes::Attach(probe_opts, [this](const void* data, size_t size) {
     batch_.push_back({DecodeEvent(data, size, &arena_)});
   });
   if (auto* err = std::get_if<std::string>(&r)) return *err;

@@ -128,9 +128,9 @@ class Agent {
   KubePodSource* kube_ = nullptr;  // pods_ when the Kubernetes API is on
   std::unique_ptr<TcpProbes> probes_;
   TlsLibraryFinder tls_libs_;
-  // Control thread: whether the kernel's exec events stand in for the once-a-second walk of
-  // /proc (decided at the first scan), and whether a first walk has read every process.
-  std::optional<bool> tls_exec_events_;
+  // Whether the kernel's exec events stand in for the once-a-second walk of /proc (decided before
+  // the probes load), and (control thread) whether a first walk has read every process.
+  bool tls_exec_events_ = false;
   bool tls_walked_ = false;
   // Filled by the ring buffer callback (decoded there, outside the lock);
   // captured payload bytes live in arena_.

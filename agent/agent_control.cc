@@ -55,11 +55,8 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
 
 void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   if (!opts_.tls_probes || !probes_->payload_attached()) return;
-  if (!tls_exec_events_) {
-    // The kernel names processes by their pids in the initial pid namespace: they are /proc's
-    // only when /proc is that namespace's (the DaemonSet's hostPID).
-    tls_exec_events_ = InitialPidNamespace("/proc");
-    if (*tls_exec_events_) {
+  if (!tls_walked_) {
+    if (tls_exec_events_) {
       spdlog::info("TLS libraries: new programs from the kernel's exec events, every second");
     } else {
       spdlog::info(
@@ -69,7 +66,7 @@ void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   }
   // Every process on the first call, on `all`, and when the kernel's exec map overflowed.
   std::optional<std::vector<pid_t>> execs;
-  if (*tls_exec_events_) execs = probes_->TakeExecs();
+  if (tls_exec_events_) execs = probes_->TakeExecs();
   const bool walk = !tls_walked_ || all || !execs;
   const std::vector<TlsLibraryFinder::OpenSslFile> found =
       walk ? tls_libs_.FindNew(all) : tls_libs_.FindIn(*execs);

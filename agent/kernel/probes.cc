@@ -264,6 +264,7 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, SyscallHook hook, const ProbeOp
   } else if (raw_exit != nullptr) {
     bpf_program__set_autoload(raw_exit, false);
   }
+  if (!opts.exec_events) bpf_program__set_autoload(s->progs.podtap_exec, false);
   s->rodata->prefix_len = opts.prefix_len;
   s->rodata->self_tgid = static_cast<uint32_t>(getpid());
   s->rodata->wakeup_bytes = opts.payload_ringbuf_bytes / 4;
@@ -301,7 +302,7 @@ std::string LoadPayloadObject(SkelFns<Skel> fns, SyscallHook hook, const ProbeOp
   out->go_write = s->progs.podtap_go_tls_write;
   out->go_conn_types = s->maps.go_conn_types;
   out->go_tls_calls = s->maps.go_tls_calls;
-  out->execs = s->maps.execs;
+  out->execs = opts.exec_events ? s->maps.execs : nullptr;
   return "";
 }
 

@@ -74,6 +74,9 @@ struct ProbeOptions {
   uint32_t payload_ringbuf_bytes = 8u << 20;
   PayloadVariant payload_variant = PayloadVariant::kAuto;
   SyscallHook syscall_hook = SyscallHook::kAuto;
+  // The exec program (TakeExecs), for the TLS library finder; off, it is not loaded, so that no
+  // map fills and counts exec_map_full with no one to empty it.
+  bool exec_events = true;
 };
 
 // Checks that must pass before loading: root, kernel BTF, tracefs and bpffs

@@ -104,7 +104,16 @@ std::string Agent::Start() {
       self.kernel_features.emplace_back("tp_btf", f.tp_btf);
     }
   }
-  PollTlsLibraries(true, no_stop);
+  if (opts_.tls_probes && probes_->payload_attached()) {
+    if (tls_exec_events_) {
+      spdlog::info("TLS libraries: new programs from the kernel's exec events, every second");
+    } else {
+      spdlog::info(
+          "TLS libraries: /proc is not the initial pid namespace's, so the kernel's exec events "
+          "cannot name its processes; every process is walked each second instead");
+    }
+  }
+  PollTlsLibraries(true, no_stop);  // every process, before the control thread's calls
   ApplyMail();
   attached_ = true;
   return "";

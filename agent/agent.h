@@ -129,9 +129,8 @@ class Agent {
   std::unique_ptr<TcpProbes> probes_;
   TlsLibraryFinder tls_libs_;
   // Whether the kernel's exec events stand in for the once-a-second walk of /proc (decided before
-  // the probes load), and (control thread) whether a first walk has read every process.
+  // the probes load).
   bool tls_exec_events_ = false;
-  bool tls_walked_ = false;
   // Filled by the ring buffer callback (decoded there, outside the lock);
   // captured payload bytes live in arena_.
   struct BatchItem {

@@ -55,22 +55,12 @@ void Agent::RunControl(const std::atomic<bool>& stop) {
 
 void Agent::PollTlsLibraries(bool all, const std::atomic<bool>& stop) {
   if (!opts_.tls_probes || !probes_->payload_attached()) return;
-  if (!tls_walked_) {
-    if (tls_exec_events_) {
-      spdlog::info("TLS libraries: new programs from the kernel's exec events, every second");
-    } else {
-      spdlog::info(
-          "TLS libraries: /proc is not the initial pid namespace's, so the kernel's exec events "
-          "cannot name its processes; every process is walked each second instead");
-    }
-  }
-  // Every process on the first call, on `all`, and when the kernel's exec map overflowed.
+  // Every process on `all` (the first call, at start, is one) and when the kernel's exec map
+  // overflowed; otherwise the processes that exec'd.
   std::optional<std::vector<pid_t>> execs;
   if (tls_exec_events_) execs = probes_->TakeExecs();
-  const bool walk = !tls_walked_ || all || !execs;
   const std::vector<TlsLibraryFinder::OpenSslFile> found =
-      walk ? tls_libs_.FindNew(all) : tls_libs_.FindIn(*execs);
-  tls_walked_ = true;
+      all || !execs ? tls_libs_.FindNew(all) : tls_libs_.FindIn(*execs);
   uint64_t attached = 0, failed = 0, detached = 0;
   for (const TlsLibraryFinder::OpenSslFile& file : found) {
     std::string err = probes_->AttachTls(file.path, file.id);

@@ -368,6 +368,12 @@ TEST_F(TlsLibraryFinderTest, ProcWithoutTheInitialPidNamespace) {
   // A procfs whose pid 1 is not in the initial pid namespace (here: not a procfs at all)
   // cannot be named by the kernel's pids.
   EXPECT_FALSE(InitialPidNamespace((dir_ / "proc").string()));
+  // This machine's own /proc is the initial namespace's exactly when this process is in it (the
+  // e2e suites run there, and e2e_tls_embedded asserts the agent then uses exec events).
+  char link[64];
+  const ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link));
+  const bool initial = n > 0 && std::string(link, static_cast<size_t>(n)) == "pid:[4026531836]";
+  EXPECT_EQ(InitialPidNamespace("/proc"), initial);
 }
 
 TEST_F(TlsLibraryFinderTest, FileNoProcessMapsIsGoneAndFoundAgainLater) {

@@ -368,8 +368,27 @@ class LinkerdToolsTest(unittest.TestCase):
             if got == want:
                 return
             time.sleep(0.25)
-        raise AssertionError("%s:\n got  %r\n want %r\n%s"
-                             % (expr, got, want, self.agent.log_tail(20)))
+        raise AssertionError("%s:\n got  %r\n want %r\n%s\n%s"
+                             % (expr, got, want, self.where_it_went_wrong(),
+                                self.agent.log_tail(20)))
+
+    def where_it_went_wrong(self):
+        """The agent's own failed closes and its self metrics of loss, and the age of
+        Prometheus's last scrape: whether a wrong vector was the agent's count or a scrape."""
+        try:
+            # Failures with an errno, and any without one (a connect failure whose errno the
+            # kernel no longer held would show as errno="").
+            own = "\n".join(l for l in self.agent.scrape().lines_with(
+                ['classification="failure"', "podtap_events_"])
+                if l.startswith(("tcp_close_total{", "podtap_events_")))
+        except Exception as e:  # noqa: BLE001 (a diagnostic: the assertion above is the point)
+            own = "cannot scrape the agent: %s" % e
+        try:
+            age = self.vector("time() - timestamp(up)")
+        except Exception as e:  # noqa: BLE001
+            age = "cannot query: %s" % e
+        return ("---- the agent's own scrape now ----\n%s\n"
+                "---- seconds since Prometheus's last scrape: %r" % (own, age))
 
     @staticmethod
     def key(**labels):

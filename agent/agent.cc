@@ -267,6 +267,7 @@ void Agent::ApplyBatch() {
     agg_.self().tls_unmapped = drops.tls_unmapped;
     agg_.self().close_map_full = drops.close_map_full;
     agg_.self().exec_map_full = drops.exec_map_full;
+    agg_.self().program_nested = drops.program_nested;
     agg_.self().closes_recovered = probes_->recovered().closes;
     agg_.self().connect_fails_recovered = probes_->recovered().connect_fails;
     agg_.self().connections_tracked = pipeline_.tracked();

@@ -581,6 +581,10 @@ int TcpProbes::Poll(int timeout_ms) {
   ReadDrops();
   const uint64_t full = drops_.ringbuf_full;
   auto now = std::chrono::steady_clock::now();
+  if (now >= next_misses_) {
+    next_misses_ = now + std::chrono::seconds(1);
+    drops_.program_nested = ProgramMisses();
+  }
   if (full == full_at_drain_ && now < next_drain_) return n + more;
   full_at_drain_ = full;
   next_drain_ = now + std::chrono::seconds(1);
@@ -666,6 +670,37 @@ void TcpProbes::ReadDrops() {
   drops_.tls_unmapped = sum[PODTAP_DROP_TLS_UNMAPPED];
   drops_.close_map_full = sum[PODTAP_DROP_CLOSE_MAP_FULL];
   drops_.exec_map_full = sum[PODTAP_DROP_EXEC_MAP_FULL];
+}
+
+// A tracing program does not run nested on one CPU (a tp_btf program inside itself; a classic
+// tracepoint or uprobe program inside any BPF program): when its hook fires while it runs there
+// (a TCP state change in a softirq that interrupted the lifecycle program in a syscall), the
+// kernel skips that run and counts it in the program's recursion_misses. For the lifecycle
+// program that is an open, close or failed connect lost. Kernels that do not count such runs
+// report 0.
+uint64_t TcpProbes::ProgramMisses() {
+  uint64_t total = 0;
+  const std::array<const bpf_object_skeleton*, 2> skeletons = {
+      skel_ != nullptr ? skel_->skeleton : nullptr, payload_.skeleton};
+  for (const bpf_object_skeleton* s : skeletons) {
+    if (s == nullptr) continue;
+    for (int i = 0; i < s->prog_cnt; i++) {
+      const int fd = bpf_program__fd(*s->progs[i].prog);
+      if (fd < 0) continue;  // not loaded: another hook's program, or one left off
+      bpf_prog_info info{};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+        total += info.recursion_misses;
+      } else if (!misses_warned_) {
+        misses_warned_ = true;
+        spdlog::warn(
+            "cannot read the statistics of BPF program {}: {}; runs the kernel skipped "
+            "are not counted in podtap_events_lost_total{{reason=\"program_nested\"}}",
+            bpf_program__name(*s->progs[i].prog), std::strerror(errno));
+      }
+    }
+  }
+  return total;
 }
 
 std::optional<std::vector<pid_t>> TcpProbes::TakeExecs() {

@@ -113,6 +113,9 @@ class TcpProbes {
     uint64_t tls_unmapped = 0;
     uint64_t close_map_full = 0;
     uint64_t exec_map_full = 0;
+    // Runs of the agent's programs the kernel skipped because a program was already running on
+    // that CPU (the kernel's recursion_misses; read once a second).
+    uint64_t program_nested = 0;
   };
   // The kernel's drop counters as the last Poll read them, each summed over
   // CPUs.
@@ -202,6 +205,9 @@ class TcpProbes {
   void ReadDrops();
   // One per-CPU drop counter (enum podtap_drop), summed over CPUs.
   uint64_t SumDrop(uint32_t reason) const;
+  // The kernel's count of runs it skipped, summed over every loaded program of both objects.
+  // Says once in the log when the kernel refuses a program's statistics.
+  uint64_t ProgramMisses();
 
   tcp_bpf* skel_ = nullptr;
   PayloadObject payload_;
@@ -222,6 +228,8 @@ class TcpProbes {
   std::vector<uint32_t> drop_keys_;    // for the batch lookup: a counter's index
   std::vector<uint64_t> drop_values_;  // for the batch lookup: each counter's value on each CPU
   std::chrono::steady_clock::time_point next_drain_{};
+  std::chrono::steady_clock::time_point next_misses_{};
+  bool misses_warned_ = false;
 };
 
 }  // namespace podtap

@@ -383,6 +383,7 @@ Snapshot Aggregator::Collect() const {
            static_cast<double>(self_.payload_unmatched));
   AddValue(&lost, {{kLabelReason, "close_map_full"}}, static_cast<double>(self_.close_map_full));
   AddValue(&lost, {{kLabelReason, "exec_map_full"}}, static_cast<double>(self_.exec_map_full));
+  AddValue(&lost, {{kLabelReason, "program_nested"}}, static_cast<double>(self_.program_nested));
   snap.families.push_back(std::move(lost));
 
   auto recovered = NewFamily(self_metrics::kEventsRecoveredTotal);

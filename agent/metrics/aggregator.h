@@ -121,7 +121,8 @@ struct SelfStats {
   uint64_t closes_recovered = 0;
   uint64_t connect_fails_recovered = 0;
   uint64_t close_map_full = 0;
-  uint64_t exec_map_full = 0;  // kernel: execs its map could not hold (a walk of /proc follows)
+  uint64_t exec_map_full = 0;   // kernel: execs its map could not hold (a walk of /proc follows)
+  uint64_t program_nested = 0;  // kernel: program runs skipped, the program already running
   uint64_t connections_tracked = 0;
   uint64_t connections_max = 0;  // the table's size
   uint64_t pods_known = 0;

@@ -374,6 +374,10 @@ class TcpExactTest(harness.PodPairTest):
                          {tuple(float(b) for b in harness.LINKERD_BUCKETS)})
         self.assertEqual(agent.get("/healthz")[0], 200)
         self.assertEqual(ex.sum("podtap_events_lost_total"), 0)
+        # Every reason is there from the start, the kernel's own count of skipped program runs
+        # too (read from the programs' statistics, not from a map of ours).
+        self.assertEqual(len(ex.select("podtap_events_lost_total", {"reason": "program_nested"})),
+                         1)
         rc = agent.stop()
         self.assertEqual(rc, 0, "agent exit code after SIGTERM (%.1fs)\n%s"
                          % (agent.stop_seconds, agent.log_tail()))
